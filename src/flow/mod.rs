@@ -1,0 +1,1 @@
+//! The flow engine: model, loader, checker, interpreter (pure: no I/O, no clock).
