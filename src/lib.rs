@@ -1,3 +1,5 @@
 //! hotline: a telephony IVR engine. Pure cores (`flow`, `media`) with thin async edges.
+pub mod data;
+pub mod designer;
 pub mod flow;
 pub mod media;

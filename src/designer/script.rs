@@ -1,0 +1,159 @@
+//! What a simulated caller does, one step a line: the same words in flow tests,
+//! `hotline simulate` and its `--script` files.
+use crate::flow::expr::{fmt_duration, parse_duration};
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Keys pressed one after another (`press 1`, `press 100234#`).
+    Press(String),
+    /// The caller says nothing for this long.
+    Silence(Duration),
+    /// The caller speaks at normal volume for this long.
+    Voice(Duration),
+    /// The caller speaks, too quietly to be understood (P-QUIET).
+    Quiet,
+    /// The line is too noisy (P-NOISE).
+    Noise,
+    Hangup,
+    /// The next lookup fails (P-FAULT).
+    LookupFails,
+    /// The next lookup takes this long (P-WAIT).
+    LookupSlow(Duration),
+    /// The next ticket cannot be stored (P-FAULT).
+    TicketFails,
+    /// The next transfer fails.
+    TransferFails,
+}
+
+impl Action {
+    /// Back-end conditions take effect at once; caller actions wait for the hotline to
+    /// listen, as a real caller waits for the question before answering.
+    pub fn is_condition(&self) -> bool {
+        matches!(
+            self,
+            Action::LookupFails | Action::LookupSlow(_) | Action::TicketFails | Action::TransferFails
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// `at 2s: press 1`: at this time since the answer, whether or not a prompt plays.
+    pub at: Option<Duration>,
+    pub action: Action,
+}
+
+/// Time between two key presses of one `press`.
+pub const KEY_GAP: Duration = Duration::from_millis(250);
+pub const DEFAULT_VOICE: Duration = Duration::from_millis(1500);
+
+pub const HELP: &str = "\
+caller steps, one a line:
+  press KEYS         press keys, e.g. press 1, press 100234#   (a bare 1 or 123# works too)
+  silence 5s         say nothing for 5 s (a bare number means seconds)
+  voice [2s]         speak at normal volume (default 1.5s)
+  quiet              speak too quietly to understand (P-QUIET)
+  noise              the line turns noisy (P-NOISE)
+  hangup             hang up
+  lookup fails | lookup slow 3s | ticket fails | transfer fails
+                     what the back end does next (P-FAULT, P-WAIT)
+  at 2s: STEP        do STEP at 2 s after the answer, even during a prompt";
+
+impl Step {
+    pub fn parse(line: &str) -> Result<Step, String> {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("at ") {
+            let (t, step) = rest
+                .split_once(':')
+                .ok_or("write 'at 2s: STEP'")?;
+            let at = parse_duration(t)?;
+            let mut s = Step::parse(step)?;
+            s.at = Some(at);
+            return Ok(s);
+        }
+        let mut words = line.split_whitespace();
+        let verb = words.next().ok_or("empty step")?;
+        let arg: Vec<&str> = words.collect();
+        let dur = |a: Option<&&str>, default: Option<Duration>| -> Result<Duration, String> {
+            match a {
+                None => default.ok_or_else(|| format!("'{verb}' needs a duration, e.g. {verb} 5s")),
+                Some(s) if s.chars().all(|c| c.is_ascii_digit() || c == '.') => {
+                    parse_duration(&format!("{s}s"))
+                }
+                Some(s) => parse_duration(s),
+            }
+        };
+        let keys_ok = |k: &str| !k.is_empty() && k.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#');
+        let action = match (verb, arg.as_slice()) {
+            ("press", [k]) if keys_ok(k) => Action::Press(k.to_string()),
+            ("press", _) => return Err("press takes keys 0-9 * #, e.g. press 1".into()),
+            (k, []) if keys_ok(k) => Action::Press(k.to_string()),
+            ("silence" | "wait", a) => Action::Silence(dur(a.first(), None)?),
+            ("voice", a) => Action::Voice(dur(a.first(), Some(DEFAULT_VOICE))?),
+            ("quiet", []) => Action::Quiet,
+            ("noise", []) => Action::Noise,
+            ("hangup", []) => Action::Hangup,
+            ("lookup", ["fails"]) => Action::LookupFails,
+            ("lookup", ["slow", d]) => Action::LookupSlow(dur(Some(d), None)?),
+            ("ticket", ["fails"]) => Action::TicketFails,
+            ("transfer", ["fails"]) => Action::TransferFails,
+            _ => return Err(format!("unknown step '{line}'\n{HELP}")),
+        };
+        Ok(Step { at: None, action })
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(at) = self.at {
+            write!(f, "at {}: ", fmt_duration(at))?;
+        }
+        match &self.action {
+            Action::Press(k) => write!(f, "press {k}"),
+            Action::Silence(d) => write!(f, "silence {}", fmt_duration(*d)),
+            Action::Voice(d) => write!(f, "voice {}", fmt_duration(*d)),
+            Action::Quiet => f.write_str("quiet"),
+            Action::Noise => f.write_str("noise"),
+            Action::Hangup => f.write_str("hangup"),
+            Action::LookupFails => f.write_str("lookup fails"),
+            Action::LookupSlow(d) => write!(f, "lookup slow {}", fmt_duration(*d)),
+            Action::TicketFails => f.write_str("ticket fails"),
+            Action::TransferFails => f.write_str("transfer fails"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_parse_and_print_back() {
+        for s in [
+            "press 1",
+            "press 100234#",
+            "silence 5s",
+            "voice 2s",
+            "quiet",
+            "noise",
+            "hangup",
+            "lookup fails",
+            "lookup slow 3s",
+            "ticket fails",
+            "transfer fails",
+            "at 2.5s: press 9",
+        ] {
+            assert_eq!(Step::parse(s).unwrap().to_string(), s);
+        }
+        assert_eq!(Step::parse("12#").unwrap().action, Action::Press("12#".into()));
+        assert_eq!(
+            Step::parse("silence 5").unwrap().action,
+            Action::Silence(Duration::from_secs(5))
+        );
+        for bad in ["", "press", "press x", "silence", "fly", "at 2s press 1", "lookup"] {
+            assert!(Step::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Whole-flow checks: targets exist, every state is reached, every state has a way
+//! out, prompts exist, and every event a state can meet is handled.
+use super::catalogue::Catalogue;
+use super::diag::{Diags, Pos};
+use super::model::*;
+use std::collections::HashSet;
+
+/// Events a state can meet, given what it does.
+fn possible_events(st: &State) -> Vec<EventKind> {
+    let mut v = vec![EventKind::Hangup];
+    if st.action.listens() {
+        v.extend([
+            EventKind::NoInput,
+            EventKind::NoMatch,
+            EventKind::TooQuiet,
+            EventKind::Noise,
+            EventKind::Voice,
+        ]);
+    }
+    if st.lookup.is_some() {
+        v.push(EventKind::NotFound);
+    }
+    if st.lookup.is_some() || st.ticket.is_some() || matches!(st.action, Action::Transfer(_)) {
+        v.push(EventKind::Fault);
+    }
+    v
+}
+
+/// The handlers that run for `ev` in `st`: the state's own, else the flow's.
+fn effective<'a>(flow: &'a Flow, st: &'a State, ev: EventKind) -> &'a [(u32, Handler)] {
+    st.on
+        .get(ev)
+        .or_else(|| flow.on.get(ev))
+        .unwrap_or_default()
+}
+
+/// Every state a state can lead to, with whether that leads away by hanging up.
+fn successors<'a>(flow: &'a Flow, st: &'a State) -> (Vec<&'a Target>, bool) {
+    let mut targets = Vec::new();
+    let mut ends = matches!(st.action, Action::Hangup(_) | Action::Transfer(_));
+    let mut handler = |h: &'a Handler, targets: &mut Vec<&'a Target>| match &h.then {
+        Then::Goto(t) => targets.push(t),
+        Then::Hangup(_) => ends = true,
+        Then::Listen | Then::Repeat => {}
+    };
+    match &st.action {
+        Action::Menu(keys) => keys.iter().for_each(|k| handler(&k.handler, &mut targets)),
+        Action::Collect(c) => targets.push(&c.next),
+        Action::Record(r) => targets.push(&r.next),
+        Action::Next(b) => targets.extend(b.iter().map(|b| &b.goto)),
+        Action::Listen | Action::Hangup(_) | Action::Transfer(_) => {}
+    }
+    for ev in possible_events(st) {
+        for (_, h) in effective(flow, st, ev) {
+            handler(h, &mut targets);
+        }
+    }
+    (targets, ends)
+}
+
+pub fn check(flow: &Flow, cat: Option<&Catalogue>, sources: Option<&[String]>, d: &mut Diags) {
+    check_targets(flow, d);
+    check_graph(flow, d);
+    check_handlers(flow, d);
+    check_tickets(flow, sources, d);
+    if let Some(cat) = cat {
+        check_prompts(flow, cat, d);
+    }
+}
+
+fn check_targets(flow: &Flow, d: &mut Diags) {
+    let mut all: Vec<&Target> = Vec::new();
+    for st in &flow.states {
+        let (t, _) = successors(flow, st);
+        all.extend(t);
+        for (_, _, h) in st.on.all() {
+            if let Then::Goto(t) = &h.then {
+                all.push(t);
+            }
+        }
+    }
+    for (_, _, h) in flow.on.all() {
+        if let Then::Goto(t) = &h.then {
+            all.push(t);
+        }
+    }
+    let mut seen = HashSet::new();
+    for t in all {
+        if !flow.index.contains_key(&t.name) && seen.insert((t.pos, t.name.clone())) {
+            let hint = flow
+                .states
+                .iter()
+                .map(|s| (super::keys::edit_distance(&s.name, &t.name), &s.name))
+                .filter(|(dist, _)| *dist <= 2)
+                .min()
+                .map(|(_, n)| format!(" (did you mean '{n}'?)"))
+                .unwrap_or_default();
+            d.error(t.pos, format!("there is no state '{}'{hint}", t.name));
+        }
+    }
+}
+
+fn check_graph(flow: &Flow, d: &mut Diags) {
+    let n = flow.states.len();
+    let succ: Vec<(Vec<usize>, bool)> = flow
+        .states
+        .iter()
+        .map(|st| {
+            let (t, ends) = successors(flow, st);
+            (
+                t.iter()
+                    .filter_map(|t| flow.index.get(&t.name).copied())
+                    .collect(),
+                ends,
+            )
+        })
+        .collect();
+    let mut reached = vec![false; n];
+    let mut stack = vec![flow.start];
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut reached[i], true) {
+            continue;
+        }
+        stack.extend(succ[i].0.iter().copied());
+    }
+    for (i, st) in flow.states.iter().enumerate() {
+        if !reached[i] {
+            d.error(
+                st.pos,
+                format!("state '{}' is never reached from '{}'", st.name, flow.states[flow.start].name),
+            );
+        }
+    }
+    // A state can end the call if it hangs up or transfers, or leads to one that can.
+    let mut can_end: Vec<bool> = succ.iter().map(|(_, e)| *e).collect();
+    loop {
+        let mut changed = false;
+        for i in 0..n {
+            if !can_end[i] && succ[i].0.iter().any(|&j| can_end[j]) {
+                can_end[i] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (i, st) in flow.states.iter().enumerate() {
+        if reached[i] && !can_end[i] {
+            d.error(
+                st.pos,
+                format!(
+                    "state '{}' has no way out: no path from it ever hangs up or transfers",
+                    st.name
+                ),
+            );
+        }
+    }
+}
+
+fn check_handlers(flow: &Flow, d: &mut Diags) {
+    for st in &flow.states {
+        if st.action.listens() && effective(flow, st, EventKind::NoInput).is_empty() {
+            d.error(
+                st.pos,
+                format!(
+                    "state '{}' listens but nothing handles no_input: a silent caller would wait forever (add on: no_input here or at the top of the flow, P-SIL)",
+                    st.name
+                ),
+            );
+        }
+        for ev in possible_events(st) {
+            let hs = effective(flow, st, ev);
+            let needed = matches!(ev, EventKind::NotFound | EventKind::Fault);
+            if needed && hs.is_empty() {
+                d.error(
+                    st.pos,
+                    format!(
+                        "state '{}' can meet '{}' but nothing handles it (add on: {} here or at the top of the flow)",
+                        st.name,
+                        ev.name(),
+                        ev.name()
+                    ),
+                );
+            }
+            if !st.action.listens() && ev != EventKind::Hangup {
+                for (_, h) in hs {
+                    if matches!(h.then, Then::Listen | Then::Repeat) {
+                        d.error(
+                            h.pos,
+                            format!(
+                                "'{}' in state '{}' must goto a state or hang up: the state does not listen",
+                                ev.name(),
+                                st.name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(hs) = st.on.get(EventKind::Hangup) {
+            for (_, h) in hs {
+                if !h.say.is_empty() {
+                    d.error(h.pos, "on hangup: the caller is gone and hears nothing; remove 'say'");
+                }
+            }
+        }
+        if let Action::Record(_) = st.action {
+        } else if let Some(hs) = st.on.get(EventKind::Voice)
+            && !st.action.listens()
+        {
+            if let Some((_, h)) = hs.first() {
+                d.error(h.pos, format!("state '{}' does not listen, so it never hears voice", st.name));
+            }
+        }
+    }
+    for (ev, _, h) in flow.on.all() {
+        if ev == EventKind::Hangup && !h.say.is_empty() {
+            d.error(h.pos, "on hangup: the caller is gone and hears nothing; remove 'say'");
+        }
+    }
+}
+
+fn check_tickets(flow: &Flow, sources: Option<&[String]>, d: &mut Diags) {
+    let recordings: HashSet<&str> = flow
+        .states
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::Record(r) => Some(r.into.as_str()),
+            _ => None,
+        })
+        .collect();
+    for st in &flow.states {
+        if let Some(t) = &st.ticket {
+            if !flow.categories.iter().any(|c| *c == t.category) {
+                d.error(
+                    t.pos,
+                    format!(
+                        "ticket category '{}' is not one of this flow's categories: {}",
+                        t.category,
+                        flow.categories.join(", ")
+                    ),
+                );
+            }
+            for r in &t.recordings {
+                if !recordings.contains(r.as_str()) {
+                    d.error(t.pos, format!("ticket recording '{r}' is recorded by no state (record: into: {r})"));
+                }
+            }
+        }
+        if let (Some(l), Some(sources)) = (&st.lookup, sources)
+            && !sources.iter().any(|s| *s == l.source)
+        {
+            d.error(
+                l.pos,
+                format!("lookup source '{}' does not exist (sources: {})", l.source, sources.join(", ")),
+            );
+        }
+    }
+}
+
+fn check_prompts(flow: &Flow, cat: &Catalogue, d: &mut Diags) {
+    let mut check_items = |items: &[SayItem], d: &mut Diags| {
+        for i in items {
+            if let SayItem::Prompt { id, pos, .. } = i
+                && !cat.has(id)
+            {
+                d.error(*pos, format!("prompt '{id}' is not in {}", cat.file.display()));
+            }
+        }
+    };
+    for st in &flow.states {
+        check_items(&st.say, d);
+        for (_, _, h) in st.on.all() {
+            check_items(&h.say, d);
+        }
+        if let Action::Menu(keys) = &st.action {
+            for k in keys {
+                check_items(&k.handler.say, d);
+            }
+        }
+    }
+    for (_, _, h) in flow.on.all() {
+        check_items(&h.say, d);
+    }
+    let s = &flow.settings;
+    for (what, id) in [
+        ("settings.wait_prompt", &s.wait_prompt),
+        ("settings.waited_prompt", &s.waited_prompt),
+        ("settings.hotline", &s.hotline),
+    ] {
+        if !id.is_empty() && !cat.has(id) {
+            d.error(Pos::FILE, format!("{what}: prompt '{id}' is not in {}", cat.file.display()));
+        }
+    }
+}
