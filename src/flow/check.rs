@@ -260,7 +260,7 @@ fn check_tickets(flow: &Flow, sources: Option<&[String]>, d: &mut Diags) {
 }
 
 fn check_prompts(flow: &Flow, cat: &Catalogue, d: &mut Diags) {
-    let mut check_items = |items: &[SayItem], d: &mut Diags| {
+    let check_items = |items: &[SayItem], d: &mut Diags| {
         for i in items {
             if let SayItem::Prompt { id, pos, .. } = i
                 && !cat.has(id)

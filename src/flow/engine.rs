@@ -308,7 +308,6 @@ impl Session {
                 if now >= max_at || (voice_seen && deadline.is_some_and(|d| now >= d)) {
                     self.record_complete(name, now);
                 } else if deadline.is_some_and(|d| now >= d) {
-                    self.out.push_back(Command::StopRecording { name, keep: false });
                     self.fire(EventKind::NoInput, now);
                 }
             }
@@ -708,7 +707,7 @@ impl Session {
         }
     }
 
-    fn voice_start(&mut self, now: Instant) {
+    fn voice_start(&mut self, _now: Instant) {
         self.speaking = true;
         match &mut self.phase {
             Phase::Listening { deadline } | Phase::Collecting { deadline, .. } => {
@@ -721,16 +720,14 @@ impl Session {
             } => {
                 *voice_seen = true;
                 *deadline = None;
-                return;
             }
-            _ => return,
-        }
-        let st = &self.flow.states[self.state];
-        if st.on.get(EventKind::Voice).is_some() || self.flow.on.get(EventKind::Voice).is_some() {
-            self.fire(EventKind::Voice, now);
+            _ => {}
         }
     }
 
+    /// The caller finished saying something. Without speech recognition the flow can
+    /// only react to *that* they spoke: a `voice` handler runs if there is one, else the
+    /// silence timer restarts and, if no key follows, `no_match` fires (P-AGAIN).
     fn voice_end(&mut self, now: Instant) {
         self.speaking = false;
         let flow = self.flow.clone();
@@ -740,6 +737,9 @@ impl Session {
             Phase::Listening { deadline } | Phase::Collecting { deadline, .. } => {
                 self.heard_voice = true;
                 *deadline = Some(now + timeout);
+                if st.on.get(EventKind::Voice).is_some() || flow.on.get(EventKind::Voice).is_some() {
+                    self.fire(EventKind::Voice, now);
+                }
             }
             Phase::Recording { deadline, .. } => {
                 let end = match &st.action {

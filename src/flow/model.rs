@@ -16,7 +16,7 @@ pub enum EventKind {
     TooQuiet,
     /// The line is too noisy to understand (P-NOISE).
     Noise,
-    /// The caller started speaking.
+    /// The caller said something (an utterance ended).
     Voice,
     /// The caller hung up; the handler can only file what is left to file.
     Hangup,

@@ -1,0 +1,408 @@
+//! The `hotline` command: the designer's tools now, the server later.
+use clap::{Parser, Subcommand, ValueEnum};
+use hotline::designer::flowtest;
+use hotline::designer::graph::{self, Format};
+use hotline::designer::project::{Project, sibling};
+use hotline::designer::script::{HELP, Step};
+use hotline::designer::sim::{CallSetup, Caller, Sim};
+use hotline::designer::{render_entry, schema};
+use hotline::flow::{self, Diagnostic, Flow};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "hotline", version, about = "A telephony IVR engine: YAML call flows over SIP/RTP")]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct Dirs {
+    /// Prompt directory holding catalogue.yaml (default: prompts/ beside the flows)
+    #[arg(long)]
+    prompts: Option<PathBuf>,
+    /// Data directory for lookups (default: data/ beside the flows)
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Load and validate flows and the prompt catalogue; every error as file:line:col
+    Check {
+        /// Flow files or directories
+        #[arg(default_value = "flows")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        dirs: Dirs,
+    },
+    /// Run flow tests (scripted calls in flows/tests/)
+    Test {
+        /// Test files or directories
+        #[arg(default_value = "flows/tests")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        dirs: Dirs,
+        /// Print every test's timeline, not only failing ones
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// An interactive text call through a flow, on a simulated clock
+    Simulate {
+        flow: PathBuf,
+        /// Read the caller's steps from this file instead of the terminal
+        #[arg(long)]
+        script: Option<PathBuf>,
+        /// Rings before the answer (3 or more: the busy apology, P-RING)
+        #[arg(long, default_value_t = 0)]
+        rings: u32,
+        /// Call variables, e.g. --var caller=13800138000
+        #[arg(long = "var", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        dirs: Dirs,
+    },
+    /// The flow as a diagram
+    Graph {
+        flow: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+    /// JSON Schema of the flow format, for editors
+    Schema,
+    /// The prompt recordings the catalogue needs (used by scripts/gen-prompts.sh)
+    Prompts {
+        #[arg(long, default_value = "prompts")]
+        dir: PathBuf,
+        /// Only recordings that are missing, malformed or older than their text
+        #[arg(long)]
+        stale: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .ok_or_else(|| format!("'{s}' is not NAME=VALUE"))
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.cmd {
+        Cmd::Check { paths, dirs } => check(&paths, &dirs),
+        Cmd::Test {
+            paths,
+            dirs,
+            verbose,
+        } => test(&paths, &dirs, verbose),
+        Cmd::Simulate {
+            flow,
+            script,
+            rings,
+            vars,
+            dirs,
+        } => simulate(&flow, script.as_deref(), rings, vars, &dirs),
+        Cmd::Graph { flow, format } => graph_cmd(&flow, format),
+        Cmd::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema::schema()).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Cmd::Prompts { dir, stale } => prompts(&dir, stale),
+    }
+}
+
+fn print_errors(errors: &[Diagnostic]) {
+    for e in errors {
+        eprintln!("{e}");
+    }
+}
+
+fn project_for(path: &Path, dirs: &Dirs) -> (Project, Vec<Diagnostic>) {
+    let prompts = dirs.prompts.clone().unwrap_or_else(|| sibling(path, "prompts"));
+    let data = dirs.data.clone().unwrap_or_else(|| sibling(path, "data"));
+    Project::load(&prompts, &data)
+}
+
+fn check(paths: &[PathBuf], dirs: &Dirs) -> ExitCode {
+    let first = paths.first().map(PathBuf::as_path).unwrap_or(Path::new("flows"));
+    let (project, mut errors) = project_for(first, dirs);
+    errors.extend(project.catalogue.check_files());
+    let mut count = 0;
+    let mut seen_names = std::collections::HashMap::new();
+    for p in paths {
+        let files = match flow::flow_files(p) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        for f in files {
+            count += 1;
+            match flow::load_flow(&f, Some(&project.catalogue), Some(&project.sources)) {
+                Ok(fl) => {
+                    if let Some(prev) = seen_names.insert(fl.name.clone(), f.clone()) {
+                        errors.push(Diagnostic {
+                            file: f.clone(),
+                            pos: flow::Pos { line: 1, col: 1 },
+                            message: format!(
+                                "flow name '{}' is also used by {}",
+                                fl.name,
+                                prev.display()
+                            ),
+                        });
+                    }
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+    }
+    if errors.is_empty() {
+        println!(
+            "ok: {count} flow(s), {} prompt(s), {} recording(s)",
+            project.catalogue.prompts.len(),
+            project.catalogue.clips.len()
+        );
+        ExitCode::SUCCESS
+    } else {
+        print_errors(&errors);
+        eprintln!("{} error(s)", errors.len());
+        ExitCode::FAILURE
+    }
+}
+
+fn load_one(path: &Path, project: &Project) -> Result<Arc<Flow>, Vec<Diagnostic>> {
+    flow::load_flow(path, Some(&project.catalogue), Some(&project.sources)).map(Arc::new)
+}
+
+fn test_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        out.extend(flow::flow_files(p)?);
+    }
+    Ok(out)
+}
+
+fn test(paths: &[PathBuf], dirs: &Dirs, verbose: bool) -> ExitCode {
+    let files = match test_files(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut passed, mut failed) = (0, 0);
+    let mut covered = BTreeSet::new();
+    for file in files {
+        let tf = match flowtest::load(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                print_errors(&e);
+                failed += 1;
+                continue;
+            }
+        };
+        let (project, perrs) = project_for(&tf.flow, dirs);
+        if !perrs.is_empty() {
+            print_errors(&perrs);
+        }
+        let flow = match load_one(&tf.flow, &project) {
+            Ok(f) => f,
+            Err(e) => {
+                print_errors(&e);
+                failed += tf.tests.len().max(1);
+                continue;
+            }
+        };
+        for t in &tf.tests {
+            let r = flowtest::run_test(&flow, &project, t);
+            match &r.failure {
+                None => {
+                    passed += 1;
+                    covered.extend(r.covers.iter().cloned());
+                    println!("ok    {}: {}", file.display(), r.name);
+                    if verbose {
+                        for e in &r.timeline {
+                            println!("        {}", render_entry(e));
+                        }
+                    }
+                }
+                Some(why) => {
+                    failed += 1;
+                    println!("FAIL  {}:{}: {}", file.display(), t.pos.line, r.name);
+                    for l in why.lines() {
+                        println!("      {l}");
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "\n{passed} passed, {failed} failed; protocol rules covered: {}",
+        covered.into_iter().collect::<Vec<_>>().join(" ")
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The designer at a terminal, or a script file, as the caller.
+struct LineCaller {
+    lines: Box<dyn Iterator<Item = String>>,
+    interactive: bool,
+}
+
+impl Caller for LineCaller {
+    fn next(&mut self, now: Duration) -> Option<Step> {
+        loop {
+            if self.interactive {
+                print!("[{:>7.3}s] caller> ", now.as_secs_f64());
+                let _ = std::io::stdout().flush();
+            }
+            let line = self.lines.next()?;
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line == "help" || line == "?" {
+                println!("{HELP}");
+                continue;
+            }
+            match Step::parse(line) {
+                Ok(s) => {
+                    if !self.interactive {
+                        println!("[{:>7.3}s] caller> {line}", now.as_secs_f64());
+                    }
+                    return Some(s);
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    if !self.interactive {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn simulate(
+    path: &Path,
+    script: Option<&Path>,
+    rings: u32,
+    vars: Vec<(String, String)>,
+    dirs: &Dirs,
+) -> ExitCode {
+    let (project, perrs) = project_for(path, dirs);
+    print_errors(&perrs);
+    let flow = match load_one(path, &project) {
+        Ok(f) => f,
+        Err(e) => {
+            print_errors(&e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut caller = match script {
+        Some(s) => match std::fs::read_to_string(s) {
+            Ok(text) => LineCaller {
+                lines: Box::new(text.lines().map(str::to_string).collect::<Vec<_>>().into_iter()),
+                interactive: false,
+            },
+            Err(e) => {
+                eprintln!("{}: {e}", s.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => {
+            let stdin = std::io::stdin();
+            let interactive = std::io::IsTerminal::is_terminal(&stdin);
+            LineCaller {
+                lines: Box::new(stdin.lines().map_while(Result::ok)),
+                interactive,
+            }
+        }
+    };
+    println!(
+        "simulated call to '{}' ({} ring(s)); type 'help' for caller steps; end of input = the caller stays silent",
+        flow.name, rings
+    );
+    let mut v: hotline::flow::expr::Vars = vars.into_iter().collect();
+    v.entry("caller".into()).or_insert_with(|| "13800138000".into());
+    let mut sim = Sim::new(
+        flow.clone(),
+        &project.catalogue,
+        project.catalogue.clone(),
+        project.data.as_ref(),
+        CallSetup { rings, vars: v },
+    );
+    sim.run(&mut caller, &mut |e| println!("{}", render_entry(e)));
+    ExitCode::SUCCESS
+}
+
+fn graph_cmd(path: &Path, format: GraphFormat) -> ExitCode {
+    let mut d = flow::Diags::new(path);
+    let text = match flow::read_limited(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match flow::load::load_str(&text, path, &mut d) {
+        Some(f) if d.is_empty() => {
+            let fmt = match format {
+                GraphFormat::Mermaid => Format::Mermaid,
+                GraphFormat::Dot => Format::Dot,
+            };
+            print!("{}", graph::render(&f, fmt));
+            ExitCode::SUCCESS
+        }
+        _ => {
+            print_errors(&d.into_sorted());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn prompts(dir: &Path, stale: bool) -> ExitCode {
+    let file = dir.join("catalogue.yaml");
+    let mut d = flow::Diags::new(&file);
+    let text = match flow::read_limited(&file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(cat) = flow::Catalogue::parse(&text, &file, dir, &mut d) else {
+        print_errors(&d.into_sorted());
+        return ExitCode::FAILURE;
+    };
+    if !d.is_empty() {
+        print_errors(&d.into_sorted());
+        return ExitCode::FAILURE;
+    }
+    let mut out = std::io::stdout().lock();
+    for c in cat.plan() {
+        // A closed pipe (`| head`) ends the listing quietly.
+        if (!stale || c.problem.is_some()) && writeln!(out, "{}\t{}", c.id, c.text).is_err() {
+            break;
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,546 @@
+//! Flow tests: scripted calls written as YAML next to the flows (`flows/tests/`).
+//!
+//! ```yaml
+//! flow: ../property.yaml
+//! tests:
+//!   - name: a silent caller is greeted, asked again, told goodbye, hung up on
+//!     covers: [P-SIL, P-GREET]
+//!     caller: []                   # says nothing at all
+//!     expect:
+//!       - heard: greeting
+//!       - { heard: how_can_i_help, after: 5s }
+//!       - { heard: no_sound_goodbye, after: 5s }
+//!       - { hangup: hotline, after: 5s }
+//! ```
+use super::project::Project;
+use super::script::Step;
+use super::sim::{CallSetup, Entry, Sim};
+use crate::flow::diag::{Diagnostic, Diags, Pos};
+use crate::flow::expr::{Vars, fmt_duration, parse_duration};
+use crate::flow::model::{Flow, Priority};
+use crate::flow::yaml::{self, Node, Value};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct TestFile {
+    pub file: PathBuf,
+    pub flow: PathBuf,
+    pub tests: Vec<FlowTest>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FlowTest {
+    pub name: String,
+    pub pos: Pos,
+    pub covers: Vec<String>,
+    pub rings: u32,
+    pub vars: Vars,
+    pub caller: Vec<Step>,
+    pub expect: Vec<Expect>,
+    pub outcome: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Expect {
+    pub pos: Pos,
+    pub what: Observed,
+    pub at: Option<Duration>,
+    pub after: Option<Duration>,
+}
+
+/// What the caller (or the ticket system) notices; the timeline is compared on these.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observed {
+    Heard {
+        prompt: String,
+        value: Option<String>,
+    },
+    Ticket(TicketExpect),
+    Transfer(String),
+    Hangup,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct TicketExpect {
+    pub category: String,
+    pub priority: Option<Priority>,
+    pub due: Option<Duration>,
+    pub department: Option<String>,
+    pub fields: Vec<(String, String)>,
+    pub recordings: Option<Vec<String>>,
+}
+
+const TEST_KEYS: &[&str] = &["name", "covers", "rings", "vars", "caller", "expect", "outcome"];
+const EXPECT_KEYS: &[&str] = &["heard", "value", "ticket", "transfer", "hangup", "at", "after"];
+const TICKET_KEYS: &[&str] = &["category", "priority", "due", "department", "fields", "recordings"];
+pub const OUTCOMES: &[&str] = &["caller-hung-up", "hotline-hung-up", "transferred", "failed"];
+
+pub fn load(path: &Path) -> Result<TestFile, Vec<Diagnostic>> {
+    let mut d = Diags::new(path);
+    let text = match crate::flow::read_limited(path) {
+        Ok(t) => t,
+        Err(e) => {
+            d.error(Pos::FILE, e);
+            return Err(d.into_sorted());
+        }
+    };
+    let parsed = yaml::parse(&text, &mut d).and_then(|root| parse_file(&root, path, &mut d));
+    match parsed {
+        Some(t) if d.is_empty() => Ok(t),
+        _ => Err(d.into_sorted()),
+    }
+}
+
+fn unknown_keys(n: &Node, allowed: &[&str], what: &str, d: &mut Diags) {
+    for (k, _) in n.as_map().unwrap_or_default() {
+        let key = k.scalar().unwrap_or_default();
+        if !allowed.contains(&key.as_str()) {
+            d.error(
+                k.pos,
+                format!("unknown key '{key}' in {what} (expected one of: {})", allowed.join(", ")),
+            );
+        }
+    }
+}
+
+fn get<'n>(n: &'n Node, key: &str) -> Option<&'n Node> {
+    n.as_map()?
+        .iter()
+        .find(|(k, _)| k.scalar().as_deref() == Some(key))
+        .map(|(_, v)| v)
+}
+
+fn text(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
+    match n.scalar() {
+        Some(s) => Some(s),
+        None => {
+            d.error(n.pos, format!("{what} must be text"));
+            None
+        }
+    }
+}
+
+fn duration(n: &Node, what: &str, d: &mut Diags) -> Option<Duration> {
+    let s = text(n, what, d)?;
+    match parse_duration(&s) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            d.error(n.pos, format!("{what}: {e}"));
+            None
+        }
+    }
+}
+
+fn parse_file(root: &Node, path: &Path, d: &mut Diags) -> Option<TestFile> {
+    unknown_keys(root, &["flow", "tests"], "a flow test file", d);
+    let flow = get(root, "flow").and_then(|n| text(n, "flow", d));
+    let Some(flow) = flow else {
+        d.error(root.pos, "missing 'flow: PATH' (the flow file, relative to this file)");
+        return None;
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tests = Vec::new();
+    match get(root, "tests").map(|n| &n.value) {
+        Some(Value::Seq(items)) => {
+            for item in items {
+                if let Some(t) = parse_test(item, d) {
+                    tests.push(t);
+                }
+            }
+        }
+        _ => d.error(root.pos, "missing 'tests:' (a list of tests)"),
+    }
+    Some(TestFile {
+        file: path.to_path_buf(),
+        flow: dir.join(flow),
+        tests,
+    })
+}
+
+fn parse_test(n: &Node, d: &mut Diags) -> Option<FlowTest> {
+    if n.as_map().is_none() {
+        d.error(n.pos, "a test is a mapping with name, caller and expect");
+        return None;
+    }
+    unknown_keys(n, TEST_KEYS, "a test", d);
+    let name = get(n, "name").and_then(|v| text(v, "name", d));
+    let Some(name) = name else {
+        d.error(n.pos, "a test needs a 'name'");
+        return None;
+    };
+    let mut t = FlowTest {
+        name,
+        pos: n.pos,
+        covers: Vec::new(),
+        rings: 0,
+        vars: Vars::new(),
+        caller: Vec::new(),
+        expect: Vec::new(),
+        outcome: None,
+    };
+    if let Some(Value::Seq(c)) = get(n, "covers").map(|v| &v.value) {
+        t.covers = c.iter().filter_map(|v| text(v, "covers", d)).collect();
+    }
+    if let Some(r) = get(n, "rings") {
+        match r.value {
+            Value::Int(i) if (0..=1000).contains(&i) => t.rings = i as u32,
+            _ => d.error(r.pos, "rings must be a whole number"),
+        }
+    }
+    if let Some(v) = get(n, "vars") {
+        for (k, val) in v.as_map().unwrap_or_default() {
+            if let (Some(k), Some(val)) = (k.scalar(), val.scalar()) {
+                t.vars.insert(k, val);
+            }
+        }
+    }
+    match get(n, "caller").map(|v| &v.value) {
+        Some(Value::Seq(steps)) => {
+            for s in steps {
+                let Some(line) = text(s, "a caller step", d) else {
+                    continue;
+                };
+                match Step::parse(&line) {
+                    Ok(step) => t.caller.push(step),
+                    Err(e) => d.error(s.pos, e.lines().next().unwrap_or("").to_string()),
+                }
+            }
+        }
+        Some(_) => d.error(n.pos, "caller must be a list of steps"),
+        None => {}
+    }
+    match get(n, "expect").map(|v| &v.value) {
+        Some(Value::Seq(items)) => {
+            for i in items {
+                if let Some(e) = parse_expect(i, d) {
+                    t.expect.push(e);
+                }
+            }
+        }
+        _ => d.error(n.pos, "a test needs 'expect:' (a list of what must happen)"),
+    }
+    if let Some(o) = get(n, "outcome") {
+        let s = text(o, "outcome", d).unwrap_or_default();
+        if OUTCOMES.contains(&s.as_str()) {
+            t.outcome = Some(s);
+        } else {
+            d.error(o.pos, format!("outcome must be one of: {}", OUTCOMES.join(", ")));
+        }
+    }
+    Some(t)
+}
+
+fn parse_expect(n: &Node, d: &mut Diags) -> Option<Expect> {
+    if let Value::Str(s) = &n.value {
+        // `- hangup` alone is allowed as a short form.
+        if s == "hangup" {
+            return Some(Expect {
+                pos: n.pos,
+                what: Observed::Hangup,
+                at: None,
+                after: None,
+            });
+        }
+    }
+    if n.as_map().is_none() {
+        d.error(n.pos, "an expectation is a mapping: heard, ticket, transfer or hangup");
+        return None;
+    }
+    unknown_keys(n, EXPECT_KEYS, "an expectation", d);
+    let at = get(n, "at").and_then(|v| duration(v, "at", d));
+    let after = get(n, "after").and_then(|v| duration(v, "after", d));
+    let what = if let Some(h) = get(n, "heard") {
+        Observed::Heard {
+            prompt: text(h, "heard", d)?,
+            value: get(n, "value").and_then(|v| text(v, "value", d)),
+        }
+    } else if let Some(t) = get(n, "ticket") {
+        Observed::Ticket(parse_ticket(t, d)?)
+    } else if let Some(t) = get(n, "transfer") {
+        Observed::Transfer(text(t, "transfer", d)?)
+    } else if get(n, "hangup").is_some() {
+        Observed::Hangup
+    } else {
+        d.error(n.pos, "an expectation needs one of heard, ticket, transfer, hangup");
+        return None;
+    };
+    Some(Expect {
+        pos: n.pos,
+        what,
+        at,
+        after,
+    })
+}
+
+fn parse_ticket(n: &Node, d: &mut Diags) -> Option<TicketExpect> {
+    if let Some(c) = n.scalar() {
+        return Some(TicketExpect {
+            category: c,
+            ..TicketExpect::default()
+        });
+    }
+    unknown_keys(n, TICKET_KEYS, "a ticket expectation", d);
+    let mut t = TicketExpect {
+        category: get(n, "category").and_then(|v| text(v, "category", d))?,
+        ..TicketExpect::default()
+    };
+    if let Some(p) = get(n, "priority") {
+        let s = text(p, "priority", d).unwrap_or_default();
+        t.priority = Priority::from_name(&s);
+        if t.priority.is_none() {
+            d.error(p.pos, "priority must be emergency, high, normal or low");
+        }
+    }
+    t.due = get(n, "due").and_then(|v| duration(v, "due", d));
+    t.department = get(n, "department").and_then(|v| text(v, "department", d));
+    if let Some(f) = get(n, "fields") {
+        for (k, v) in f.as_map().unwrap_or_default() {
+            if let (Some(k), Some(v)) = (k.scalar(), v.scalar()) {
+                t.fields.push((k, v));
+            }
+        }
+    }
+    if let Some(Value::Seq(r)) = get(n, "recordings").map(|v| &v.value) {
+        t.recordings = Some(r.iter().filter_map(|v| v.scalar()).collect());
+    }
+    Some(t)
+}
+
+/// One observed thing on the actual timeline, with its start and end.
+#[derive(Clone, Debug)]
+struct Seen {
+    what: Observed,
+    at: Duration,
+    end: Duration,
+    detail: String,
+}
+
+fn observed(timeline: &[Entry]) -> Vec<Seen> {
+    timeline
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Heard {
+                at,
+                end,
+                prompt,
+                value,
+                text,
+                cut,
+            } => Some(Seen {
+                what: Observed::Heard {
+                    prompt: prompt.clone(),
+                    value: value.clone(),
+                },
+                at: *at,
+                end: *end,
+                detail: format!("{text}{}", if *cut { " (cut short)" } else { "" }),
+            }),
+            Entry::Ticket { at, ticket, id } => Some(Seen {
+                what: Observed::Ticket(TicketExpect {
+                    category: ticket.category.clone(),
+                    priority: Some(ticket.priority),
+                    due: ticket.due_in,
+                    department: ticket.department.clone(),
+                    fields: ticket.fields.clone(),
+                    recordings: Some(ticket.recordings.clone()),
+                }),
+                at: *at,
+                end: *at,
+                detail: format!("id {}", id.as_deref().unwrap_or("(not filed)")),
+            }),
+            Entry::Transfer { at, to } => Some(Seen {
+                what: Observed::Transfer(to.clone()),
+                at: *at,
+                end: *at,
+                detail: String::new(),
+            }),
+            Entry::Hangup { at } => Some(Seen {
+                what: Observed::Hangup,
+                at: *at,
+                end: *at,
+                detail: String::new(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+fn matches(exp: &Observed, got: &Observed) -> bool {
+    match (exp, got) {
+        (
+            Observed::Heard { prompt, value },
+            Observed::Heard {
+                prompt: p2,
+                value: v2,
+            },
+        ) => prompt == p2 && (value.is_none() || value == v2),
+        (Observed::Ticket(e), Observed::Ticket(g)) => {
+            e.category == g.category
+                && e.priority.is_none_or(|p| Some(p) == g.priority)
+                && e.due.is_none_or(|d| Some(d) == g.due)
+                && e.department.as_ref().is_none_or(|d| Some(d) == g.department.as_ref())
+                && e.fields.iter().all(|(k, v)| g.fields.iter().any(|(gk, gv)| gk == k && gv == v))
+                && e.recordings.as_ref().is_none_or(|r| Some(r) == g.recordings.as_ref())
+        }
+        (a, b) => a == b,
+    }
+}
+
+/// Timings are compared to the millisecond: the simulation is exact, the rest is rounding.
+fn close(a: Duration, b: Duration) -> bool {
+    a.abs_diff(b) <= Duration::from_millis(1)
+}
+
+fn describe(o: &Observed) -> String {
+    match o {
+        Observed::Heard { prompt, value } => match value {
+            Some(v) => format!("heard {prompt} {v}"),
+            None => format!("heard {prompt}"),
+        },
+        Observed::Ticket(t) => {
+            let mut s = format!("ticket {}", t.category);
+            if let Some(p) = t.priority {
+                s += &format!(" {}", p.name());
+            }
+            if let Some(d) = t.due {
+                s += &format!(" due {}", fmt_duration(d));
+            }
+            if let Some(d) = &t.department {
+                s += &format!(" to {d}");
+            }
+            for (k, v) in &t.fields {
+                s += &format!(" {k}={v}");
+            }
+            if let Some(r) = t.recordings.as_ref().filter(|r| !r.is_empty()) {
+                s += &format!(" rec={}", r.join(","));
+            }
+            s
+        }
+        Observed::Transfer(to) => format!("transfer {to}"),
+        Observed::Hangup => "hangup".into(),
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64())
+}
+
+pub struct TestResult {
+    pub name: String,
+    pub covers: Vec<String>,
+    pub failure: Option<String>,
+    pub timeline: Vec<Entry>,
+}
+
+/// Runs one test and compares what happened with what was expected.
+pub fn run_test(flow: &Arc<Flow>, project: &Project, t: &FlowTest) -> TestResult {
+    let mut vars = t.vars.clone();
+    vars.entry("caller".into()).or_insert_with(|| "13800138000".into());
+    let mut sim = Sim::new(
+        flow.clone(),
+        &project.catalogue,
+        project.catalogue.clone(),
+        project.data.as_ref(),
+        CallSetup {
+            rings: t.rings,
+            vars,
+        },
+    );
+    let mut caller: VecDeque<Step> = t.caller.iter().cloned().collect();
+    sim.run(&mut caller, &mut |_| {});
+    let timeline = std::mem::take(&mut sim.timeline);
+    let failure = compare(t, &timeline);
+    TestResult {
+        name: t.name.clone(),
+        covers: t.covers.clone(),
+        failure,
+        timeline,
+    }
+}
+
+fn compare(t: &FlowTest, timeline: &[Entry]) -> Option<String> {
+    let seen = observed(timeline);
+    let mut problems = Vec::new();
+    let mut rows = Vec::new();
+    let n = t.expect.len().max(seen.len());
+    let mut prev_end = Duration::ZERO;
+    for i in 0..n {
+        let e = t.expect.get(i);
+        let g = seen.get(i);
+        let left = e
+            .map(|e| {
+                let mut s = describe(&e.what);
+                if let Some(a) = e.at {
+                    s += &format!(" at {}", fmt_duration(a));
+                }
+                if let Some(a) = e.after {
+                    s += &format!(" after {}", fmt_duration(a));
+                }
+                s
+            })
+            .unwrap_or_default();
+        let right = g
+            .map(|g| {
+                format!(
+                    "{} {} (+{}) {}",
+                    secs(g.at),
+                    describe(&g.what),
+                    secs(g.at.saturating_sub(prev_end)),
+                    g.detail
+                )
+            })
+            .unwrap_or_default();
+        let ok = match (e, g) {
+            (Some(e), Some(g)) => {
+                matches(&e.what, &g.what)
+                    && e.at.is_none_or(|a| close(a, g.at))
+                    && e.after.is_none_or(|a| close(a, g.at.saturating_sub(prev_end)))
+            }
+            _ => false,
+        };
+        if !ok && problems.is_empty() {
+            problems.push(match (e, g) {
+                (Some(e), None) => format!("line {}: expected {left}, but nothing more happened", e.pos.line),
+                (None, Some(_)) => format!("unexpected: {right}"),
+                (Some(e), Some(_)) => format!("line {}: expected {left}, got {right}", e.pos.line),
+                (None, None) => String::new(),
+            });
+        }
+        rows.push((ok, left, right));
+        if let Some(g) = g {
+            prev_end = g.end;
+        }
+    }
+    for e in timeline {
+        if let Entry::Unused { step } = e {
+            problems.push(format!("the call ended before the caller's step '{step}'"));
+        }
+    }
+    if let Some(want) = &t.outcome {
+        let got = timeline.iter().find_map(|e| match e {
+            Entry::End { outcome, .. } => Some(outcome.name()),
+            _ => None,
+        });
+        if got != Some(want.as_str()) {
+            problems.push(format!("outcome: expected {want}, got {}", got.unwrap_or("none")));
+        }
+    }
+    if problems.is_empty() {
+        return None;
+    }
+    let width = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0).max(8);
+    let mut out = problems.join("\n");
+    out += &format!("\n    {:width$}   actual\n", "expected");
+    for (ok, l, r) in rows {
+        let pad = width - l.chars().count();
+        out += &format!("  {} {l}{} | {r}\n", if ok { " " } else { "✗" }, " ".repeat(pad));
+    }
+    out += "  full timeline:\n";
+    for e in timeline {
+        out += &format!("    {}\n", super::render_entry(e));
+    }
+    Some(out)
+}
