@@ -155,7 +155,7 @@ fn parse_file(root: &Node, path: &Path, d: &mut Diags) -> Option<TestFile> {
     }
     Some(TestFile {
         file: path.to_path_buf(),
-        flow: dir.join(flow),
+        flow: super::project::normalize(&dir.join(flow)),
         tests,
     })
 }

@@ -11,6 +11,25 @@ pub struct Project {
     pub sources: Vec<String>,
 }
 
+/// `a/b/../c` → `a/c`, without touching the file system, so that paths in messages stay
+/// the ones the designer wrote and relative paths keep working.
+pub fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 /// The directories next to a flows path: `flows/x.yaml` → `prompts/`, `data/`.
 pub fn sibling(flows: &Path, name: &str) -> PathBuf {
     let dir = if flows.is_dir() {

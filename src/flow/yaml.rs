@@ -133,6 +133,10 @@ fn options() -> serde_saphyr::Options {
     budget.max_depth = 64;
     let mut o = serde_saphyr::Options::default();
     o.budget = Some(budget);
+    // YAML 1.2 booleans: `on:` is a key, not `true`, and `no` is a word, not `false`.
+    o.strict_booleans = true;
+    // Account and agent numbers keep their leading zeros.
+    o.leading_zero_numbers_as_strings = true;
     o
 }
 
