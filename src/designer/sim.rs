@@ -149,6 +149,9 @@ pub struct Sim<'a> {
     pub timeline: Vec<Entry>,
     ended: bool,
     caller_done: bool,
+    /// The listening episode the caller last acted in: a caller acts once per question,
+    /// then waits for the hotline's answer (a recording's end, the next prompt).
+    acted_epoch: u64,
 }
 
 /// No simulated call runs past this, whatever the flow says (max_call guards real ones).
@@ -183,6 +186,7 @@ impl<'a> Sim<'a> {
             timeline: Vec::new(),
             ended: false,
             caller_done: false,
+            acted_epoch: u64::MAX,
         }
     }
 
@@ -230,6 +234,7 @@ impl<'a> Sim<'a> {
     /// (a key still being pressed, a lookup, a pause) is under way.
     fn idle(&self) -> bool {
         self.session.awaiting_input()
+            && self.session.listen_epoch() != self.acted_epoch
             && self.now >= self.hold_until
             && !self.queue.iter().any(|(_, _, p)| matches!(p, Pending::Engine(_)))
     }
@@ -290,6 +295,14 @@ impl<'a> Sim<'a> {
 
     fn apply(&mut self, step: Step) {
         let now = self.now;
+        // Speaking or waiting leaves the caller free to act again on the same question
+        // (press # after speaking to end a recording); keys and hanging up answer it.
+        if matches!(
+            step.action,
+            Action::Press(_) | Action::Quiet | Action::Noise | Action::Hangup
+        ) {
+            self.acted_epoch = self.session.listen_epoch();
+        }
         self.timeline.push(Entry::Caller {
             at: now,
             step: step.to_string(),

@@ -162,6 +162,9 @@ pub struct Session {
     owe_thanks: bool,
     hops: u32,
     outcome: Option<Outcome>,
+    /// Counts the times the session started listening, so a driver can tell a fresh
+    /// question from the same one still waiting.
+    listen_epoch: u64,
 }
 
 impl Session {
@@ -189,6 +192,7 @@ impl Session {
             owe_thanks: false,
             hops: 0,
             outcome: None,
+            listen_epoch: 0,
         }
     }
 
@@ -238,6 +242,11 @@ impl Session {
             self.phase,
             Phase::Listening { .. } | Phase::Collecting { .. } | Phase::Recording { .. }
         )
+    }
+
+    /// Increases each time the flow starts listening for the caller anew.
+    pub fn listen_epoch(&self) -> u64 {
+        self.listen_epoch
     }
 
     pub fn handle(&mut self, ev: Event, now: Instant) {
@@ -482,6 +491,9 @@ impl Session {
                 _ => self.end(Outcome::CallerHungUp),
             }
             return;
+        }
+        if st.action.listens() {
+            self.listen_epoch += 1;
         }
         let timeout = st.timeout.unwrap_or(flow.settings.no_input);
         // The silence timer runs from when the caller stops speaking, not while they speak.
@@ -886,7 +898,8 @@ impl Session {
         if self.is_ended() {
             return;
         }
-        if let Phase::Recording { name, .. } = &self.phase {
+        // After a hang-up the recording was already closed when the caller left.
+        if let (false, Phase::Recording { name, .. }) = (self.detached, &self.phase) {
             self.out.push_back(Command::StopRecording {
                 name: name.clone(),
                 keep: true,
