@@ -87,10 +87,20 @@ pub fn load(path: &Path) -> Result<TestFile, Vec<Diagnostic>> {
             return Err(d.into_sorted());
         }
     };
-    let parsed = yaml::parse(&text, &mut d).and_then(|root| parse_file(&root, path, &mut d));
+    parse_str(&text, path, &mut d)
+}
+
+/// Parses a test file's text; `path` places the flow path and the messages.
+pub fn parse_str(text: &str, path: &Path, d: &mut Diags) -> Result<TestFile, Vec<Diagnostic>> {
+    let parsed = yaml::parse(text, d).and_then(|root| parse_file(&root, path, d));
+    let d = std::mem::take(&mut d.list);
     match parsed {
         Some(t) if d.is_empty() => Ok(t),
-        _ => Err(d.into_sorted()),
+        _ => {
+            let mut d = d;
+            d.sort();
+            Err(d)
+        }
     }
 }
 

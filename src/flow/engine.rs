@@ -165,6 +165,9 @@ pub struct Session {
     /// Counts the times the session started listening, so a driver can tell a fresh
     /// question from the same one still waiting.
     listen_epoch: u64,
+    /// A back-end answer that came while "please wait" was still playing: the prompt is
+    /// finished first, a sentence cut in half is worse than a second's wait.
+    held: Option<Event>,
 }
 
 impl Session {
@@ -193,6 +196,7 @@ impl Session {
             hops: 0,
             outcome: None,
             listen_epoch: 0,
+            held: None,
         }
     }
 
@@ -331,6 +335,7 @@ impl Session {
                     if asking.is_some() {
                         self.out.push_back(Command::StopPlay);
                     }
+                    self.held = None;
                     self.owe_thanks = false;
                     self.fire(EventKind::Fault, now);
                 } else if ask_at.is_some_and(|a| now >= a) {
@@ -635,6 +640,9 @@ impl Session {
                     ask_at,
                     timeout_at,
                     asking: None,
+                };
+                if let Some(ev) = self.held.take() {
+                    self.handle(ev, now);
                 }
             }
             _ => {}
@@ -773,6 +781,12 @@ impl Session {
     }
 
     fn lookup_done(&mut self, id: u64, result: LookupResult, now: Instant) {
+        if self.hold_if_asking(&Event::LookupDone {
+            id,
+            result: result.clone(),
+        }) {
+            return;
+        }
         if !self.take_wait(Op::Lookup, id) {
             return;
         }
@@ -795,6 +809,12 @@ impl Session {
     }
 
     fn ticket_done(&mut self, id: u64, result: Result<String, String>, now: Instant) {
+        if self.hold_if_asking(&Event::TicketDone {
+            id,
+            result: result.clone(),
+        }) {
+            return;
+        }
         if !self.take_wait(Op::Ticket, id) {
             return;
         }
@@ -834,14 +854,21 @@ impl Session {
                 id: i,
                 asking,
                 ..
-            } if *o == op && *i == id => {
-                if asking.is_some() {
-                    self.out.push_back(Command::StopPlay);
-                }
-                true
-            }
+            } if *o == op && *i == id => asking.is_none(),
             _ => false,
         }
+    }
+
+    /// Holds a back-end answer for the end of "please wait", if that is playing.
+    fn hold_if_asking(&mut self, ev: &Event) -> bool {
+        if let Phase::Waiting {
+            asking: Some(_), ..
+        } = self.phase
+        {
+            self.held = Some(ev.clone());
+            return true;
+        }
+        false
     }
 
     fn caller_hung_up(&mut self, now: Instant) {
