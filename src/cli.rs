@@ -15,7 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "hotline", version, about = "A telephony IVR engine: YAML call flows over SIP/RTP")]
+#[command(
+    name = "hotline",
+    version,
+    about = "A telephony IVR engine: YAML call flows over SIP/RTP"
+)]
 pub struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -97,7 +101,18 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("'{s}' is not NAME=VALUE"))
 }
 
+/// Designer commands print to pipes (`| head`, `| less`): a reader that goes away ends
+/// them quietly, as it does any Unix filter, instead of with a panic on the write.
+/// Not for a server, whose sockets must never kill it this way.
+fn die_quietly_on_closed_pipe() {
+    // SAFETY: restores the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn run(cli: Cli) -> ExitCode {
+    die_quietly_on_closed_pipe();
     match cli.cmd {
         Cmd::Check { paths, dirs } => check(&paths, &dirs),
         Cmd::Test {
@@ -131,13 +146,19 @@ fn print_errors(errors: &[Diagnostic]) {
 }
 
 fn project_for(path: &Path, dirs: &Dirs) -> (Project, Vec<Diagnostic>) {
-    let prompts = dirs.prompts.clone().unwrap_or_else(|| sibling(path, "prompts"));
+    let prompts = dirs
+        .prompts
+        .clone()
+        .unwrap_or_else(|| sibling(path, "prompts"));
     let data = dirs.data.clone().unwrap_or_else(|| sibling(path, "data"));
     Project::load(&prompts, &data)
 }
 
 fn check(paths: &[PathBuf], dirs: &Dirs) -> ExitCode {
-    let first = paths.first().map(PathBuf::as_path).unwrap_or(Path::new("flows"));
+    let first = paths
+        .first()
+        .map(PathBuf::as_path)
+        .unwrap_or(Path::new("flows"));
     let (project, mut errors) = project_for(first, dirs);
     errors.extend(project.catalogue.check_files());
     let mut count = 0;
@@ -284,12 +305,7 @@ impl Caller for LineCaller {
                 continue;
             }
             match Step::parse(line) {
-                Ok(s) => {
-                    if !self.interactive {
-                        println!("[{:>7.3}s] caller> {line}", now.as_secs_f64());
-                    }
-                    return Some(s);
-                }
+                Ok(s) => return Some(s),
                 Err(e) => {
                     eprintln!("{e}");
                     if !self.interactive {
@@ -320,7 +336,12 @@ fn simulate(
     let mut caller = match script {
         Some(s) => match std::fs::read_to_string(s) {
             Ok(text) => LineCaller {
-                lines: Box::new(text.lines().map(str::to_string).collect::<Vec<_>>().into_iter()),
+                lines: Box::new(
+                    text.lines()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                ),
                 interactive: false,
             },
             Err(e) => {
@@ -342,7 +363,8 @@ fn simulate(
         flow.name, rings
     );
     let mut v: hotline::flow::expr::Vars = vars.into_iter().collect();
-    v.entry("caller".into()).or_insert_with(|| "13800138000".into());
+    v.entry("caller".into())
+        .or_insert_with(|| "13800138000".into());
     let mut sim = Sim::new(
         flow.clone(),
         &project.catalogue,

@@ -61,11 +61,7 @@ impl YamlData {
     pub fn remove(&self, source: &str, key: &str) -> bool {
         self.sources
             .write()
-            .map(|mut s| {
-                s.get_mut(source)
-                    .and_then(|r| r.remove(key))
-                    .is_some()
-            })
+            .map(|mut s| s.get_mut(source).and_then(|r| r.remove(key)).is_some())
             .unwrap_or(false)
     }
 }
@@ -85,7 +81,10 @@ fn load_file(path: &Path) -> Result<Records, Vec<Diagnostic>> {
             for (k, v) in m {
                 let key = k.scalar().unwrap_or_default();
                 let Some(fields) = v.as_map() else {
-                    d.error(v.pos, format!("record '{key}' must be a mapping of field: value"));
+                    d.error(
+                        v.pos,
+                        format!("record '{key}' must be a mapping of field: value"),
+                    );
                     continue;
                 };
                 let mut out = Vec::new();

@@ -19,7 +19,9 @@ fn check_text(text: &str) -> Vec<Diagnostic> {
 /// Asserts an error at `line` whose message contains `needle`.
 fn has(errors: &[Diagnostic], line: u32, needle: &str) {
     assert!(
-        errors.iter().any(|e| e.pos.line == line && e.message.contains(needle)),
+        errors
+            .iter()
+            .any(|e| e.pos.line == line && e.message.contains(needle)),
         "no error at line {line} containing {needle:?}; got:\n{}",
         errors.iter().map(|e| format!("{e}\n")).collect::<String>()
     );
@@ -61,7 +63,11 @@ states:
 fn every_error_is_reported_with_its_position() {
     let e = check_text(MANY_ERRORS);
     has(&e, 3, "duration with a unit");
-    has(&e, 4, "unknown key 'agentid' in settings (did you mean 'agent_id'?)");
+    has(
+        &e,
+        4,
+        "unknown key 'agentid' in settings (did you mean 'agent_id'?)",
+    );
     has(&e, 8, "unknown event 'silence'");
     has(&e, 11, "prompt 'no_such_prompt' is not in");
     has(&e, 14, "used twice");
@@ -91,7 +97,8 @@ fn a_state_that_ends_nowhere_is_refused() {
 
 #[test]
 fn listening_without_a_silence_handler_is_refused() {
-    let e = check_text("flow: x\nstart: a\nstates:\n  a:\n    menu: { 1: b }\n  b:\n    hangup: 0s\n");
+    let e =
+        check_text("flow: x\nstart: a\nstates:\n  a:\n    menu: { 1: b }\n  b:\n    hangup: 0s\n");
     has(&e, 4, "nothing handles no_input");
 }
 
@@ -100,11 +107,16 @@ fn a_yaml_bomb_is_refused() {
     let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..9 {
         let p = i - 1;
-        bomb += &format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n");
+        bomb += &format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        );
     }
     let e = check_text(&bomb);
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].message.contains("budget") || e[0].message.contains("alias"), "{e:?}");
+    assert!(
+        e[0].message.contains("budget") || e[0].message.contains("alias"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -135,9 +147,15 @@ fn prompts_catalogue_problems_are_found() {
     has(&e, 3, "say how {x} is spoken");
     has(&e, 4, "unknown key 'colour'");
     has(&e, 4, "must be a NAME.wav");
-    assert!(e.iter().any(|x| x.message.contains("fragment prompt 'num_0'")));
+    assert!(
+        e.iter()
+            .any(|x| x.message.contains("fragment prompt 'num_0'"))
+    );
     let files = c.check_files();
-    assert!(files[0].message.contains("hello.wav is missing"), "{files:?}");
+    assert!(
+        files[0].message.contains("hello.wav is missing"),
+        "{files:?}"
+    );
     // A WAV of the wrong format, then one whose text changed after it was recorded.
     let spec = hound::WavSpec {
         channels: 2,
@@ -150,8 +168,16 @@ fn prompts_catalogue_problems_are_found() {
     w.write_sample(0i16).unwrap();
     w.finalize().unwrap();
     let c = flow::Catalogue::parse(&text, &cat, dir.path(), &mut flow::Diags::new(&cat)).unwrap();
-    assert!(c.check_files()[0].message.contains("must be 8000 Hz"), "{:?}", c.check_files());
-    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, ..spec };
+    assert!(
+        c.check_files()[0].message.contains("must be 8000 Hz"),
+        "{:?}",
+        c.check_files()
+    );
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        ..spec
+    };
     let mut w = hound::WavWriter::create(dir.path().join("hello.wav"), spec).unwrap();
     for _ in 0..800 {
         w.write_sample(0i16).unwrap();
@@ -159,12 +185,18 @@ fn prompts_catalogue_problems_are_found() {
     w.finalize().unwrap();
     std::fs::write(dir.path().join("stamps.tsv"), "hello\tdeadbeef\n").unwrap();
     let c = flow::Catalogue::parse(&text, &cat, dir.path(), &mut flow::Diags::new(&cat)).unwrap();
-    assert!(c.check_files()[0].message.contains("older than its text"), "{:?}", c.check_files());
+    assert!(
+        c.check_files()[0].message.contains("older than its text"),
+        "{:?}",
+        c.check_files()
+    );
     let stamp = hotline::flow::catalogue::text_hash("你好");
     std::fs::write(dir.path().join("stamps.tsv"), format!("hello\t{stamp}\n")).unwrap();
     let c = flow::Catalogue::parse(&text, &cat, dir.path(), &mut flow::Diags::new(&cat)).unwrap();
     assert!(
-        c.check_files().iter().all(|d| !d.message.contains("'hello'")),
+        c.check_files()
+            .iter()
+            .all(|d| !d.message.contains("'hello'")),
         "{:?}",
         c.check_files()
     );

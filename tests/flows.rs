@@ -26,7 +26,11 @@ fn shipped_flows_and_catalogue_check_clean() {
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["callback.yaml", "property.yaml", "water.yaml"]);
-    assert!(p.catalogue.check_files().is_empty(), "{}", show(&p.catalogue.check_files()));
+    assert!(
+        p.catalogue.check_files().is_empty(),
+        "{}",
+        show(&p.catalogue.check_files())
+    );
     for f in files {
         if let Err(e) = flow::load_flow(&f, Some(&p.catalogue), Some(&p.sources)) {
             panic!("{}", show(&e));
@@ -74,7 +78,10 @@ fn every_flow_test_passes_and_every_rule_is_covered() {
     let ids = protocol_ids();
     assert_eq!(ids.len(), 35, "{ids:?}");
     let missing: Vec<&String> = ids.difference(&covered).collect();
-    assert!(missing.is_empty(), "rules no passing flow test names: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "rules no passing flow test names: {missing:?}"
+    );
 }
 
 #[test]
@@ -87,9 +94,16 @@ fn every_prompt_is_mandarin() {
             .chars()
             .filter(|c| *c != '{' && *c != '}')
             .collect();
-        let han = text.chars().filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c)).count();
+        let han = text
+            .chars()
+            .filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c))
+            .count();
         assert!(han > 0, "prompt {id} has no Chinese text: {}", def.text);
-        let stripped: String = def.text.split('{').map(|s| s.split_once('}').map_or(s, |x| x.1)).collect();
+        let stripped: String = def
+            .text
+            .split('{')
+            .map(|s| s.split_once('}').map_or(s, |x| x.1))
+            .collect();
         assert!(
             !stripped.chars().any(|c| c.is_ascii_alphabetic()),
             "prompt {id} has Latin letters: {}",

@@ -73,9 +73,20 @@ pub struct TicketExpect {
     pub recordings: Option<Vec<String>>,
 }
 
-const TEST_KEYS: &[&str] = &["name", "covers", "rings", "vars", "caller", "expect", "outcome"];
-const EXPECT_KEYS: &[&str] = &["heard", "value", "ticket", "transfer", "hangup", "at", "after"];
-const TICKET_KEYS: &[&str] = &["category", "priority", "due", "department", "fields", "recordings"];
+const TEST_KEYS: &[&str] = &[
+    "name", "covers", "rings", "vars", "caller", "expect", "outcome",
+];
+const EXPECT_KEYS: &[&str] = &[
+    "heard", "value", "ticket", "transfer", "hangup", "at", "after",
+];
+const TICKET_KEYS: &[&str] = &[
+    "category",
+    "priority",
+    "due",
+    "department",
+    "fields",
+    "recordings",
+];
 pub const OUTCOMES: &[&str] = &["caller-hung-up", "hotline-hung-up", "transferred", "failed"];
 
 pub fn load(path: &Path) -> Result<TestFile, Vec<Diagnostic>> {
@@ -110,7 +121,10 @@ fn unknown_keys(n: &Node, allowed: &[&str], what: &str, d: &mut Diags) {
         if !allowed.contains(&key.as_str()) {
             d.error(
                 k.pos,
-                format!("unknown key '{key}' in {what} (expected one of: {})", allowed.join(", ")),
+                format!(
+                    "unknown key '{key}' in {what} (expected one of: {})",
+                    allowed.join(", ")
+                ),
             );
         }
     }
@@ -148,7 +162,10 @@ fn parse_file(root: &Node, path: &Path, d: &mut Diags) -> Option<TestFile> {
     unknown_keys(root, &["flow", "tests"], "a flow test file", d);
     let flow = get(root, "flow").and_then(|n| text(n, "flow", d));
     let Some(flow) = flow else {
-        d.error(root.pos, "missing 'flow: PATH' (the flow file, relative to this file)");
+        d.error(
+            root.pos,
+            "missing 'flow: PATH' (the flow file, relative to this file)",
+        );
         return None;
     };
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -237,7 +254,10 @@ fn parse_test(n: &Node, d: &mut Diags) -> Option<FlowTest> {
         if OUTCOMES.contains(&s.as_str()) {
             t.outcome = Some(s);
         } else {
-            d.error(o.pos, format!("outcome must be one of: {}", OUTCOMES.join(", ")));
+            d.error(
+                o.pos,
+                format!("outcome must be one of: {}", OUTCOMES.join(", ")),
+            );
         }
     }
     Some(t)
@@ -256,7 +276,10 @@ fn parse_expect(n: &Node, d: &mut Diags) -> Option<Expect> {
         }
     }
     if n.as_map().is_none() {
-        d.error(n.pos, "an expectation is a mapping: heard, ticket, transfer or hangup");
+        d.error(
+            n.pos,
+            "an expectation is a mapping: heard, ticket, transfer or hangup",
+        );
         return None;
     }
     unknown_keys(n, EXPECT_KEYS, "an expectation", d);
@@ -274,7 +297,10 @@ fn parse_expect(n: &Node, d: &mut Diags) -> Option<Expect> {
     } else if get(n, "hangup").is_some() {
         Observed::Hangup
     } else {
-        d.error(n.pos, "an expectation needs one of heard, ticket, transfer, hangup");
+        d.error(
+            n.pos,
+            "an expectation needs one of heard, ticket, transfer, hangup",
+        );
         return None;
     };
     Some(Expect {
@@ -391,9 +417,15 @@ fn matches(exp: &Observed, got: &Observed) -> bool {
             e.category == g.category
                 && e.priority.is_none_or(|p| Some(p) == g.priority)
                 && e.due.is_none_or(|d| Some(d) == g.due)
-                && e.department.as_ref().is_none_or(|d| Some(d) == g.department.as_ref())
-                && e.fields.iter().all(|(k, v)| g.fields.iter().any(|(gk, gv)| gk == k && gv == v))
-                && e.recordings.as_ref().is_none_or(|r| Some(r) == g.recordings.as_ref())
+                && e.department
+                    .as_ref()
+                    .is_none_or(|d| Some(d) == g.department.as_ref())
+                && e.fields
+                    .iter()
+                    .all(|(k, v)| g.fields.iter().any(|(gk, gv)| gk == k && gv == v))
+                && e.recordings
+                    .as_ref()
+                    .is_none_or(|r| Some(r) == g.recordings.as_ref())
         }
         (a, b) => a == b,
     }
@@ -448,7 +480,8 @@ pub struct TestResult {
 /// Runs one test and compares what happened with what was expected.
 pub fn run_test(flow: &Arc<Flow>, project: &Project, t: &FlowTest) -> TestResult {
     let mut vars = t.vars.clone();
-    vars.entry("caller".into()).or_insert_with(|| "13800138000".into());
+    vars.entry("caller".into())
+        .or_insert_with(|| "13800138000".into());
     let mut sim = Sim::new(
         flow.clone(),
         &project.catalogue,
@@ -507,13 +540,17 @@ fn compare(t: &FlowTest, timeline: &[Entry]) -> Option<String> {
             (Some(e), Some(g)) => {
                 matches(&e.what, &g.what)
                     && e.at.is_none_or(|a| close(a, g.at))
-                    && e.after.is_none_or(|a| close(a, g.at.saturating_sub(prev_end)))
+                    && e.after
+                        .is_none_or(|a| close(a, g.at.saturating_sub(prev_end)))
             }
             _ => false,
         };
         if !ok && problems.is_empty() {
             problems.push(match (e, g) {
-                (Some(e), None) => format!("line {}: expected {left}, but nothing more happened", e.pos.line),
+                (Some(e), None) => format!(
+                    "line {}: expected {left}, but nothing more happened",
+                    e.pos.line
+                ),
                 (None, Some(_)) => format!("unexpected: {right}"),
                 (Some(e), Some(_)) => format!("line {}: expected {left}, got {right}", e.pos.line),
                 (None, None) => String::new(),
@@ -535,18 +572,30 @@ fn compare(t: &FlowTest, timeline: &[Entry]) -> Option<String> {
             _ => None,
         });
         if got != Some(want.as_str()) {
-            problems.push(format!("outcome: expected {want}, got {}", got.unwrap_or("none")));
+            problems.push(format!(
+                "outcome: expected {want}, got {}",
+                got.unwrap_or("none")
+            ));
         }
     }
     if problems.is_empty() {
         return None;
     }
-    let width = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0).max(8);
+    let width = rows
+        .iter()
+        .map(|r| r.1.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     let mut out = problems.join("\n");
     out += &format!("\n    {:width$}   actual\n", "expected");
     for (ok, l, r) in rows {
         let pad = width - l.chars().count();
-        out += &format!("  {} {l}{} | {r}\n", if ok { " " } else { "✗" }, " ".repeat(pad));
+        out += &format!(
+            "  {} {l}{} | {r}\n",
+            if ok { " " } else { "✗" },
+            " ".repeat(pad)
+        );
     }
     out += "  full timeline:\n";
     for e in timeline {

@@ -64,7 +64,11 @@ fn edges(flow: &Flow) -> Vec<Edge> {
                     out.push(Edge {
                         from: id.clone(),
                         to: node_id(&br.goto.name),
-                        label: br.when.as_ref().map(|c| c.source.clone()).unwrap_or_default(),
+                        label: br
+                            .when
+                            .as_ref()
+                            .map(|c| c.source.clone())
+                            .unwrap_or_default(),
                     })
                 }
             }
@@ -118,7 +122,10 @@ pub fn render(flow: &Flow, format: Format) -> String {
             if es.iter().any(|e| e.to == "transferred") {
                 out += "  transferred((transferred))\n";
             }
-            out += &format!("  start(( )) --> {}\n", node_id(&flow.states[flow.start].name));
+            out += &format!(
+                "  start(( )) --> {}\n",
+                node_id(&flow.states[flow.start].name)
+            );
             for e in es {
                 if e.label.is_empty() {
                     out += &format!("  {} --> {}\n", e.from, e.to);
@@ -128,14 +135,20 @@ pub fn render(flow: &Flow, format: Format) -> String {
             }
         }
         Format::Dot => {
-            out += &format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box];\n", esc(&flow.name));
+            out += &format!(
+                "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box];\n",
+                esc(&flow.name)
+            );
             for st in &flow.states {
                 out += &format!("  {} [label=\"{}\"];\n", node_id(&st.name), esc(&label(st)));
             }
             out += &format!("  {END} [label=\"hang up\", shape=doublecircle];\n");
             out += &format!("  {ANY} [label=\"any state\", shape=hexagon];\n");
             out += "  transferred [shape=doublecircle];\n";
-            out += &format!("  start [shape=point];\n  start -> {};\n", node_id(&flow.states[flow.start].name));
+            out += &format!(
+                "  start [shape=point];\n  start -> {};\n",
+                node_id(&flow.states[flow.start].name)
+            );
             for e in es {
                 out += &format!("  {} -> {} [label=\"{}\"];\n", e.from, e.to, esc(&e.label));
             }

@@ -11,7 +11,12 @@ use sim::Entry;
 
 fn clock(d: std::time::Duration) -> String {
     let ms = d.as_millis();
-    format!("{:02}:{:02}.{:03}", ms / 60_000, (ms / 1000) % 60, ms % 1000)
+    format!(
+        "{:02}:{:02}.{:03}",
+        ms / 60_000,
+        (ms / 1000) % 60,
+        ms % 1000
+    )
 }
 
 /// One line of a call's timeline, as `simulate` prints it and failing tests show it.
@@ -39,7 +44,11 @@ pub fn render_entry(e: &Entry) -> String {
             result,
         } => format!("[{}]   lookup {source} {key}: {result}", clock(*at)),
         Entry::Ticket { at, id, ticket } => {
-            let fields: Vec<String> = ticket.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let fields: Vec<String> = ticket
+                .fields
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             format!(
                 "[{}]   ticket {} {} {}{}{} {}",
                 clock(*at),

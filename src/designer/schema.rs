@@ -88,8 +88,10 @@ pub fn schema() -> Value {
             _ => name.clone(),
         }),
         "listen" => json!({ "const": true }),
-        "next" => json!({ "oneOf": [ name.clone(), { "type": "array", "items": object(keys::BRANCH, |b| match b {
-            "goto" => name.clone(), _ => json!({ "type": "string" }) }) } ] }),
+        "next" => {
+            json!({ "oneOf": [ name.clone(), { "type": "array", "items": object(keys::BRANCH, |b| match b {
+            "goto" => name.clone(), _ => json!({ "type": "string" }) }) } ] })
+        }
         "transfer" => json!({ "type": "string" }),
         _ => json!({}),
     });
@@ -113,12 +115,20 @@ pub fn schema() -> Value {
         "categories" => json!({ "type": "array", "items": name.clone(), "minItems": 1 }),
         "start" => name.clone(),
         "on" => json!({ "$ref": "#/$defs/on" }),
-        "states" => json!({ "type": "object", "additionalProperties": { "$ref": "#/$defs/state" } }),
+        "states" => {
+            json!({ "type": "object", "additionalProperties": { "$ref": "#/$defs/state" } })
+        }
         _ => json!({}),
     });
     if let Value::Object(o) = &mut top {
-        o.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
-        o.insert("$id".into(), json!("https://hotline.invalid/flow.schema.json"));
+        o.insert(
+            "$schema".into(),
+            json!("https://json-schema.org/draft/2020-12/schema"),
+        );
+        o.insert(
+            "$id".into(),
+            json!("https://hotline.invalid/flow.schema.json"),
+        );
         o.insert("title".into(), json!("hotline call flow"));
         o.insert("required".into(), json!(["flow", "start", "states"]));
         o.insert(

@@ -33,7 +33,10 @@ impl Action {
     pub fn is_condition(&self) -> bool {
         matches!(
             self,
-            Action::LookupFails | Action::LookupSlow(_) | Action::TicketFails | Action::TransferFails
+            Action::LookupFails
+                | Action::LookupSlow(_)
+                | Action::TicketFails
+                | Action::TransferFails
         )
     }
 }
@@ -65,9 +68,7 @@ impl Step {
     pub fn parse(line: &str) -> Result<Step, String> {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("at ") {
-            let (t, step) = rest
-                .split_once(':')
-                .ok_or("write 'at 2s: STEP'")?;
+            let (t, step) = rest.split_once(':').ok_or("write 'at 2s: STEP'")?;
             let at = parse_duration(t)?;
             let mut s = Step::parse(step)?;
             s.at = Some(at);
@@ -85,7 +86,11 @@ impl Step {
                 Some(s) => parse_duration(s),
             }
         };
-        let keys_ok = |k: &str| !k.is_empty() && k.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#');
+        let keys_ok = |k: &str| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+        };
         let action = match (verb, arg.as_slice()) {
             ("press", [k]) if keys_ok(k) => Action::Press(k.to_string()),
             ("press", _) => return Err("press takes keys 0-9 * #, e.g. press 1".into()),
@@ -147,12 +152,23 @@ mod tests {
         ] {
             assert_eq!(Step::parse(s).unwrap().to_string(), s);
         }
-        assert_eq!(Step::parse("12#").unwrap().action, Action::Press("12#".into()));
+        assert_eq!(
+            Step::parse("12#").unwrap().action,
+            Action::Press("12#".into())
+        );
         assert_eq!(
             Step::parse("silence 5").unwrap().action,
             Action::Silence(Duration::from_secs(5))
         );
-        for bad in ["", "press", "press x", "silence", "fly", "at 2s press 1", "lookup"] {
+        for bad in [
+            "",
+            "press",
+            "press x",
+            "silence",
+            "fly",
+            "at 2s press 1",
+            "lookup",
+        ] {
             assert!(Step::parse(bad).is_err(), "{bad}");
         }
     }

@@ -217,11 +217,15 @@ impl<'a> Sim<'a> {
             }
         }
         for s in caller.leftover() {
-            self.timeline.push(Entry::Unused { step: s.to_string() });
+            self.timeline.push(Entry::Unused {
+                step: s.to_string(),
+            });
         }
         for (_, _, p) in std::mem::take(&mut self.queue) {
             if let Pending::CallerStep(s) = p {
-                self.timeline.push(Entry::Unused { step: s.to_string() });
+                self.timeline.push(Entry::Unused {
+                    step: s.to_string(),
+                });
             }
         }
         while shown < self.timeline.len() {
@@ -236,7 +240,10 @@ impl<'a> Sim<'a> {
         self.session.awaiting_input()
             && self.session.listen_epoch() != self.acted_epoch
             && self.now >= self.hold_until
-            && !self.queue.iter().any(|(_, _, p)| matches!(p, Pending::Engine(_)))
+            && !self
+                .queue
+                .iter()
+                .any(|(_, _, p)| matches!(p, Pending::Engine(_)))
     }
 
     /// Takes the caller's steps that can be taken now: timed steps are queued for their
@@ -266,7 +273,10 @@ impl<'a> Sim<'a> {
 
     /// Advances to the next thing that happens; false when nothing ever will.
     fn step_once(&mut self) -> bool {
-        let wake = self.session.poll_timeout().map(|t| t.duration_since(self.t0));
+        let wake = self
+            .session
+            .poll_timeout()
+            .map(|t| t.duration_since(self.t0));
         let queued = self.queue.iter().map(|(t, _, _)| *t).min();
         let hold = (self.hold_until > self.now).then_some(self.hold_until);
         let Some(next) = [wake, queued, hold].into_iter().flatten().min() else {
@@ -332,7 +342,10 @@ impl<'a> Sim<'a> {
         while let Some(cmd) = self.session.poll_command() {
             let now = self.now;
             match cmd {
-                Command::Entered { state } => self.timeline.push(Entry::State { at: now, name: state }),
+                Command::Entered { state } => self.timeline.push(Entry::State {
+                    at: now,
+                    name: state,
+                }),
                 Command::Play { id, utterances } => self.play(id, utterances),
                 Command::StopPlay => self.stop_play(),
                 Command::StartRecording { .. } => {}
@@ -358,7 +371,10 @@ impl<'a> Sim<'a> {
                             LookupResult::Failed(e) => format!("failed: {e}"),
                         },
                     });
-                    self.push(now + delay, Pending::Engine(Event::LookupDone { id, result }));
+                    self.push(
+                        now + delay,
+                        Pending::Engine(Event::LookupDone { id, result }),
+                    );
                 }
                 Command::FileTicket { id, ticket } => {
                     let result = if std::mem::take(&mut self.ticket_fails) {
@@ -425,8 +441,9 @@ impl<'a> Sim<'a> {
             return;
         };
         let now = self.now;
-        self.queue
-            .retain(|(_, _, e)| !matches!(e, Pending::Engine(Event::PlayDone { id }) if *id == p.id));
+        self.queue.retain(
+            |(_, _, e)| !matches!(e, Pending::Engine(Event::PlayDone { id }) if *id == p.id),
+        );
         let mut keep = Vec::new();
         let mut idx = p.first_entry;
         for (u, start, end) in &p.parts {

@@ -117,7 +117,10 @@ impl Catalogue {
             }
         }
         let Some(map) = prompts_node.and_then(Node::as_map) else {
-            d.error(root.pos, "the catalogue needs 'prompts:' mapping id → {text, file}");
+            d.error(
+                root.pos,
+                "the catalogue needs 'prompts:' mapping id → {text, file}",
+            );
             return None;
         };
         for (k, v) in map {
@@ -153,7 +156,10 @@ impl Catalogue {
         d: &mut Diags,
     ) -> Option<PromptDef> {
         let Some(m) = v.as_map() else {
-            d.error(v.pos, format!("prompt '{id}' must be a mapping with text and file"));
+            d.error(
+                v.pos,
+                format!("prompt '{id}' must be a mapping with text and file"),
+            );
             return None;
         };
         let (mut text, mut file, mut speak) = (None, None, Vec::new());
@@ -195,7 +201,10 @@ impl Catalogue {
         let Some(stem) = file.strip_suffix(".wav").filter(|s| {
             !s.is_empty() && !s.contains('/') && !s.contains('\\') && !s.starts_with('.')
         }) else {
-            d.error(file_pos, format!("file '{file}' must be a NAME.wav next to the catalogue"));
+            d.error(
+                file_pos,
+                format!("file '{file}' must be a NAME.wav next to the catalogue"),
+            );
             return None;
         };
         let tpl = match Template::parse(&text) {
@@ -233,7 +242,10 @@ impl Catalogue {
         }
         for (name, _) in &speak {
             if !tpl.vars().any(|v| v == name) {
-                d.error(pos, format!("prompt '{id}': speak.{name} names no {{{name}}} in the text"));
+                d.error(
+                    pos,
+                    format!("prompt '{id}': speak.{name} names no {{{name}}} in the text"),
+                );
             }
         }
         Some(PromptDef {
@@ -293,7 +305,9 @@ impl Catalogue {
                     duration: Some(d), ..
                 }) => *d,
                 Some(c) => Duration::from_millis(250 * c.text.chars().count().max(1) as u64),
-                None => Duration::from_millis(250 * say::fragment_text(id).chars().count().max(1) as u64),
+                None => Duration::from_millis(
+                    250 * say::fragment_text(id).chars().count().max(1) as u64,
+                ),
             },
         }
     }
@@ -399,10 +413,18 @@ fn inspect_wav(path: &Path) -> (Option<Duration>, Option<String>) {
         Err(hound::Error::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return (
                 None,
-                Some(format!("{} is missing: run scripts/gen-prompts.sh", path.display())),
+                Some(format!(
+                    "{} is missing: run scripts/gen-prompts.sh",
+                    path.display()
+                )),
             );
         }
-        Err(e) => return (None, Some(format!("{} is not a WAV file: {e}", path.display()))),
+        Err(e) => {
+            return (
+                None,
+                Some(format!("{} is not a WAV file: {e}", path.display())),
+            );
+        }
     };
     let s = r.spec();
     if s.sample_rate != SAMPLE_RATE
@@ -426,7 +448,9 @@ fn inspect_wav(path: &Path) -> (Option<Duration>, Option<String>) {
         return (None, Some(format!("{} is empty", path.display())));
     }
     (
-        Some(Duration::from_micros(u64::from(samples) * 1_000_000 / u64::from(SAMPLE_RATE))),
+        Some(Duration::from_micros(
+            u64::from(samples) * 1_000_000 / u64::from(SAMPLE_RATE),
+        )),
         None,
     )
 }

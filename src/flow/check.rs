@@ -127,7 +127,10 @@ fn check_graph(flow: &Flow, d: &mut Diags) {
         if !reached[i] {
             d.error(
                 st.pos,
-                format!("state '{}' is never reached from '{}'", st.name, flow.states[flow.start].name),
+                format!(
+                    "state '{}' is never reached from '{}'",
+                    st.name, flow.states[flow.start].name
+                ),
             );
         }
     }
@@ -201,22 +204,31 @@ fn check_handlers(flow: &Flow, d: &mut Diags) {
         if let Some(hs) = st.on.get(EventKind::Hangup) {
             for (_, h) in hs {
                 if !h.say.is_empty() {
-                    d.error(h.pos, "on hangup: the caller is gone and hears nothing; remove 'say'");
+                    d.error(
+                        h.pos,
+                        "on hangup: the caller is gone and hears nothing; remove 'say'",
+                    );
                 }
             }
         }
-        if let Action::Record(_) = st.action {
-        } else if let Some(hs) = st.on.get(EventKind::Voice)
-            && !st.action.listens()
+        if !st.action.listens()
+            && let Some((_, h)) = st.on.get(EventKind::Voice).and_then(|hs| hs.first())
         {
-            if let Some((_, h)) = hs.first() {
-                d.error(h.pos, format!("state '{}' does not listen, so it never hears voice", st.name));
-            }
+            d.error(
+                h.pos,
+                format!(
+                    "state '{}' does not listen, so it never hears voice",
+                    st.name
+                ),
+            );
         }
     }
     for (ev, _, h) in flow.on.all() {
         if ev == EventKind::Hangup && !h.say.is_empty() {
-            d.error(h.pos, "on hangup: the caller is gone and hears nothing; remove 'say'");
+            d.error(
+                h.pos,
+                "on hangup: the caller is gone and hears nothing; remove 'say'",
+            );
         }
     }
 }
@@ -232,7 +244,7 @@ fn check_tickets(flow: &Flow, sources: Option<&[String]>, d: &mut Diags) {
         .collect();
     for st in &flow.states {
         if let Some(t) = &st.ticket {
-            if !flow.categories.iter().any(|c| *c == t.category) {
+            if !flow.categories.contains(&t.category) {
                 d.error(
                     t.pos,
                     format!(
@@ -244,16 +256,25 @@ fn check_tickets(flow: &Flow, sources: Option<&[String]>, d: &mut Diags) {
             }
             for r in &t.recordings {
                 if !recordings.contains(r.as_str()) {
-                    d.error(t.pos, format!("ticket recording '{r}' is recorded by no state (record: into: {r})"));
+                    d.error(
+                        t.pos,
+                        format!(
+                            "ticket recording '{r}' is recorded by no state (record: into: {r})"
+                        ),
+                    );
                 }
             }
         }
         if let (Some(l), Some(sources)) = (&st.lookup, sources)
-            && !sources.iter().any(|s| *s == l.source)
+            && !sources.contains(&l.source)
         {
             d.error(
                 l.pos,
-                format!("lookup source '{}' does not exist (sources: {})", l.source, sources.join(", ")),
+                format!(
+                    "lookup source '{}' does not exist (sources: {})",
+                    l.source,
+                    sources.join(", ")
+                ),
             );
         }
     }
@@ -265,7 +286,10 @@ fn check_prompts(flow: &Flow, cat: &Catalogue, d: &mut Diags) {
             if let SayItem::Prompt { id, pos, .. } = i
                 && !cat.has(id)
             {
-                d.error(*pos, format!("prompt '{id}' is not in {}", cat.file.display()));
+                d.error(
+                    *pos,
+                    format!("prompt '{id}' is not in {}", cat.file.display()),
+                );
             }
         }
     };
@@ -290,7 +314,10 @@ fn check_prompts(flow: &Flow, cat: &Catalogue, d: &mut Diags) {
         ("settings.hotline", &s.hotline),
     ] {
         if !id.is_empty() && !cat.has(id) {
-            d.error(Pos::FILE, format!("{what}: prompt '{id}' is not in {}", cat.file.display()));
+            d.error(
+                Pos::FILE,
+                format!("{what}: prompt '{id}' is not in {}", cat.file.display()),
+            );
         }
     }
 }

@@ -13,17 +13,30 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// The call was answered after `rings` ring-back periods (P-RING).
-    Answered { rings: u32 },
+    Answered {
+        rings: u32,
+    },
     Dtmf(char),
     VoiceStart,
     VoiceEnd,
     TooQuiet,
     Noise,
-    PlayDone { id: u64 },
-    LookupDone { id: u64, result: LookupResult },
+    PlayDone {
+        id: u64,
+    },
+    LookupDone {
+        id: u64,
+        result: LookupResult,
+    },
     /// The ticket is durably filed (its id), or could not be (why).
-    TicketDone { id: u64, result: Result<String, String> },
-    TransferDone { id: u64, ok: bool },
+    TicketDone {
+        id: u64,
+        result: Result<String, String>,
+    },
+    TransferDone {
+        id: u64,
+        ok: bool,
+    },
     /// The caller hung up.
     Hangup,
 }
@@ -38,18 +51,40 @@ pub enum LookupResult {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     /// The call entered a state: for the call record's path through the flow.
-    Entered { state: String },
-    Play { id: u64, utterances: Vec<Utterance> },
+    Entered {
+        state: String,
+    },
+    Play {
+        id: u64,
+        utterances: Vec<Utterance>,
+    },
     StopPlay,
-    StartRecording { name: String },
-    StopRecording { name: String, keep: bool },
-    Lookup { id: u64, source: String, key: String },
-    FileTicket { id: u64, ticket: TicketRequest },
-    Transfer { id: u64, to: String },
+    StartRecording {
+        name: String,
+    },
+    StopRecording {
+        name: String,
+        keep: bool,
+    },
+    Lookup {
+        id: u64,
+        source: String,
+        key: String,
+    },
+    FileTicket {
+        id: u64,
+        ticket: TicketRequest,
+    },
+    Transfer {
+        id: u64,
+        to: String,
+    },
     /// Hotline hangs up (sends BYE).
     Hangup,
     /// The session is over; nothing more will come out of it.
-    Ended { outcome: Outcome },
+    Ended {
+        outcome: Outcome,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -340,7 +375,8 @@ impl Session {
                     self.fire(EventKind::Fault, now);
                 } else if ask_at.is_some_and(|a| now >= a) {
                     // P-WAIT: ask the caller to hold before the hold, not after.
-                    let asking = self.play_ids(&[self.flow.settings.wait_prompt.clone()]);
+                    let prompt = self.flow.settings.wait_prompt.clone();
+                    let asking = self.play_id(&prompt);
                     self.owe_thanks = true;
                     self.phase = Phase::Waiting {
                         op,
@@ -414,7 +450,7 @@ impl Session {
         }
         let mut items: Vec<Utterance> = Vec::new();
         if std::mem::take(&mut self.owe_thanks) {
-            items.extend(self.render_ids(&[flow.settings.waited_prompt.clone()]));
+            items.extend(self.cat.utterance(&flow.settings.waited_prompt, &self.vars));
         }
         items.extend(self.render(&st.say));
         self.play_then(items, After::Action, now);
@@ -757,7 +793,8 @@ impl Session {
             Phase::Listening { deadline } | Phase::Collecting { deadline, .. } => {
                 self.heard_voice = true;
                 *deadline = Some(now + timeout);
-                if st.on.get(EventKind::Voice).is_some() || flow.on.get(EventKind::Voice).is_some() {
+                if st.on.get(EventKind::Voice).is_some() || flow.on.get(EventKind::Voice).is_some()
+                {
                     self.fire(EventKind::Voice, now);
                 }
             }
@@ -976,21 +1013,12 @@ impl Session {
         out
     }
 
-    fn render_ids(&self, ids: &[String]) -> Vec<Utterance> {
-        ids.iter()
-            .filter_map(|id| self.cat.utterance(id, &self.vars))
-            .collect()
-    }
-
-    fn play_ids(&mut self, ids: &[String]) -> Option<u64> {
-        let items = self.render_ids(ids);
-        if items.is_empty() {
-            return None;
-        }
+    fn play_id(&mut self, prompt: &str) -> Option<u64> {
+        let u = self.cat.utterance(prompt, &self.vars)?;
         let id = self.id();
         self.out.push_back(Command::Play {
             id,
-            utterances: items,
+            utterances: vec![u],
         });
         Some(id)
     }

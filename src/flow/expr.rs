@@ -230,7 +230,7 @@ pub fn fmt_duration(d: std::time::Duration) -> String {
     if ms == 0 {
         return "0s".into();
     }
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         if ms > 1000 {
             return format!("{}.{:03}s", ms / 1000, ms % 1000)
                 .trim_end_matches('0')

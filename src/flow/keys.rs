@@ -5,36 +5,87 @@ pub const TOP: &[(&str, &str)] = &[
     ("flow", "the flow's name; calls to sip:NAME@host run it"),
     ("description", "free text for the designer"),
     ("settings", "timeouts and names; every one has a default"),
-    ("vars", "initial call variables, usable as {name} in prompts and tickets"),
-    ("categories", "the ticket categories this flow may file (default: the standard list)"),
+    (
+        "vars",
+        "initial call variables, usable as {name} in prompts and tickets",
+    ),
+    (
+        "categories",
+        "the ticket categories this flow may file (default: the standard list)",
+    ),
     ("start", "the state a call begins in"),
     ("on", "event handlers every state falls back to"),
     ("states", "the states, by name"),
 ];
 
 pub const SETTINGS: &[(&str, &str)] = &[
-    ("no_input", "silence (no voice, no key) before no_input fires; default 5s (P-SIL)"),
-    ("inter_digit", "longest gap between digits while collecting; default 3s"),
-    ("ring_period", "one ring-back cadence period, for counting rings; default 5s (P-RING)"),
-    ("ring_apology_after", "rings after which the greeting apologises; default 3 (P-RING)"),
+    (
+        "no_input",
+        "silence (no voice, no key) before no_input fires; default 5s (P-SIL)",
+    ),
+    (
+        "inter_digit",
+        "longest gap between digits while collecting; default 3s",
+    ),
+    (
+        "ring_period",
+        "one ring-back cadence period, for counting rings; default 5s (P-RING)",
+    ),
+    (
+        "ring_apology_after",
+        "rings after which the greeting apologises; default 3 (P-RING)",
+    ),
     ("answer_after", "delay the answer by this long; default 0s"),
-    ("wait_after", "a lookup slower than this makes the caller wait politely; default 1s (P-WAIT)"),
-    ("lookup_timeout", "a lookup slower than this is a fault; default 10s (P-FAULT)"),
-    ("wait_prompt", "prompt asking the caller to wait; default please_wait (P-WAIT)"),
-    ("waited_prompt", "prompt thanking the caller for waiting; default sorry_to_keep_you (P-WAIT)"),
-    ("max_call", "the call is ended after this long whatever happens; default 30m"),
+    (
+        "wait_after",
+        "a lookup slower than this makes the caller wait politely; default 1s (P-WAIT)",
+    ),
+    (
+        "lookup_timeout",
+        "a lookup slower than this is a fault; default 10s (P-FAULT)",
+    ),
+    (
+        "wait_prompt",
+        "prompt asking the caller to wait; default please_wait (P-WAIT)",
+    ),
+    (
+        "waited_prompt",
+        "prompt thanking the caller for waiting; default sorry_to_keep_you (P-WAIT)",
+    ),
+    (
+        "max_call",
+        "the call is ended after this long whatever happens; default 30m",
+    ),
     ("record_max", "longest recording; default 60s"),
-    ("record_end_silence", "silence that ends a recording; default 3s"),
-    ("barge_in", "a key press interrupts the prompt; default true"),
-    ("agent_id", "the agent id the prompts say (P-GREET, P-ID); default 0001"),
-    ("hotline", "prompt id of the hotline's spoken name (P-GREET)"),
+    (
+        "record_end_silence",
+        "silence that ends a recording; default 3s",
+    ),
+    (
+        "barge_in",
+        "a key press interrupts the prompt; default true",
+    ),
+    (
+        "agent_id",
+        "the agent id the prompts say (P-GREET, P-ID); default 0001",
+    ),
+    (
+        "hotline",
+        "prompt id of the hotline's spoken name (P-GREET)",
+    ),
 ];
 
 pub const STATE: &[(&str, &str)] = &[
     ("description", "free text for the designer"),
     ("set", "variables to set on entering the state"),
-    ("ticket", "file a ticket on entering the state; failure raises fault"),
-    ("lookup", "look a record up on entering the state; not_found or fault when it fails"),
+    (
+        "ticket",
+        "file a ticket on entering the state; failure raises fault",
+    ),
+    (
+        "lookup",
+        "look a record up on entering the state; not_found or fault when it fails",
+    ),
     ("say", "prompts to play, in order"),
     ("timeout", "overrides settings.no_input for this state"),
     ("on", "event handlers of this state"),
@@ -42,9 +93,15 @@ pub const STATE: &[(&str, &str)] = &[
     ("collect", "collect digits into a variable"),
     ("record", "record the caller's words to a WAV"),
     ("listen", "wait for the caller; only event handlers lead on"),
-    ("next", "the state to go to after the prompts; or a list of {when, goto}"),
+    (
+        "next",
+        "the state to go to after the prompts; or a list of {when, goto}",
+    ),
     ("hangup", "hang up after this pause of silence"),
-    ("transfer", "blind transfer to this SIP URI; failure raises fault"),
+    (
+        "transfer",
+        "blind transfer to this SIP URI; failure raises fault",
+    ),
 ];
 
 /// Exactly one of these ends a state.
@@ -61,9 +118,15 @@ pub const HANDLER: &[(&str, &str)] = &[
 ];
 
 pub const SAY: &[(&str, &str)] = &[
-    ("prompt", "a prompt id from prompts/catalogue.yaml, or {var} holding one"),
+    (
+        "prompt",
+        "a prompt id from prompts/catalogue.yaml, or {var} holding one",
+    ),
     ("digits", "read digit by digit"),
-    ("digits_slow", "read digit by digit with pauses, for numbers to write down (P-NOTE)"),
+    (
+        "digits_slow",
+        "read digit by digit with pauses, for numbers to write down (P-NOTE)",
+    ),
     ("number", "read as a Mandarin number"),
     ("money", "read as an amount in yuan and jiao"),
     ("date", "read a date (YYYY-MM-DD or MM-DD)"),
@@ -75,15 +138,24 @@ pub const SAY: &[(&str, &str)] = &[
 pub const COLLECT: &[(&str, &str)] = &[
     ("into", "variable that receives the digits"),
     ("min", "fewest digits; default 1"),
-    ("max", "most digits; collection ends when reached; default 20"),
+    (
+        "max",
+        "most digits; collection ends when reached; default 20",
+    ),
     ("end", "key that ends the input; default #"),
     ("inter_digit", "overrides settings.inter_digit"),
-    ("pattern", "regular expression the digits must match, else no_match"),
+    (
+        "pattern",
+        "regular expression the digits must match, else no_match",
+    ),
     ("next", "state to go to with the digits"),
 ];
 
 pub const RECORD: &[(&str, &str)] = &[
-    ("into", "name of the recording, listed in a ticket's recordings"),
+    (
+        "into",
+        "name of the recording, listed in a ticket's recordings",
+    ),
     ("max", "overrides settings.record_max"),
     ("end_silence", "overrides settings.record_end_silence"),
     ("next", "state to go to when the recording ends"),
@@ -92,10 +164,16 @@ pub const RECORD: &[(&str, &str)] = &[
 pub const TICKET: &[(&str, &str)] = &[
     ("category", "one of the flow's categories"),
     ("priority", "emergency, high, normal (default) or low"),
-    ("due", "how soon the request must be handled, e.g. 15m (P-EMERG), 2h (P-CMPL-SLA)"),
+    (
+        "due",
+        "how soon the request must be handled, e.g. 15m (P-EMERG), 2h (P-CMPL-SLA)",
+    ),
     ("department", "the department the ticket goes to (P-DEPT)"),
     ("fields", "the values collected, as templates"),
-    ("recordings", "recordings (record.into names) attached to the ticket"),
+    (
+        "recordings",
+        "recordings (record.into names) attached to the ticket",
+    ),
 ];
 
 pub const LOOKUP: &[(&str, &str)] = &[

@@ -4,7 +4,7 @@
 //! whole (targets, reachability, prompts). Both keep going after an error.
 use super::diag::{Diags, Pos};
 use super::expr::{Cond, Template, parse_duration, valid_var_name};
-use super::keys::{self, known, suggest};
+use super::keys::{self, suggest};
 use super::model::*;
 use super::yaml::{self, Node, Value};
 use std::collections::HashMap;
@@ -170,7 +170,10 @@ impl Loader<'_> {
         let Some(map) = n.as_map() else {
             self.err(
                 n.pos,
-                format!("{what} must be a mapping of name: value, found {}", n.kind()),
+                format!(
+                    "{what} must be a mapping of name: value, found {}",
+                    n.kind()
+                ),
             );
             return Vec::new();
         };
@@ -187,13 +190,12 @@ impl Loader<'_> {
 
     fn flow(&mut self, root: &Node, file: &Path) -> Option<Flow> {
         let entries = self.entries(root, keys::TOP, "the flow");
-        if root.as_map().is_none() {
-            return None;
-        }
+        root.as_map()?;
         let mut settings = Settings::default();
         let mut name = None;
         let mut vars = Vec::new();
-        let mut categories: Vec<String> = DEFAULT_CATEGORIES.iter().map(|s| s.to_string()).collect();
+        let mut categories: Vec<String> =
+            DEFAULT_CATEGORIES.iter().map(|s| s.to_string()).collect();
         let mut start = None;
         let mut on = Handlers::default();
         let mut states_node = None;
@@ -215,7 +217,10 @@ impl Loader<'_> {
             return None;
         };
         let Some(states_node) = states_node else {
-            self.err(root.pos, "missing 'states:' (a flow needs at least one state)");
+            self.err(
+                root.pos,
+                "missing 'states:' (a flow needs at least one state)",
+            );
             return None;
         };
         let mut states = Vec::new();
@@ -237,7 +242,10 @@ impl Loader<'_> {
                 }
             }
             _ => {
-                self.err(states_node.pos, "states must be a mapping of state name: state");
+                self.err(
+                    states_node.pos,
+                    "states must be a mapping of state name: state",
+                );
                 return None;
             }
         }
@@ -405,9 +413,10 @@ impl Loader<'_> {
         }
         match action {
             Some((_, a)) => st.action = a,
-            None if keys::ACTIONS
-                .iter()
-                .any(|k| n.as_map().is_some_and(|m| m.iter().any(|(kk, _)| kk.scalar().as_deref() == Some(*k)))) =>
+            None if keys::ACTIONS.iter().any(|k| {
+                n.as_map()
+                    .is_some_and(|m| m.iter().any(|(kk, _)| kk.scalar().as_deref() == Some(*k)))
+            }) =>
             {
                 // The action was written but invalid; its error is already reported.
             }
@@ -452,7 +461,10 @@ impl Loader<'_> {
             main = Some((k, v));
         }
         let Some((k, v)) = main else {
-            self.err(n.pos, "a say item needs one of prompt, digits, number, money, date, time, pause");
+            self.err(
+                n.pos,
+                "a say item needs one of prompt, digits, number, money, date, time, pause",
+            );
             return None;
         };
         match k {
@@ -562,8 +574,14 @@ impl Loader<'_> {
         for (k, v) in entries {
             match k {
                 "into" => into = self.name(v, "collect.into"),
-                "min" => set(&mut spec.min, self.uint(v, "collect.min", 64).map(|x| x as usize)),
-                "max" => set(&mut spec.max, self.uint(v, "collect.max", 64).map(|x| x as usize)),
+                "min" => set(
+                    &mut spec.min,
+                    self.uint(v, "collect.min", 64).map(|x| x as usize),
+                ),
+                "max" => set(
+                    &mut spec.max,
+                    self.uint(v, "collect.max", 64).map(|x| x as usize),
+                ),
                 "end" => {
                     let s = v.scalar().unwrap_or_default();
                     spec.end = match s.as_str() {
@@ -597,7 +615,13 @@ impl Loader<'_> {
             }
         }
         if spec.min == 0 || spec.min > spec.max {
-            self.err(n.pos, format!("collect: min {} and max {} need 1 <= min <= max", spec.min, spec.max));
+            self.err(
+                n.pos,
+                format!(
+                    "collect: min {} and max {} need 1 <= min <= max",
+                    spec.min, spec.max
+                ),
+            );
         }
         match (into, next) {
             (Some(i), Some(t)) => {
@@ -788,9 +812,9 @@ impl Loader<'_> {
                 );
                 continue;
             };
-            let counted = v
-                .as_map()
-                .is_some_and(|m| !m.is_empty() && m.iter().all(|(c, _)| matches!(c.value, Value::Int(_))));
+            let counted = v.as_map().is_some_and(|m| {
+                !m.is_empty() && m.iter().all(|(c, _)| matches!(c.value, Value::Int(_)))
+            });
             let mut list = Vec::new();
             if counted {
                 for (c, hv) in v.as_map().unwrap_or_default() {
@@ -860,9 +884,4 @@ fn set<T>(slot: &mut T, v: Option<T>) {
     if let Some(v) = v {
         *slot = v;
     }
-}
-
-/// Keys of a mapping node known to a table; for callers outside the loader.
-pub fn is_known(table: &[(&'static str, &str)], key: &str) -> bool {
-    known(table, key)
 }

@@ -69,7 +69,9 @@ pub fn flow_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     let rd = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut v: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
         .collect();
     v.sort();
     Ok(v)

@@ -97,7 +97,10 @@ pub fn number(n: u64) -> Vec<&'static str> {
     }
     if n >= 1_000_000_000_000 {
         let s = n.to_string();
-        return s.chars().filter_map(|c| c.to_digit(10).map(|d| DIGIT[d as usize])).collect();
+        return s
+            .chars()
+            .filter_map(|c| c.to_digit(10).map(|d| DIGIT[d as usize]))
+            .collect();
     }
     let groups = [
         ((n / 100_000_000) as u16, Some("num_100m")),
@@ -127,7 +130,12 @@ pub fn number(n: u64) -> Vec<&'static str> {
 
 /// One group of four digits (1..=9999).
 fn group(g: u16, leading: bool, before_unit: bool, out: &mut Vec<&'static str>) {
-    let places = [(g / 1000, "num_1000"), ((g / 100) % 10, "num_100"), ((g / 10) % 10, "num_10"), (g % 10, "")];
+    let places = [
+        (g / 1000, "num_1000"),
+        ((g / 100) % 10, "num_100"),
+        ((g / 10) % 10, "num_10"),
+        (g % 10, ""),
+    ];
     let mut started = false;
     let mut zero_pending = false;
     for (i, (d, unit)) in places.into_iter().enumerate() {
@@ -282,7 +290,10 @@ mod tests {
         assert_eq!(say(SpokenKind::Money, "10.05"), "十元零五分");
         assert_eq!(say(SpokenKind::Money, "128"), "一百二十八元");
         assert_eq!(say(SpokenKind::Money, "0"), "零元");
-        assert_eq!(say(SpokenKind::Date, "2026-11-26"), "二零二六年十一月二十六日");
+        assert_eq!(
+            say(SpokenKind::Date, "2026-11-26"),
+            "二零二六年十一月二十六日"
+        );
         assert_eq!(say(SpokenKind::Date, "3-8"), "三月八日");
         assert_eq!(say(SpokenKind::Time, "14:30"), "十四時三十分");
         assert_eq!(say(SpokenKind::Time, "09:05"), "九時零五分");

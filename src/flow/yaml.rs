@@ -180,10 +180,7 @@ fn clean_message(s: &str) -> String {
         Some(i) if first.starts_with("line ") => &first[i + 2..],
         _ => first,
     };
-    let msg = msg
-        .split(", set DuplicateKeyPolicy")
-        .next()
-        .unwrap_or(msg);
+    let msg = msg.split(", set DuplicateKeyPolicy").next().unwrap_or(msg);
     if msg.contains("budget breached") {
         format!("{msg} (the document expands too far: YAML alias bombs are refused)")
     } else {
