@@ -30,9 +30,16 @@ fn load(text: &str) -> Json {
 #[test]
 fn shipped_flows_match_the_schema() {
     let validator = jsonschema::validator_for(&schema()).unwrap();
-    for f in ["flows/property.yaml", "flows/water.yaml", "flows/callback.yaml"] {
+    for f in [
+        "flows/property.yaml",
+        "flows/water.yaml",
+        "flows/callback.yaml",
+    ] {
         let doc = load(&std::fs::read_to_string(f).unwrap());
-        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&doc)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
         assert!(errors.is_empty(), "{f}: {errors:#?}");
     }
 }

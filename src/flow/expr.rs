@@ -16,7 +16,7 @@ pub enum Part {
 }
 
 pub fn valid_var_name(s: &str) -> bool {
-    !s.is_empty()
+    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && s.split('.').all(|seg| {
             !seg.is_empty()
                 && seg
@@ -232,9 +232,8 @@ pub fn fmt_duration(d: std::time::Duration) -> String {
     }
     if !ms.is_multiple_of(1000) {
         if ms > 1000 {
-            return format!("{}.{:03}s", ms / 1000, ms % 1000)
-                .trim_end_matches('0')
-                .to_string();
+            let frac = format!("{:03}", ms % 1000);
+            return format!("{}.{}s", ms / 1000, frac.trim_end_matches('0'));
         }
         return format!("{ms}ms");
     }
