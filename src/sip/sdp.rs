@@ -267,7 +267,9 @@ impl MediaDescription {
             Some(v) if name.eq_ignore_ascii_case("rtpmap") => {
                 parse_rtpmap(v).map(|m| self.rtpmaps.push(m))
             }
-            Some(v) if name.eq_ignore_ascii_case("fmtp") => parse_fmtp(v).map(|f| self.fmtps.push(f)),
+            Some(v) if name.eq_ignore_ascii_case("fmtp") => {
+                parse_fmtp(v).map(|f| self.fmtps.push(f))
+            }
             Some(v) if name.eq_ignore_ascii_case("ptime") => {
                 v.trim().parse().ok().map(|p| self.ptime = Some(p))
             }
@@ -309,7 +311,10 @@ fn static_payload_type(pt: u8) -> Option<(&'static str, u32, Option<u16>)> {
 }
 
 fn parse_payload_type(token: &str) -> Option<u8> {
-    token.parse::<u8>().ok().filter(|pt| *pt <= MAX_PAYLOAD_TYPE)
+    token
+        .parse::<u8>()
+        .ok()
+        .filter(|pt| *pt <= MAX_PAYLOAD_TYPE)
 }
 
 // ---------------------------------------------------------------------------
@@ -456,9 +461,7 @@ pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
             }
             't' => {
                 // Timing does not matter for a call; a bad t= is not worth a 400.
-                if timing.is_none() {
-                    timing = parse_timing(value);
-                }
+                timing = timing.or_else(|| parse_timing(value));
             }
             'c' => {
                 let c = parse_connection(value)
@@ -473,7 +476,8 @@ pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
                 }
             }
             'm' => media.push(
-                parse_media(value).map_err(|d| SdpError::at(no, SdpErrorKind::MalformedMedia, d))?,
+                parse_media(value)
+                    .map_err(|d| SdpError::at(no, SdpErrorKind::MalformedMedia, d))?,
             ),
             'a' => {
                 let (name, attr_value) = match value.split_once(':') {
@@ -597,7 +601,8 @@ fn parse_timing(value: &str) -> Option<Timing> {
 
 fn parse_media(value: &str) -> Result<MediaDescription, String> {
     let mut fields = value.split_whitespace();
-    let (Some(media), Some(port_field), Some(proto)) = (fields.next(), fields.next(), fields.next())
+    let (Some(media), Some(port_field), Some(proto)) =
+        (fields.next(), fields.next(), fields.next())
     else {
         return Err(format!(
             "expected `<media> <port> <proto> <fmt> ...`, found `{}`",
@@ -733,7 +738,11 @@ impl fmt::Display for Attribute {
 /// What follows `a=rtpmap:`.
 impl fmt::Display for RtpMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}/{}", self.payload_type, self.encoding, self.clock_rate)?;
+        write!(
+            f,
+            "{} {}/{}",
+            self.payload_type, self.encoding, self.clock_rate
+        )?;
         if let Some(channels) = self.channels {
             write!(f, "/{channels}")?;
         }
@@ -973,10 +982,9 @@ impl fmt::Display for NegotiationError {
             NegotiationError::MissingConnection { media_index } => {
                 write!(f, "audio stream {media_index} has no c= address")
             }
-            NegotiationError::MediaCountMismatch { offered, answered } => write!(
-                f,
-                "answer has {answered} m= lines, the offer had {offered}"
-            ),
+            NegotiationError::MediaCountMismatch { offered, answered } => {
+                write!(f, "answer has {answered} m= lines, the offer had {offered}")
+            }
         }
     }
 }
@@ -1109,7 +1117,8 @@ fn answer_with_origin(
     let connection = offer
         .connection_for(offered)
         .ok_or(NegotiationError::MissingConnection { media_index })?;
-    let remote_rtp = (!connection.is_null()).then(|| SocketAddr::new(connection.address, offered.port));
+    let remote_rtp =
+        (!connection.is_null()).then(|| SocketAddr::new(connection.address, offered.port));
     let direction = offer.direction_for(offered).reversed();
 
     let mut formats = vec![selection.payload_type.to_string()];
@@ -1254,7 +1263,12 @@ pub fn offer(our_addr: IpAddr, our_port: u16, prefs: &Prefs) -> SessionDescripti
         direction: Some(Direction::SendRecv),
         attributes: Vec::new(),
     };
-    local_description(our_addr, prefs.session_id, prefs.session_version, vec![audio])
+    local_description(
+        our_addr,
+        prefs.session_id,
+        prefs.session_version,
+        vec![audio],
+    )
 }
 
 /// Reads the peer's answer to an offer we made with [`offer`]: which codec and
@@ -1287,12 +1301,17 @@ pub fn accept_answer(
         }) else {
             continue;
         };
-        let we_offered_events = ours
-            .payload_types()
-            .any(|pt| ours.rtpmap_for(pt).is_some_and(|m| m.is_telephone_event(8000)));
+        let we_offered_events = ours.payload_types().any(|pt| {
+            ours.rtpmap_for(pt)
+                .is_some_and(|m| m.is_telephone_event(8000))
+        });
         let telephone_event = theirs
             .payload_types()
-            .find(|&pt| theirs.rtpmap_for(pt).is_some_and(|m| m.is_telephone_event(8000)))
+            .find(|&pt| {
+                theirs
+                    .rtpmap_for(pt)
+                    .is_some_and(|m| m.is_telephone_event(8000))
+            })
             .filter(|_| we_offered_events);
         let connection = answer
             .connection_for(theirs)
@@ -1316,4 +1335,876 @@ pub fn accept_answer(
     } else {
         NegotiationError::NoAudioStream
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_str!(concat!("../../tests/fixtures/sdp/", $name))
+        };
+    }
+
+    const PJSIP_NARROWBAND: &str = fixture!("pjsip_narrowband.sdp");
+    const PJSIP_WIDEBAND: &str = fixture!("pjsip_wideband.sdp");
+    const BARESIP: &str = fixture!("baresip.sdp");
+    const LINPHONE: &str = fixture!("linphone.sdp");
+    const LINPHONE_AVPF: &str = fixture!("linphone_avpf.sdp");
+    const SIPP_MINIMAL: &str = fixture!("sipp_minimal.sdp");
+    const SIPP_DTMF: &str = fixture!("sipp_dtmf.sdp");
+    const RECVONLY: &str = fixture!("recvonly.sdp");
+    const G729_OPUS: &str = fixture!("g729_opus.sdp");
+    const VIDEO_AUDIO: &str = fixture!("video_audio.sdp");
+    const IPV6: &str = fixture!("ipv6.sdp");
+
+    const ALL_FIXTURES: [&str; 11] = [
+        PJSIP_NARROWBAND,
+        PJSIP_WIDEBAND,
+        BARESIP,
+        LINPHONE,
+        LINPHONE_AVPF,
+        SIPP_MINIMAL,
+        SIPP_DTMF,
+        RECVONLY,
+        G729_OPUS,
+        VIDEO_AUDIO,
+        IPV6,
+    ];
+
+    const OUR_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+    const OUR_PORT: u16 = 40000;
+
+    fn prefs() -> Prefs {
+        Prefs::new(1000, 1)
+    }
+
+    fn answer(text: &str) -> Answer {
+        let offer = parse(text).expect("fixture parses");
+        negotiate(&offer, OUR_IP, OUR_PORT, &prefs()).expect("fixture negotiates")
+    }
+
+    fn sock(ip: [u8; 4], port: u16) -> Option<SocketAddr> {
+        Some(SocketAddr::from((ip, port)))
+    }
+
+    // -- the real clients ------------------------------------------------------
+
+    #[test]
+    fn pjsip_offer_gets_pcma_and_its_own_telephone_event_120() {
+        let a = answer(PJSIP_NARROWBAND);
+        assert_eq!(a.media.codec, Codec::Pcma, "offerer listed 8 first");
+        assert_eq!(a.media.payload_type, 8);
+        assert_eq!(a.media.telephone_event, Some(120));
+        assert_eq!(a.media.remote_rtp, sock([192, 168, 1, 23], 4000));
+        assert_eq!(a.media.direction, Direction::SendRecv);
+        assert!(!a.media.hold);
+        assert!(a.media.should_send());
+        assert_eq!(
+            a.to_string(),
+            "v=0\r\n\
+             o=hotline 1000 1 IN IP4 192.0.2.10\r\n\
+             s=hotline\r\n\
+             c=IN IP4 192.0.2.10\r\n\
+             t=0 0\r\n\
+             m=audio 40000 RTP/AVP 8 120\r\n\
+             a=rtpmap:8 PCMA/8000\r\n\
+             a=rtpmap:120 telephone-event/8000\r\n\
+             a=fmtp:120 0-16\r\n\
+             a=ptime:20\r\n\
+             a=sendrecv\r\n"
+        );
+    }
+
+    #[test]
+    fn pjsip_rtcp_and_ssrc_lines_are_kept_but_not_answered() {
+        let offer = parse(PJSIP_NARROWBAND).unwrap();
+        let audio = &offer.media[0];
+        let names: Vec<&str> = audio.attributes.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["rtcp", "ssrc"]);
+        assert_eq!(
+            audio.attributes[0].value.as_deref(),
+            Some("4001 IN IP4 192.168.1.23")
+        );
+        assert_eq!(offer.attributes[0].name, "X-nat");
+        let text = answer(PJSIP_NARROWBAND).to_string();
+        assert!(!text.contains("rtcp") && !text.contains("ssrc"));
+    }
+
+    #[test]
+    fn pjsip_wideband_offer_picks_the_8khz_telephone_event() {
+        let a = answer(PJSIP_WIDEBAND);
+        assert_eq!((a.media.codec, a.media.payload_type), (Codec::Pcmu, 0));
+        assert_eq!(a.media.telephone_event, Some(121), "120 is at 16 kHz");
+        assert!(a.to_string().contains("m=audio 40000 RTP/AVP 0 121\r\n"));
+    }
+
+    #[test]
+    fn baresip_offer_with_lf_line_ends_and_rtcp_mux() {
+        assert!(!BARESIP.contains('\r'), "fixture keeps LF line ends");
+        let offer = parse(BARESIP).unwrap();
+        assert_eq!(offer.origin.session_id, 1696452356);
+        assert_eq!(offer.media[0].ptime, Some(20));
+        assert_eq!(
+            offer.media[0].fmtp_for(101).map(|f| f.params.as_str()),
+            Some("0-15")
+        );
+        let a = answer(BARESIP);
+        assert_eq!((a.media.codec, a.media.payload_type), (Codec::Pcmu, 0));
+        assert_eq!(a.media.telephone_event, Some(101));
+        assert_eq!(a.media.remote_rtp, sock([10, 0, 0, 5], 10028));
+        assert_eq!(a.media.remote_ptime, Some(20));
+        let text = a.to_string();
+        // We do not multiplex RTCP, so the answer must not accept rtcp-mux (RFC 5761).
+        assert!(!text.contains("rtcp-mux"));
+        assert!(text.contains("m=audio 40000 RTP/AVP 0 101\r\n"));
+        assert!(text.contains("a=fmtp:101 0-16\r\n"));
+    }
+
+    #[test]
+    fn linphone_offer_with_many_codecs_and_rtcp_fb() {
+        let offer = parse(LINPHONE).unwrap();
+        let audio = &offer.media[0];
+        assert_eq!(audio.rtpmaps.len(), 4);
+        assert_eq!(audio.rtpmap_for(96).unwrap().channels, Some(2));
+        assert_eq!(
+            audio.rtpmap_for(8).unwrap().encoding,
+            "PCMA",
+            "static, no rtpmap"
+        );
+        assert_eq!(
+            audio
+                .attributes
+                .iter()
+                .filter(|a| a.name == "rtcp-fb")
+                .count(),
+            2
+        );
+        let a = answer(LINPHONE);
+        assert_eq!((a.media.codec, a.media.payload_type), (Codec::Pcmu, 0));
+        assert_eq!(a.media.telephone_event, Some(101));
+        assert_eq!(a.media.remote_rtp, sock([192, 168, 1, 40], 7078));
+        let text = a.to_string();
+        assert!(text.contains("m=audio 40000 RTP/AVP 0 101\r\n"));
+        assert!(!text.contains("rtcp-fb") && !text.contains("opus"));
+    }
+
+    #[test]
+    fn linphone_avpf_offer_is_answered_in_avpf_with_the_8khz_event() {
+        let a = answer(LINPHONE_AVPF);
+        assert_eq!((a.media.codec, a.media.payload_type), (Codec::Pcmu, 0));
+        assert_eq!(a.media.telephone_event, Some(100));
+        assert!(a.to_string().contains("m=audio 40000 RTP/AVPF 0 100\r\n"));
+    }
+
+    #[test]
+    fn sipp_minimal_offer_static_pcmu_without_rtpmap() {
+        let offer = parse(SIPP_MINIMAL).unwrap();
+        assert!(offer.media[0].rtpmaps.is_empty());
+        let a = answer(SIPP_MINIMAL);
+        assert_eq!((a.media.codec, a.media.payload_type), (Codec::Pcmu, 0));
+        assert_eq!(a.media.telephone_event, None);
+        assert_eq!(a.media.remote_rtp, sock([127, 0, 0, 1], 6000));
+        assert_eq!(
+            a.to_string(),
+            "v=0\r\n\
+             o=hotline 1000 1 IN IP4 192.0.2.10\r\n\
+             s=hotline\r\n\
+             c=IN IP4 192.0.2.10\r\n\
+             t=0 0\r\n\
+             m=audio 40000 RTP/AVP 0\r\n\
+             a=rtpmap:0 PCMU/8000\r\n\
+             a=ptime:20\r\n\
+             a=sendrecv\r\n"
+        );
+    }
+
+    #[test]
+    fn sipp_offer_with_telephone_event_101() {
+        let a = answer(SIPP_DTMF);
+        assert_eq!((a.media.codec, a.media.payload_type), (Codec::Pcmu, 0));
+        assert_eq!(a.media.telephone_event, Some(101));
+        assert!(a.to_string().contains("m=audio 40000 RTP/AVP 0 101\r\n"));
+    }
+
+    #[test]
+    fn recvonly_offer_is_answered_sendonly_and_is_not_hold() {
+        let offer = parse(RECVONLY).unwrap();
+        assert_eq!(offer.direction_for(&offer.media[0]), Direction::RecvOnly);
+        let a = answer(RECVONLY);
+        assert_eq!(a.media.direction, Direction::SendOnly);
+        assert!(!a.media.hold);
+        assert!(a.media.should_send());
+        assert!(a.to_string().ends_with("a=sendonly\r\n"));
+    }
+
+    #[test]
+    fn sendonly_and_inactive_offers_are_mirrored() {
+        for (offered, answered) in [
+            ("sendonly", Direction::RecvOnly),
+            ("inactive", Direction::Inactive),
+            ("sendrecv", Direction::SendRecv),
+        ] {
+            let text =
+                SIPP_MINIMAL.replace("RTP/AVP 0\r\n", &format!("RTP/AVP 0\r\na={offered}\r\n"));
+            let a = answer(&text);
+            assert_eq!(a.media.direction, answered, "{offered}");
+            assert_eq!(a.media.hold, !answered.sends(), "{offered}");
+            assert!(a.to_string().ends_with(&format!("a={answered}\r\n")));
+        }
+    }
+
+    #[test]
+    fn media_level_direction_overrides_session_level() {
+        let text = SIPP_MINIMAL
+            .replace("t=0 0\r\n", "t=0 0\r\na=sendonly\r\n")
+            .replace("RTP/AVP 0\r\n", "RTP/AVP 0\r\na=recvonly\r\n");
+        let offer = parse(&text).unwrap();
+        assert_eq!(offer.direction, Some(Direction::SendOnly));
+        assert_eq!(offer.direction_for(&offer.media[0]), Direction::RecvOnly);
+        let session_only =
+            parse(&SIPP_MINIMAL.replace("t=0 0\r\n", "t=0 0\r\na=sendonly\r\n")).unwrap();
+        assert_eq!(
+            negotiate(&session_only, OUR_IP, OUR_PORT, &prefs())
+                .unwrap()
+                .media
+                .direction,
+            Direction::RecvOnly
+        );
+    }
+
+    #[test]
+    fn g729_and_opus_only_is_no_common_codec() {
+        let offer = parse(G729_OPUS).unwrap();
+        let err = negotiate(&offer, OUR_IP, OUR_PORT, &prefs()).unwrap_err();
+        assert_eq!(err, NegotiationError::NoCommonCodec);
+        assert_eq!(err.sip_status(), 488);
+    }
+
+    #[test]
+    fn video_and_extra_audio_are_rejected_in_place() {
+        let a = answer(VIDEO_AUDIO);
+        assert_eq!(a.media.media_index, 1);
+        // The media-level c= of the audio section wins over the session's.
+        assert_eq!(a.media.remote_rtp, sock([198, 51, 100, 8], 7078));
+        let kinds: Vec<(&str, u16)> = a
+            .sdp
+            .media
+            .iter()
+            .map(|m| (m.media.as_str(), m.port))
+            .collect();
+        assert_eq!(kinds, [("video", 0), ("audio", OUR_PORT), ("audio", 0)]);
+        let text = a.to_string();
+        assert!(text.contains("\r\nm=video 0 RTP/AVP 96 97\r\nm=audio 40000 RTP/AVP 0 101\r\n"));
+        assert!(text.ends_with("a=sendrecv\r\nm=audio 0 RTP/AVP 8\r\n"));
+        assert_eq!(parse(&text).unwrap(), a.sdp, "the answer reads back");
+    }
+
+    #[test]
+    fn first_audio_stream_without_a_usable_codec_is_skipped() {
+        let text = SIPP_MINIMAL.replace(
+            "m=audio 6000 RTP/AVP 0\r\n",
+            "m=audio 6000 RTP/AVP 18\r\nm=audio 6002 RTP/SAVP 0\r\nm=audio 6004 RTP/AVP 8\r\n",
+        );
+        let a = answer(&text);
+        assert_eq!(a.media.media_index, 2);
+        assert_eq!(a.media.codec, Codec::Pcma);
+        assert_eq!(a.media.remote_rtp, sock([127, 0, 0, 1], 6004));
+        let ports: Vec<u16> = a.sdp.media.iter().map(|m| m.port).collect();
+        assert_eq!(ports, [0, 0, OUR_PORT]);
+    }
+
+    #[test]
+    fn ipv6_offer() {
+        let offer = parse(IPV6).unwrap();
+        assert_eq!(offer.origin.addr_type, AddrType::Ip6);
+        let ours = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let a = negotiate(&offer, ours, OUR_PORT, &prefs()).unwrap();
+        assert_eq!(
+            a.media.remote_rtp,
+            Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 5000))
+        );
+        let text = a.to_string();
+        assert!(text.contains("o=hotline 1000 1 IN IP6 ::1\r\n"));
+        assert!(text.contains("c=IN IP6 ::1\r\n"));
+        let v6 =
+            parse("v=0\no=- 1 1 IN IP6 2001:db8::1\nc=IN IP6 2001:db8::2\nm=audio 1 RTP/AVP 0\n")
+                .unwrap();
+        assert_eq!(
+            v6.connection.unwrap().address,
+            "2001:db8::2".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    // -- re-INVITE ---------------------------------------------------------------
+
+    fn reoffer(base: &str, from: &str, to: &str) -> SessionDescription {
+        assert!(base.contains(from), "{from:?} not in the base offer");
+        let text = base
+            .replace(from, to)
+            .replace("1696452356 1696452356", "1696452356 1696452357");
+        parse(&text).unwrap()
+    }
+
+    #[test]
+    fn hold_with_sendonly_increments_our_version() {
+        let first = answer(BARESIP);
+        let held = reoffer(BARESIP, "a=sendrecv", "a=sendonly");
+        let a = renegotiate(&first.sdp, &held, OUR_IP, OUR_PORT, &prefs()).unwrap();
+        assert_eq!(a.media.direction, Direction::RecvOnly);
+        assert!(a.media.hold);
+        assert!(!a.media.should_send());
+        assert_eq!(a.sdp.origin.session_id, 1000);
+        assert_eq!(a.sdp.origin.session_version, 2);
+        assert!(
+            a.to_string()
+                .contains("o=hotline 1000 2 IN IP4 192.0.2.10\r\n")
+        );
+        assert!(a.to_string().ends_with("a=recvonly\r\n"));
+
+        // Taking the call off hold changes our answer again.
+        let resumed = reoffer(BARESIP, "a=label:1", "a=label:2");
+        let b = renegotiate(&a.sdp, &resumed, OUR_IP, OUR_PORT, &prefs()).unwrap();
+        assert_eq!(b.media.direction, Direction::SendRecv);
+        assert!(!b.media.hold);
+        assert_eq!(b.sdp.origin.session_version, 3);
+    }
+
+    #[test]
+    fn hold_with_null_connection_address() {
+        let first = answer(BARESIP);
+        let held = reoffer(BARESIP, "c=IN IP4 10.0.0.5", "c=IN IP4 0.0.0.0");
+        let a = renegotiate(&first.sdp, &held, OUR_IP, OUR_PORT, &prefs()).unwrap();
+        assert_eq!(a.media.remote_rtp, None);
+        assert!(a.media.hold);
+        assert!(!a.media.should_send());
+        // Our side of the session did not change, so neither does our version
+        // (RFC 3264 §8: an unchanged version means an identical body).
+        assert_eq!(a.sdp, first.sdp);
+    }
+
+    #[test]
+    fn remote_address_change_moves_rtp_and_keeps_our_sdp() {
+        let first = answer(BARESIP);
+        let moved = reoffer(BARESIP, "c=IN IP4 10.0.0.5", "c=IN IP4 10.0.0.99");
+        let a = renegotiate(&first.sdp, &moved, OUR_IP, OUR_PORT, &prefs()).unwrap();
+        assert_eq!(a.media.remote_rtp, sock([10, 0, 0, 99], 10028));
+        assert_eq!(a.sdp.origin.session_version, 1);
+    }
+
+    #[test]
+    fn our_address_change_increments_version() {
+        let first = answer(BARESIP);
+        let offer = parse(BARESIP).unwrap();
+        let a = renegotiate(&first.sdp, &offer, OUR_IP, OUR_PORT + 2, &prefs()).unwrap();
+        assert_eq!(a.sdp.origin.session_version, 2);
+        assert!(a.to_string().contains("m=audio 40002 "));
+    }
+
+    #[test]
+    fn reoffer_after_our_own_offer_keeps_our_session_id() {
+        let ours = offer(OUR_IP, OUR_PORT, &Prefs::new(77, 5));
+        let re = parse(BARESIP).unwrap();
+        let a = renegotiate(&ours, &re, OUR_IP, OUR_PORT, &prefs()).unwrap();
+        assert_eq!(
+            (a.sdp.origin.session_id, a.sdp.origin.session_version),
+            (77, 6)
+        );
+    }
+
+    // -- preferences and edge cases of negotiation ----------------------------------
+
+    #[test]
+    fn our_codec_list_filters_but_the_offer_orders() {
+        let only_pcma = Prefs {
+            codecs: vec![Codec::Pcma],
+            ..prefs()
+        };
+        let offer = parse(BARESIP).unwrap();
+        let a = negotiate(&offer, OUR_IP, OUR_PORT, &only_pcma).unwrap();
+        assert_eq!((a.media.codec, a.media.payload_type), (Codec::Pcma, 8));
+        let pcma_first = Prefs {
+            codecs: vec![Codec::Pcma, Codec::Pcmu],
+            ..prefs()
+        };
+        let a = negotiate(&offer, OUR_IP, OUR_PORT, &pcma_first).unwrap();
+        assert_eq!(a.media.codec, Codec::Pcmu, "offer lists 0 before 8");
+    }
+
+    #[test]
+    fn telephone_event_can_be_declined() {
+        let no_dtmf = Prefs {
+            telephone_event: false,
+            ..prefs()
+        };
+        let offer = parse(BARESIP).unwrap();
+        let a = negotiate(&offer, OUR_IP, OUR_PORT, &no_dtmf).unwrap();
+        assert_eq!(a.media.telephone_event, None);
+        assert!(!a.to_string().contains("telephone-event"));
+    }
+
+    #[test]
+    fn dynamic_payload_type_for_pcmu_is_answered_with_that_number() {
+        let text = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+                    m=audio 5000 RTP/AVP 96 97\r\na=rtpmap:96 pcmu/8000/1\r\n\
+                    a=rtpmap:97 TELEPHONE-EVENT/8000\r\n";
+        let a = answer(text);
+        assert_eq!((a.media.codec, a.media.payload_type), (Codec::Pcmu, 96));
+        assert_eq!(a.media.telephone_event, Some(97));
+        assert!(a.to_string().contains("a=rtpmap:96 PCMU/8000\r\n"));
+    }
+
+    #[test]
+    fn stereo_or_wideband_g711_is_not_ours() {
+        let text = SIPP_MINIMAL.replace(
+            "RTP/AVP 0\r\n",
+            "RTP/AVP 96 97\r\na=rtpmap:96 PCMU/8000/2\r\na=rtpmap:97 PCMA/16000\r\n",
+        );
+        let offer = parse(&text).unwrap();
+        assert_eq!(
+            negotiate(&offer, OUR_IP, OUR_PORT, &prefs()),
+            Err(NegotiationError::NoCommonCodec)
+        );
+    }
+
+    #[test]
+    fn offers_without_usable_audio() {
+        let video_only = parse(
+            "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\nc=IN IP4 10.0.0.1\r\nm=video 5000 RTP/AVP 96\r\n",
+        )
+        .unwrap();
+        let rejected_audio = parse(&SIPP_MINIMAL.replace("audio 6000", "audio 0")).unwrap();
+        let no_media = parse("v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nt=0 0\r\n").unwrap();
+        let srtp = parse(&SIPP_MINIMAL.replace("RTP/AVP", "RTP/SAVP")).unwrap();
+        let no_c = parse(&SIPP_MINIMAL.replace("c=IN IP4 127.0.0.1\r\n", "")).unwrap();
+        let negotiate = |o: &SessionDescription| negotiate(o, OUR_IP, OUR_PORT, &prefs());
+        assert_eq!(negotiate(&video_only), Err(NegotiationError::NoAudioStream));
+        assert_eq!(
+            negotiate(&rejected_audio),
+            Err(NegotiationError::NoAudioStream)
+        );
+        assert_eq!(negotiate(&no_media), Err(NegotiationError::NoAudioStream));
+        assert_eq!(
+            negotiate(&srtp),
+            Err(NegotiationError::UnsupportedTransport {
+                proto: "RTP/SAVP".into()
+            })
+        );
+        assert_eq!(
+            negotiate(&no_c),
+            Err(NegotiationError::MissingConnection { media_index: 0 })
+        );
+    }
+
+    // -- our own offers ------------------------------------------------------------
+
+    #[test]
+    fn outbound_offer() {
+        let sdp = offer(OUR_IP, OUR_PORT, &Prefs::new(42, 42));
+        assert_eq!(
+            sdp.to_string(),
+            "v=0\r\n\
+             o=hotline 42 42 IN IP4 192.0.2.10\r\n\
+             s=hotline\r\n\
+             c=IN IP4 192.0.2.10\r\n\
+             t=0 0\r\n\
+             m=audio 40000 RTP/AVP 0 8 101\r\n\
+             a=rtpmap:0 PCMU/8000\r\n\
+             a=rtpmap:8 PCMA/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\n\
+             a=fmtp:101 0-16\r\n\
+             a=ptime:20\r\n\
+             a=sendrecv\r\n"
+        );
+        assert_eq!(parse(&sdp.to_string()).unwrap(), sdp);
+    }
+
+    #[test]
+    fn answers_to_our_offer() {
+        let ours = offer(OUR_IP, OUR_PORT, &prefs());
+        let theirs = parse(
+            "v=0\r\no=- 9 9 IN IP4 10.0.0.7\r\ns=-\r\nc=IN IP4 10.0.0.7\r\nt=0 0\r\n\
+             m=audio 9000 RTP/AVP 8 96\r\na=rtpmap:96 telephone-event/8000\r\na=ptime:30\r\n",
+        )
+        .unwrap();
+        let n = accept_answer(&ours, &theirs).unwrap();
+        assert_eq!((n.codec, n.payload_type), (Codec::Pcma, 8));
+        assert_eq!(n.telephone_event, Some(96));
+        assert_eq!(n.remote_rtp, sock([10, 0, 0, 7], 9000));
+        assert_eq!(n.direction, Direction::SendRecv);
+        assert_eq!(n.remote_ptime, Some(30));
+
+        let recvonly = parse(&theirs.to_string().replace("a=ptime:30", "a=recvonly")).unwrap();
+        assert_eq!(
+            accept_answer(&ours, &recvonly).unwrap().direction,
+            Direction::SendOnly
+        );
+        let rejected = parse(&theirs.to_string().replace("m=audio 9000", "m=audio 0")).unwrap();
+        assert_eq!(
+            accept_answer(&ours, &rejected),
+            Err(NegotiationError::NoAudioStream)
+        );
+        let g729 = parse(&theirs.to_string().replace("RTP/AVP 8 96", "RTP/AVP 18")).unwrap();
+        assert_eq!(
+            accept_answer(&ours, &g729),
+            Err(NegotiationError::NoCommonCodec)
+        );
+        let extra = parse(&format!("{theirs}m=video 0 RTP/AVP 96\r\n")).unwrap();
+        assert_eq!(
+            accept_answer(&ours, &extra),
+            Err(NegotiationError::MediaCountMismatch {
+                offered: 1,
+                answered: 2
+            })
+        );
+    }
+
+    // -- parser tolerance -------------------------------------------------------------
+
+    #[test]
+    fn crlf_and_lf_parse_alike() {
+        for text in ALL_FIXTURES {
+            let crlf = text.replace("\r\n", "\n").replace('\n', "\r\n");
+            let lf = text.replace("\r\n", "\n");
+            assert_eq!(parse(&crlf).unwrap(), parse(&lf).unwrap());
+        }
+    }
+
+    #[test]
+    fn tolerates_blanks_unknown_lines_and_attributes() {
+        let text = "\u{feff}v=0  \r\n\r\no=- 5 6 IN IP4 10.0.0.1\t\r\ns=\r\ni=session info\r\n\
+                    c=IN IP4 224.2.1.1/127/3 \r\nt=0 0\r\nb=AS:64\r\nz=2882844526 -1h\r\n\
+                    q=unknown-type\r\na=tool:foo\r\nm=audio 5000/2 RTP/AVP 0   \r\n\
+                    k=prompt\r\na=weird\r\na=rtpmap:junk\r\na=ptime:abc\r\na=maxptime:40\r\n\r\n\r\n";
+        let sdp = parse(text).unwrap();
+        assert_eq!(sdp.origin.session_version, 6);
+        assert_eq!(sdp.session_name, "");
+        assert_eq!(
+            sdp.connection.unwrap().address,
+            IpAddr::V4(Ipv4Addr::new(224, 2, 1, 1))
+        );
+        let m = &sdp.media[0];
+        assert_eq!((m.port, m.port_count), (5000, Some(2)));
+        assert_eq!(m.formats, ["0"]);
+        assert_eq!(m.ptime, None);
+        let names: Vec<&str> = m.attributes.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["weird", "rtpmap", "ptime", "maxptime"]);
+        assert_eq!(sdp.attributes[0].value.as_deref(), Some("foo"));
+    }
+
+    #[test]
+    fn missing_session_name_and_timing_get_defaults() {
+        let sdp = parse("v=0\no=- 1 1 IN IP4 10.0.0.1\nc=IN IP4 10.0.0.1\nm=audio 1 RTP/AVP 0\n")
+            .unwrap();
+        assert_eq!(sdp.session_name, "-");
+        assert_eq!(sdp.timing, Timing { start: 0, stop: 0 });
+    }
+
+    #[test]
+    fn rejected_stream_without_formats_is_tolerated() {
+        let sdp = parse(&format!("{SIPP_MINIMAL}m=video 0 UDP/TLS/RTP/SAVPF\r\n")).unwrap();
+        assert!(sdp.media[1].formats.is_empty());
+        let a = negotiate(&sdp, OUR_IP, OUR_PORT, &prefs()).unwrap();
+        assert!(a.to_string().ends_with("m=video 0 UDP/TLS/RTP/SAVPF 0\r\n"));
+    }
+
+    #[test]
+    fn non_rtp_formats_are_kept_as_text() {
+        let sdp = parse(&format!("{SIPP_MINIMAL}m=image 6002 udptl t38\r\n")).unwrap();
+        assert_eq!(sdp.media[1].formats, ["t38"]);
+        assert_eq!(sdp.media[1].payload_types().count(), 0);
+        let a = negotiate(&sdp, OUR_IP, OUR_PORT, &prefs()).unwrap();
+        assert!(a.to_string().ends_with("m=image 0 udptl t38\r\n"));
+    }
+
+    #[test]
+    fn fixtures_round_trip_through_display() {
+        for text in ALL_FIXTURES {
+            let sdp = parse(text).unwrap();
+            assert_eq!(parse(&sdp.to_string()).unwrap(), sdp);
+        }
+    }
+
+    // -- parser refusals ---------------------------------------------------------------
+
+    fn refused(text: &str) -> SdpError {
+        parse(text).expect_err("should be refused")
+    }
+
+    #[test]
+    fn refuses_what_is_really_broken() {
+        let o = "o=- 1 1 IN IP4 10.0.0.1";
+        let cases: Vec<(String, SdpErrorKind, Option<usize>)> = vec![
+            (String::new(), SdpErrorKind::Empty, None),
+            ("\r\n \r\n".into(), SdpErrorKind::Empty, None),
+            ("hello world".into(), SdpErrorKind::MissingVersion, Some(1)),
+            (
+                format!("{o}\r\nv=0\r\n"),
+                SdpErrorKind::MissingVersion,
+                Some(1),
+            ),
+            (
+                "\r\nv=1\r\n".into(),
+                SdpErrorKind::UnsupportedVersion,
+                Some(2),
+            ),
+            ("v=0\r\ns=-\r\n".into(), SdpErrorKind::MissingOrigin, None),
+            (
+                format!("v=0\r\n{o}\r\nv=0\r\n"),
+                SdpErrorKind::Syntax,
+                Some(3),
+            ),
+            (
+                format!("v=0\r\n{o}\r\nthis is not sdp\r\n"),
+                SdpErrorKind::Syntax,
+                Some(3),
+            ),
+            (
+                format!("v=0\r\n{o}\r\n=x\r\n"),
+                SdpErrorKind::Syntax,
+                Some(3),
+            ),
+            (
+                "v=0\r\no=- 1 IN IP4 10.0.0.1\r\n".into(),
+                SdpErrorKind::MalformedOrigin,
+                Some(2),
+            ),
+            (
+                "v=0\r\no=- x 1 IN IP4 h\r\n".into(),
+                SdpErrorKind::MalformedOrigin,
+                Some(2),
+            ),
+            (
+                "v=0\r\no=- 99999999999999999999 1 IN IP4 h\r\n".into(),
+                SdpErrorKind::MalformedOrigin,
+                Some(2),
+            ),
+            (
+                "v=0\r\no=- 1 1 ATM NSAP h\r\n".into(),
+                SdpErrorKind::MalformedOrigin,
+                Some(2),
+            ),
+            (
+                format!("v=0\r\n{o}\r\nc=IN IP4\r\n"),
+                SdpErrorKind::MalformedConnection,
+                Some(3),
+            ),
+            (
+                format!("v=0\r\n{o}\r\nc=IN IP4 pbx.example.com\r\n"),
+                SdpErrorKind::MalformedConnection,
+                Some(3),
+            ),
+            (
+                format!("v=0\r\n{o}\r\nc=IN IP4 ::1\r\n"),
+                SdpErrorKind::MalformedConnection,
+                Some(3),
+            ),
+            (
+                format!("v=0\r\n{o}\r\nc=IN IP6 10.0.0.1\r\n"),
+                SdpErrorKind::MalformedConnection,
+                Some(3),
+            ),
+            (
+                format!("v=0\r\n{o}\r\nc=IN IP4 300.0.0.1\r\n"),
+                SdpErrorKind::MalformedConnection,
+                Some(3),
+            ),
+            (
+                format!("v=0\r\n{o}\r\nc=XX IP4 10.0.0.1\r\n"),
+                SdpErrorKind::MalformedConnection,
+                Some(3),
+            ),
+            (
+                format!("v=0\r\n{o}\r\nm=audio\r\n"),
+                SdpErrorKind::MalformedMedia,
+                Some(3),
+            ),
+            (
+                format!("v=0\r\n{o}\r\nm=audio 5000 RTP/AVP\r\n"),
+                SdpErrorKind::MalformedMedia,
+                Some(3),
+            ),
+            (
+                format!("v=0\r\n{o}\r\nm=audio 70000 RTP/AVP 0\r\n"),
+                SdpErrorKind::MalformedMedia,
+                Some(3),
+            ),
+            (
+                format!("v=0\r\n{o}\r\nm=audio -1 RTP/AVP 0\r\n"),
+                SdpErrorKind::MalformedMedia,
+                Some(3),
+            ),
+            (
+                format!("v=0\r\n{o}\r\nm=audio 5000 RTP/AVP 0 128\r\n"),
+                SdpErrorKind::MalformedMedia,
+                Some(3),
+            ),
+            (
+                format!("v=0\r\n{o}\r\nm=audio 5000 RTP/AVP PCMU\r\n"),
+                SdpErrorKind::MalformedMedia,
+                Some(3),
+            ),
+            (
+                format!("v=0\r\n{o}\r\nm=audio 5000/x RTP/AVP 0\r\n"),
+                SdpErrorKind::MalformedMedia,
+                Some(3),
+            ),
+            (
+                format!("v=0\r\n{o}\r\nm=audio 5000 RTP/AVP 0\r\n\r\nc=IN IP4 10.0.0\r\n"),
+                SdpErrorKind::MalformedConnection,
+                Some(5),
+            ),
+        ];
+        for (text, kind, line) in cases {
+            let err = refused(&text);
+            assert_eq!((err.kind, err.line), (kind, line), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let err = refused("v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\nc=IN IP4 pbx.example.com\r\n");
+        assert_eq!(
+            err.to_string(),
+            "SDP line 3: malformed c= line: address `pbx.example.com` is not an IP literal \
+             (host names are not resolved)"
+        );
+        let long = format!("v=0\r\n{}", "y".repeat(500));
+        let msg = refused(&long).to_string();
+        assert!(msg.starts_with("SDP line 2: syntax error:"), "{msg}");
+        assert!(msg.len() < 200, "offending text is cut short: {msg}");
+        assert_eq!(refused("").to_string(), "SDP: empty session description");
+    }
+
+    #[test]
+    fn every_truncation_of_every_fixture_is_safe() {
+        for text in ALL_FIXTURES {
+            for (cut, _) in text.char_indices() {
+                if let Ok(sdp) = parse(&text[..cut]) {
+                    let _ = negotiate(&sdp, OUR_IP, OUR_PORT, &prefs());
+                    assert_eq!(parse(&sdp.to_string()).as_ref(), Ok(&sdp));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        for garbage in [
+            "\0\0\0\0",
+            "INVITE sip:ivr@example.com SIP/2.0\r\n",
+            "<html><body>sdp</body></html>",
+            "v=",
+            "v",
+            "=0",
+            "\u{1F4DE}=0",
+            "v=0",
+            "v=0\r\no=",
+            "v=0\r\n\u{0}=x\r\n",
+        ] {
+            assert!(parse(garbage).is_err(), "{garbage:?}");
+        }
+    }
+
+    // -- random input ------------------------------------------------------------------
+
+    /// Lines that look like SDP, so that random sequences of them get past the
+    /// first checks and exercise the deeper paths.
+    fn sdp_like_line() -> impl Strategy<Value = String> {
+        let fixed = prop::sample::select(vec![
+            "v=0",
+            "o=- 1 2 IN IP4 10.0.0.1",
+            "o=- 1 2 IN IP6 ::1",
+            "s=-",
+            "t=0 0",
+            "c=IN IP4 10.0.0.2",
+            "c=IN IP4 0.0.0.0",
+            "c=IN IP6 ::1",
+            "m=audio 4000 RTP/AVP 0 8 101",
+            "m=audio 0 RTP/AVP 0",
+            "m=audio 4002 RTP/AVP 96 120",
+            "m=audio 4004 RTP/SAVP 0",
+            "m=video 4006 RTP/AVP 96",
+            "m=image 4008 udptl t38",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=rtpmap:120 telephone-event/8000",
+            "a=rtpmap:96 PCMA/8000",
+            "a=rtpmap:0 PCMU/8000/1",
+            "a=fmtp:101 0-16",
+            "a=fmtp:101",
+            "a=ptime:20",
+            "a=sendonly",
+            "a=recvonly",
+            "a=inactive",
+            "a=sendrecv",
+            "a=rtcp-mux",
+            "",
+        ])
+        .prop_map(str::to_string);
+        let random = ("[a-z]", "=?", "[ -~]{0,24}").prop_map(|(k, eq, v)| format!("{k}{eq}{v}"));
+        prop_oneof![4 => fixed, 1 => random]
+    }
+
+    fn sdp_like_text() -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec(sdp_like_line(), 0..24),
+            prop::sample::select(vec!["\r\n", "\n"]),
+        )
+            .prop_map(|(lines, eol)| {
+                let mut text = String::from("v=0");
+                for line in lines {
+                    text.push_str(eol);
+                    text.push_str(&line);
+                }
+                text
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn parse_never_panics_on_any_string(text in any::<String>()) {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn parse_never_panics_on_random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn sdp_like_input_parses_negotiates_and_round_trips(text in sdp_like_text()) {
+            if let Ok(sdp) = parse(&text) {
+                prop_assert_eq!(parse(&sdp.to_string()), Ok(sdp.clone()));
+                if let Ok(a) = negotiate(&sdp, OUR_IP, OUR_PORT, &prefs()) {
+                    // RFC 3264 §6: one answer m= line per offered one, in order.
+                    prop_assert_eq!(a.sdp.media.len(), sdp.media.len());
+                    for (ours, theirs) in a.sdp.media.iter().zip(&sdp.media) {
+                        prop_assert_eq!(&ours.media, &theirs.media);
+                    }
+                    prop_assert_eq!(parse(&a.to_string()), Ok(a.sdp.clone()));
+                    let _ = accept_answer(&offer(OUR_IP, OUR_PORT, &prefs()), &sdp);
+                }
+            }
+        }
+
+        #[test]
+        fn mutated_fixtures_never_panic(
+            index in 0..ALL_FIXTURES.len(),
+            at in any::<prop::sample::Index>(),
+            junk in "[ -~\r\n]{0,8}",
+        ) {
+            let text = ALL_FIXTURES[index];
+            let cut = text.char_indices().map(|(i, _)| i).nth(at.index(text.len())).unwrap_or(0);
+            let mutated = format!("{}{}{}", &text[..cut], junk, &text[cut..]);
+            if let Ok(sdp) = parse(&mutated) {
+                let _ = negotiate(&sdp, OUR_IP, OUR_PORT, &prefs());
+                prop_assert_eq!(parse(&sdp.to_string()), Ok(sdp));
+            }
+        }
+    }
 }
