@@ -529,7 +529,12 @@ fn split_line(line: &str) -> Option<(char, &str)> {
 /// A short, safe-to-log piece of an offending line.
 fn excerpt(text: &str) -> String {
     const MAX: usize = 60;
-    let mut out: String = text.chars().take(MAX).collect();
+    // Escaped because the text is the peer's and ends up in logs and terminals.
+    let mut out: String = text
+        .chars()
+        .take(MAX)
+        .flat_map(char::escape_debug)
+        .collect();
     if text.chars().nth(MAX).is_some() {
         out.push('…');
     }
@@ -917,8 +922,8 @@ pub struct Negotiated {
     pub remote_rtp: Option<SocketAddr>,
     /// Our direction for the stream.
     pub direction: Direction,
-    /// The peer has put us on hold: it wants nothing from us (sendonly or inactive
-    /// offer, or the RFC 2543 `c=0.0.0.0` form).
+    /// The peer has put us on hold: it wants nothing from us (its SDP says sendonly
+    /// or inactive, or uses the RFC 2543 `c=0.0.0.0` form).
     pub hold: bool,
     /// The packetisation the peer asked for (`a=ptime`), to use when sending to it.
     pub remote_ptime: Option<u32>,
@@ -946,8 +951,7 @@ impl fmt::Display for Answer {
     }
 }
 
-/// Why an offer (or an answer to our offer) cannot give us a call. The SIP layer
-/// answers every one of these with 488 Not Acceptable Here.
+/// Why an offer (or an answer to our offer) cannot give us a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NegotiationError {
     /// No active `m=audio` section at all.
@@ -963,7 +967,9 @@ pub enum NegotiationError {
 }
 
 impl NegotiationError {
-    /// The SIP status the failure maps to.
+    /// The status to refuse an offer with: 488 Not Acceptable Here (RFC 3261
+    /// §13.3.1.1). An unusable answer to our own offer has no response to carry
+    /// a status; the SIP layer ends that call with BYE instead.
     pub fn sip_status(&self) -> u16 {
         488
     }
@@ -2087,6 +2093,10 @@ mod tests {
         assert!(msg.starts_with("SDP line 2: syntax error:"), "{msg}");
         assert!(msg.len() < 200, "offending text is cut short: {msg}");
         assert_eq!(refused("").to_string(), "SDP: empty session description");
+        assert_eq!(
+            refused("\u{1b}[2J").to_string(),
+            "SDP line 1: first line is not v=: found `\\u{1b}[2J`"
+        );
     }
 
     #[test]
