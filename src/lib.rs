@@ -3,3 +3,4 @@ pub mod data;
 pub mod designer;
 pub mod flow;
 pub mod media;
+pub mod sip;
