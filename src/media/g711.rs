@@ -252,8 +252,8 @@ mod tests {
             ] {
                 let (mut signal, mut noise) = (0.0f64, 0.0f64);
                 for n in 0..8000 {
-                    let x = (amplitude * (2.0 * std::f64::consts::PI * 1004.0 * n as f64 / 8000.0)
-                        .sin())
+                    let x = (amplitude
+                        * (2.0 * std::f64::consts::PI * 1004.0 * n as f64 / 8000.0).sin())
                     .round() as i16;
                     let y = decode(encode(x));
                     signal += f64::from(x).powi(2);

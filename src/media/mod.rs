@@ -120,7 +120,11 @@ mod tests {
             assert!(frame.iter().all(|&b| b == codec.silence_byte()));
             let mut pcm = [1234i16; FRAME_SAMPLES];
             assert_eq!(codec.decode(frame, &mut pcm), FRAME_SAMPLES);
-            assert!(pcm.iter().all(|s| s.abs() <= 8), "{codec:?}: {:?}", &pcm[..4]);
+            assert!(
+                pcm.iter().all(|s| s.abs() <= 8),
+                "{codec:?}: {:?}",
+                &pcm[..4]
+            );
         }
     }
 
