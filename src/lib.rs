@@ -1,4 +1,5 @@
 //! hotline: a telephony IVR engine. Pure cores (`flow`, `media`) with thin async edges.
+pub mod call;
 pub mod data;
 pub mod designer;
 pub mod flow;
