@@ -4,10 +4,12 @@
 //! `cargo bench --bench media` prints the median of several runs, in ns per
 //! packet, for the receive path (RTP parse + G.711 decode + voice classifier)
 //! and the send path (pacer tick + playout frame + RTP header write), plus
-//! their parts.
+//! their parts, and checks that none of them allocates.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use hotline::media::dtmf::{DtmfDetector, DtmfKey, EventPackets};
@@ -19,19 +21,57 @@ use hotline::media::{Codec, FRAME_SAMPLES};
 const RUNS: usize = 15;
 const PACKETS_PER_RUN: usize = 200_000;
 
-/// Runs `body` on `PACKETS_PER_RUN` packets `RUNS` times; returns the median ns per packet.
-fn ns_per_packet(mut body: impl FnMut(usize)) -> f64 {
-    let mut runs: Vec<f64> = (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            for i in 0..PACKETS_PER_RUN {
-                body(i);
-            }
-            start.elapsed().as_nanos() as f64 / PACKETS_PER_RUN as f64
-        })
-        .collect();
+/// Counts heap allocations, so the bench can prove the packet paths make none.
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Median ns per packet, and heap allocations over all runs.
+struct Cost {
+    ns: f64,
+    allocations: usize,
+}
+
+/// Runs `body` on `PACKETS_PER_RUN` packets `RUNS` times.
+fn per_packet(mut body: impl FnMut(usize)) -> Cost {
+    let mut runs = [0f64; RUNS];
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for run in &mut runs {
+        let start = Instant::now();
+        for i in 0..PACKETS_PER_RUN {
+            body(i);
+        }
+        *run = start.elapsed().as_nanos() as f64 / PACKETS_PER_RUN as f64;
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
     runs.sort_by(f64::total_cmp);
-    runs[RUNS / 2]
+    Cost {
+        ns: runs[RUNS / 2],
+        allocations,
+    }
 }
 
 fn fixture(name: &str) -> Vec<i16> {
@@ -75,13 +115,13 @@ fn main() {
     let packets = caller_packets();
     let settings = VoiceSettings::default();
 
-    let parse = ns_per_packet(|i| {
+    let parse = per_packet(|i| {
         let p = RtpPacket::parse(black_box(&packets[i % packets.len()]));
         black_box(p.map(|p| p.payload.len()).ok());
     });
 
     let mut pcm = [0i16; FRAME_SAMPLES];
-    let decode = ns_per_packet(|i| {
+    let decode = per_packet(|i| {
         let bytes = &packets[i % packets.len()][12..];
         Codec::Pcmu.decode(black_box(bytes), &mut pcm);
         black_box(&pcm);
@@ -96,12 +136,12 @@ fn main() {
         })
         .collect();
     let mut classifier = VoiceClassifier::new(&settings);
-    let classify = ns_per_packet(|i| {
+    let classify = per_packet(|i| {
         black_box(classifier.push_frame(black_box(&frames[i % frames.len()])));
     });
 
     let mut classifier = VoiceClassifier::new(&settings);
-    let receive = ns_per_packet(|i| {
+    let receive = per_packet(|i| {
         let Ok(packet) = RtpPacket::parse(black_box(&packets[i % packets.len()])) else {
             return;
         };
@@ -117,7 +157,7 @@ fn main() {
         .map(|k| EventPackets::new(k, 100, 10).map(|p| p.payload).collect())
         .unwrap_or_default();
     let mut detector = DtmfDetector::new();
-    let dtmf = ns_per_packet(|i| {
+    let dtmf = per_packet(|i| {
         let press = (i / dtmf_payloads.len()) as u32;
         let payload = &dtmf_payloads[i % dtmf_payloads.len()];
         black_box(
@@ -131,7 +171,7 @@ fn main() {
     let mut playout = Playout::new();
     let mut out = [0u8; 1500];
     let mut pacer = Pacer::new(Instant::now(), 0xCAFE, 1, 1);
-    let send = ns_per_packet(|_| {
+    let send = per_packet(|_| {
         if !playout.is_playing() {
             playout.enqueue_clip(clip.clone());
             playout.enqueue_silence_ms(500);
@@ -146,11 +186,32 @@ fn main() {
         black_box((len.ok(), frame.done, &out));
     });
 
-    println!("media per-packet cost, median of {RUNS} runs of {PACKETS_PER_RUN} packets:");
-    println!("  rtp parse                     {parse:8.1} ns");
-    println!("  g711 decode (160 B)           {decode:8.1} ns");
-    println!("  voice classify (20 ms frame)  {classify:8.1} ns");
-    println!("  dtmf detector                 {dtmf:8.1} ns");
-    println!("  RECEIVE parse+decode+classify {receive:8.1} ns");
-    println!("  SEND pacer+playout+header     {send:8.1} ns");
+    println!(
+        "media per-packet cost, median of {RUNS} runs of {PACKETS_PER_RUN} packets \
+         (allocations: total over all {} packets)",
+        RUNS * PACKETS_PER_RUN
+    );
+    let rows = [
+        ("rtp parse", &parse),
+        ("g711 decode (160 B)", &decode),
+        ("voice classify (20 ms frame)", &classify),
+        ("dtmf detector", &dtmf),
+        ("RECEIVE parse+decode+classify", &receive),
+        ("SEND pacer+playout+header", &send),
+    ];
+    for (name, cost) in rows {
+        println!(
+            "  {name:<30} {:8.1} ns   {} allocations",
+            cost.ns, cost.allocations
+        );
+    }
+    let allocating: Vec<&str> = rows
+        .iter()
+        .filter(|(_, c)| c.allocations > 0)
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(
+        allocating.is_empty(),
+        "packet paths allocate: {allocating:?}"
+    );
 }

@@ -295,11 +295,14 @@ pub struct PlayoutFrame<'a> {
     pub done: bool,
 }
 
+/// Queue slots reserved per call: a prompt, a pause and a few follow-ups.
+const QUEUE_CAPACITY: usize = 8;
+
 /// Per-call cursor over a queue of clips and pauses.
 ///
 /// It yields one frame per 20 ms tick for as long as the call lasts: queued
-/// audio first, then silence. Queuing may allocate (once per play request);
-/// [`Playout::next_frame`] never does.
+/// audio first, then silence. Queuing allocates only past eight pending
+/// items; [`Playout::next_frame`] never allocates.
 #[derive(Debug, Clone, Default)]
 pub struct Playout {
     queue: VecDeque<Item>,
@@ -310,9 +313,13 @@ pub struct Playout {
 }
 
 impl Playout {
-    /// An idle cursor.
+    /// An idle cursor, with room for a few queued items so that ordinary
+    /// play requests do not allocate either.
     pub fn new() -> Self {
-        Self::default()
+        Playout {
+            queue: VecDeque::with_capacity(QUEUE_CAPACITY),
+            ..Self::default()
+        }
     }
 
     /// Appends the cues to the queue. Every clip id is checked first, so an

@@ -152,31 +152,34 @@ pub enum VoiceEvent {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VoiceSettings {
-    /// Frames below this are never activity, whatever the floor.
+    /// Frames below this are never activity, whatever the floor. Default -60.
     pub activity_dbov: f32,
-    /// A voiced frame at or above this is speech of normal loudness.
+    /// A voiced frame at or above this is speech of normal loudness. Default -30.
     pub voice_dbov: f32,
-    /// A frame is active only this far above the background floor.
+    /// A frame is active only this far above the background floor. Default 10.
     pub snr_margin_db: f32,
     /// Lag-one autocorrelation (normalised, -1..1) at or above which a frame
-    /// counts as voiced: vowels are low-pass, hiss is not.
+    /// counts as voiced: vowels are low-pass, hiss is not. Default 0.5.
     pub voicing: f32,
     /// Normal-loudness voiced time within an utterance before `VoiceStart`.
+    /// Default 100.
     pub voice_start_ms: u32,
     /// Voiced time an utterance needs to be reported as `TooQuiet`; shorter
-    /// ones are clicks and breaths and are dropped.
+    /// ones are clicks and breaths and are dropped. Default 200.
     pub too_quiet_ms: u32,
-    /// Inactive time that ends an utterance.
+    /// Inactive time that ends an utterance. Default 600.
     pub end_silence_ms: u32,
-    /// The background floor is the minimum of smoothed frame energy over this window.
+    /// The background floor is the minimum of smoothed frame energy over this
+    /// window, kept in 100 ms blocks, at most 3000. Default 1000.
     pub floor_window_ms: u32,
-    /// A floor at or above this is noise loud enough to drown speech.
+    /// A floor at or above this is noise loud enough to drown speech. Default -35.
     pub noise_dbov: f32,
     /// How long the floor must stay that loud before `Noise` (on top of the
     /// floor window, which delays the floor's rise by its own length).
+    /// Default 1000.
     pub noise_ms: u32,
     /// How long the line must stay below the noise level (less a 3 dB
-    /// hysteresis) before `Noise` re-arms.
+    /// hysteresis) before `Noise` re-arms. Default 1000.
     pub clean_ms: u32,
 }
 
