@@ -1,5 +1,6 @@
 //! hotline: a telephony IVR engine. Pure cores (`flow`, `media`) with thin async edges.
 pub mod call;
+pub mod config;
 pub mod data;
 pub mod designer;
 pub mod flow;

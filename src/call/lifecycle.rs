@@ -44,7 +44,10 @@ pub struct Effects {
     pub send_bye: bool,
 }
 
-#[state_machine(initial = "State::ringing()", state(derive(Debug, Clone, Copy, PartialEq, Eq)))]
+#[state_machine(
+    initial = "State::ringing()",
+    state(derive(Debug, Clone, Copy, PartialEq, Eq))
+)]
 impl Lifecycle {
     #[state]
     fn ringing(event: &Input) -> Outcome<State> {
@@ -159,7 +162,12 @@ mod tests {
         let mut c = CallLifecycle::default();
         c.handle(Input::CallerGone);
         assert_eq!(c.phase(), Phase::Ended);
-        for i in [Input::Answer, Input::Acked, Input::HangUp, Input::AckTimeout] {
+        for i in [
+            Input::Answer,
+            Input::Acked,
+            Input::HangUp,
+            Input::AckTimeout,
+        ] {
             assert!(!c.handle(i));
             assert_eq!(c.phase(), Phase::Ended);
         }

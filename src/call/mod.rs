@@ -1,1 +1,144 @@
+//! Calls: one task per call joins the SIP dialog, its RTP stream and a flow session.
 pub mod lifecycle;
+pub mod media;
+pub mod ports;
+pub mod task;
+
+use crate::data::DataSource;
+use crate::flow::{Catalogue, Flow, TicketRequest};
+use crate::media::prompt::PromptCache;
+use crate::media::voice::VoiceSettings;
+use crate::sip::IncomingCall;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// A ticket as the call files it: the flow's request, who asked, and the recordings.
+#[derive(Clone, Debug)]
+pub struct TicketToFile {
+    pub call_id: String,
+    pub caller: String,
+    pub request: TicketRequest,
+    /// Paths of the caller's recordings the ticket links.
+    pub recordings: Vec<String>,
+}
+
+pub type TicketFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+
+/// Where calls leave their records and tickets (P-RECORD). `file_ticket` resolves once
+/// the ticket is durable, with its id, or with why it is not.
+pub trait Backend: Send + Sync {
+    fn file_ticket(&self, t: TicketToFile) -> TicketFuture;
+    fn record_call(&self, r: CallRecord);
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordEvent {
+    /// Milliseconds from the answer.
+    pub offset_ms: i64,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// Everything a call leaves behind: who, when, rings, the path through the flow, what
+/// was heard and pressed, the outcome and the tickets.
+#[derive(Clone, Debug)]
+pub struct CallRecord {
+    pub call_id: String,
+    pub flow: String,
+    pub from: String,
+    pub to: String,
+    pub caller: String,
+    pub received_at: SystemTime,
+    pub answered_at: Option<SystemTime>,
+    pub ended_at: Option<SystemTime>,
+    pub rings: u32,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub path: Vec<String>,
+    pub events: Vec<RecordEvent>,
+    pub tickets: Vec<String>,
+}
+
+impl CallRecord {
+    pub fn new(call: &IncomingCall, flow: &str, received_at: SystemTime, rings: u32) -> CallRecord {
+        CallRecord {
+            call_id: call.call_id.clone(),
+            flow: flow.to_string(),
+            from: call.from.clone(),
+            to: call.to.clone(),
+            caller: call.caller.clone(),
+            received_at,
+            answered_at: None,
+            ended_at: None,
+            rings,
+            outcome: String::new(),
+            reason: None,
+            path: Vec::new(),
+            events: Vec::new(),
+            tickets: Vec::new(),
+        }
+    }
+
+    pub fn event(&mut self, offset_ms: i64, kind: &str, detail: String) {
+        self.events.push(RecordEvent {
+            offset_ms,
+            kind: kind.to_string(),
+            detail,
+        });
+    }
+
+    pub fn finish(&mut self, outcome: &str, reason: Option<String>) {
+        if self.outcome.is_empty() {
+            self.outcome = outcome.to_string();
+            self.reason = reason;
+            self.ended_at = Some(SystemTime::now());
+        }
+    }
+}
+
+/// What every call shares: loaded once, read by all.
+pub struct CallServices {
+    pub flows: HashMap<String, Arc<Flow>>,
+    pub default_flow: Arc<Flow>,
+    pub catalogue: Arc<Catalogue>,
+    pub prompts: Arc<PromptCache>,
+    pub data: Arc<dyn DataSource>,
+    pub backend: Arc<dyn Backend>,
+    pub ports: ports::PortPool,
+    pub voice: VoiceSettings,
+    pub media_ip: IpAddr,
+    pub recordings_dir: PathBuf,
+}
+
+impl CallServices {
+    /// The Request-URI's user names the flow; anyone else gets the default flow.
+    pub fn flow_for(&self, user: &str) -> Arc<Flow> {
+        self.flows
+            .get(user)
+            .cloned()
+            .unwrap_or_else(|| self.default_flow.clone())
+    }
+
+    pub fn recording_path(&self, call_id: &str, name: &str) -> PathBuf {
+        // Call-IDs come from the network: only safe characters reach the file system.
+        let safe: String = call_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
+        let nonce: u64 = rand::random();
+        self.recordings_dir
+            .join(format!("{safe}-{name}-{nonce:016x}.wav"))
+    }
+}

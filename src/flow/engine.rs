@@ -810,6 +810,10 @@ impl Session {
     }
 
     fn media_event(&mut self, ev: EventKind, now: Instant) {
+        if ev == EventKind::Noise {
+            // Noise cancels an utterance the classifier had opened: no VoiceEnd follows.
+            self.speaking = false;
+        }
         if self.awaiting_input() {
             self.fire(ev, now);
         } else if matches!(self.phase, Phase::Playing { .. }) {

@@ -1,0 +1,370 @@
+//! The one task per call that joins SIP, media and the flow: SIP events and RTP
+//! packets go into the flow session, its commands come out as audio, BYEs, REFERs,
+//! tickets and the call record.
+use super::lifecycle::{CallLifecycle, Input, Phase};
+use super::media::{MediaLeg, Stream, write_wav};
+use super::{CallRecord, CallServices, RecordEvent, TicketToFile};
+use crate::flow::{Command, Event, LookupResult, Outcome, Session};
+use crate::sip::sdp::{self, Prefs};
+use crate::sip::{IncomingCall, SipCommand, SipEvent};
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// A call admitted to a flow: the SIP side of it and how long it rang.
+pub struct Admitted {
+    pub call: IncomingCall,
+    pub events: mpsc::Receiver<SipEvent>,
+    pub commands: mpsc::Sender<SipCommand>,
+    pub rings: u32,
+    pub received_at: SystemTime,
+}
+
+/// Back-end answers that arrive while the call goes on.
+enum Done {
+    Ticket {
+        id: u64,
+        result: Result<String, String>,
+    },
+}
+
+pub async fn run(svc: Arc<CallServices>, a: Admitted) {
+    let Admitted {
+        call,
+        mut events,
+        commands,
+        rings,
+        received_at,
+    } = a;
+    let flow = svc.flow_for(&call.user);
+    let mut record = CallRecord::new(&call, &flow.name, received_at, rings);
+    let mut life = CallLifecycle::default();
+
+    let Some(port) = svc.ports.take().await else {
+        tracing::error!("no free RTP port: call refused with 503");
+        let _ = commands
+            .send(SipCommand::Reject {
+                code: 503,
+                retry_after: Some(5),
+            })
+            .await;
+        record.finish("rejected", Some("no free RTP port".into()));
+        svc.backend.record_call(record);
+        return;
+    };
+    let session_id: u64 = rand::random::<u32>() as u64;
+    let prefs = Prefs::new(session_id, 1);
+    let offer = match sdp::parse(&call.offer) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::info!(error = %e, "unusable SDP offer: 488");
+            reject(&commands, &svc, record, 488, &e.to_string()).await;
+            return;
+        }
+    };
+    let answer = match sdp::negotiate(&offer, svc.media_ip, port.port, &prefs) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::info!(error = %e, "no common codec: 488");
+            reject(&commands, &svc, record, 488, &e.to_string()).await;
+            return;
+        }
+    };
+    let mut local_sdp = answer.sdp.clone();
+    if commands
+        .send(SipCommand::Answer {
+            sdp: answer.to_string(),
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    life.handle(Input::Answer);
+    record.answered_at = Some(SystemTime::now());
+    let answered = Instant::now();
+    let mut leg = MediaLeg::new(
+        Stream::from_negotiated(&answer.media),
+        &svc.voice,
+        answered.into_std(),
+    );
+
+    let mut vars = crate::flow::expr::Vars::new();
+    vars.insert("caller".into(), call.caller.clone());
+    vars.insert("called".into(), call.user.clone());
+    vars.insert("call_id".into(), call.call_id.clone());
+    let mut session = Session::new(
+        flow.clone(),
+        svc.catalogue.clone(),
+        vars,
+        answered.into_std(),
+    );
+    let mut started = false;
+    let (done_tx, mut done_rx) = mpsc::channel::<Done>(8);
+    let mut recordings: HashMap<String, PathBuf> = HashMap::new();
+    let mut transfer_id: Option<u64> = None;
+    let mut pending: VecDeque<Event> = VecDeque::new();
+    let mut buf = [0u8; 1500];
+
+    loop {
+        // Flow commands first: they may queue audio, tickets, a BYE.
+        while let Some(cmd) = session.poll_command() {
+            let now = Instant::now();
+            let offset = now.duration_since(answered).as_millis() as i64;
+            match cmd {
+                Command::Entered { state } => record.path.push(state),
+                Command::Play { id, utterances } => {
+                    let starts = leg.play(&svc.prompts, id, &utterances);
+                    for (u, start) in utterances.iter().zip(starts) {
+                        let detail = match &u.value {
+                            Some(v) => format!("{} {v}", u.prompt),
+                            None => u.prompt.clone(),
+                        };
+                        record.event(offset + start as i64, "prompt", detail);
+                    }
+                }
+                Command::StopPlay => leg.stop(),
+                Command::StartRecording { .. } => leg.start_recording(),
+                Command::StopRecording { name, keep } => {
+                    let samples = leg.stop_recording();
+                    if keep && !samples.is_empty() {
+                        let path = svc.recording_path(&call.call_id, &name);
+                        record.event(offset, "recording", path.display().to_string());
+                        recordings.insert(name, path.clone());
+                        // Written off the task; the ticket names the path, which exists
+                        // by the time anyone follows it.
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(e) = write_wav(&path, &samples) {
+                                tracing::error!(path = %path.display(), error = %e, "recording not written");
+                            }
+                        });
+                    }
+                }
+                Command::Lookup { id, source, key } => {
+                    let result = svc.data.lookup(&source, &key);
+                    if let LookupResult::Failed(e) = &result {
+                        tracing::warn!(source, error = %e, "lookup failed");
+                    }
+                    pending.push_back(Event::LookupDone { id, result });
+                }
+                Command::FileTicket { id, ticket } => {
+                    record.event(offset, "ticket", ticket.category.clone());
+                    let t = TicketToFile {
+                        call_id: call.call_id.clone(),
+                        caller: call.caller.clone(),
+                        recordings: ticket
+                            .recordings
+                            .iter()
+                            .filter_map(|r| recordings.get(r).map(|p| p.display().to_string()))
+                            .collect(),
+                        request: ticket,
+                    };
+                    let fut = svc.backend.file_ticket(t);
+                    let tx = done_tx.clone();
+                    tokio::spawn(async move {
+                        let result = fut.await;
+                        let _ = tx.send(Done::Ticket { id, result }).await;
+                    });
+                }
+                Command::Transfer { id, to } => {
+                    record.event(offset, "transfer", to.clone());
+                    transfer_id = Some(id);
+                    let _ = commands.send(SipCommand::Refer { target: to }).await;
+                }
+                Command::Hangup => {
+                    record.event(offset, "hangup", "hotline".into());
+                    leg.stop();
+                    if life.handle(Input::HangUp) {
+                        let _ = commands.send(SipCommand::Hangup).await;
+                    }
+                }
+                Command::Ended { outcome } => {
+                    finish(&mut record, &outcome);
+                }
+            }
+        }
+        if let Some(ev) = pending.pop_front() {
+            session.handle(ev, Instant::now().into_std());
+            continue;
+        }
+        if session.is_ended() || life.phase() == Phase::Ended {
+            break;
+        }
+
+        let wake = session.poll_timeout().map(Instant::from_std);
+        let send_at = Instant::from_std(leg.next_due());
+        tokio::select! {
+            ev = events.recv() => {
+                let now = Instant::now();
+                match ev {
+                    None => {
+                        life.handle(Input::CallerGone);
+                        session.handle(Event::Hangup, now.into_std());
+                    }
+                    Some(SipEvent::Acked { .. }) => {
+                        life.handle(Input::Acked);
+                        if !started {
+                            started = true;
+                            session.handle(Event::Answered { rings }, now.into_std());
+                        }
+                    }
+                    Some(SipEvent::AckTimeout) => {
+                        record.reason = Some("the 200 OK was never acknowledged".into());
+                        if life.handle(Input::AckTimeout) {
+                            // The endpoint sends the BYE itself on an ACK timeout.
+                        }
+                        session.handle(Event::Hangup, now.into_std());
+                    }
+                    Some(SipEvent::Hangup { .. }) => {
+                        life.handle(Input::CallerGone);
+                        leg.stop();
+                        session.handle(Event::Hangup, now.into_std());
+                    }
+                    Some(SipEvent::Dtmf(k)) => {
+                        record.event(now.duration_since(answered).as_millis() as i64, "key", k.to_string());
+                        session.handle(Event::Dtmf(k), now.into_std());
+                    }
+                    Some(SipEvent::Reinvite { offer }) => {
+                        let result = reoffer(&svc, &offer, &local_sdp, port.port, &prefs);
+                        let reply = match result {
+                            Ok(a) => {
+                                leg.stream = Stream::from_negotiated(&a.media);
+                                local_sdp = a.sdp.clone();
+                                Ok(a.to_string())
+                            }
+                            Err(code) => Err(code),
+                        };
+                        let _ = commands.send(SipCommand::Reoffer { result: reply }).await;
+                    }
+                    Some(SipEvent::TransferDone { ok }) => {
+                        if ok {
+                            life.handle(Input::Transferred);
+                        }
+                        if let Some(id) = transfer_id.take() {
+                            session.handle(Event::TransferDone { id, ok }, now.into_std());
+                        }
+                    }
+                }
+            }
+            r = port.socket.recv_from(&mut buf) => {
+                if let Ok((n, _from)) = r {
+                    let mut heard = super::media::Heard::default();
+                    leg.receive(&buf[..n], &mut heard);
+                    let now = Instant::now();
+                    for ev in heard.events {
+                        if started {
+                            record.voice_or_key(now.duration_since(answered).as_millis() as i64, &ev);
+                            session.handle(ev, now.into_std());
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(send_at) => {
+                let remote = leg.stream.remote;
+                let sock = &port.socket;
+                let done = leg.tick(Instant::now().into_std(), |pkt| {
+                    if let Some(to) = remote {
+                        // A full socket buffer drops the frame: late audio is worse than none.
+                        let _ = sock.try_send_to(pkt, to);
+                    }
+                });
+                if let Some(ev) = done
+                    && started
+                {
+                    session.handle(ev, Instant::now().into_std());
+                }
+            }
+            _ = sleep_opt(wake) => {
+                session.handle_timeout(Instant::now().into_std());
+            }
+            Some(d) = done_rx.recv() => {
+                match d {
+                    Done::Ticket { id, result } => {
+                        if let Ok(tid) = &result {
+                            record.tickets.push(tid.clone());
+                        }
+                        session.handle(Event::TicketDone { id, result }, Instant::now().into_std());
+                    }
+                }
+            }
+        }
+    }
+    if record.outcome.is_empty() {
+        record.finish("caller-hung-up", None);
+    }
+    // Tickets filed after the caller left still land before the record closes.
+    drop(done_tx);
+    while let Some(Done::Ticket {
+        result: Ok(tid), ..
+    }) = done_rx.recv().await
+    {
+        record.tickets.push(tid);
+    }
+    tracing::info!(outcome = %record.outcome, "call ended");
+    svc.backend.record_call(record);
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn finish(record: &mut CallRecord, outcome: &Outcome) {
+    let reason = match outcome {
+        Outcome::Failed(w) => Some(w.clone()),
+        Outcome::Transferred(to) => Some(to.clone()),
+        _ => record.reason.take(),
+    };
+    record.finish(outcome.name(), reason);
+}
+
+fn reoffer(
+    svc: &CallServices,
+    offer: &str,
+    local: &sdp::SessionDescription,
+    port: u16,
+    prefs: &Prefs,
+) -> Result<sdp::Answer, u16> {
+    let re = sdp::parse(offer).map_err(|_| 488u16)?;
+    sdp::renegotiate(local, &re, svc.media_ip, port, prefs).map_err(|e| e.sip_status())
+}
+
+async fn reject(
+    commands: &mpsc::Sender<SipCommand>,
+    svc: &CallServices,
+    mut record: CallRecord,
+    code: u16,
+    why: &str,
+) {
+    let _ = commands
+        .send(SipCommand::Reject {
+            code,
+            retry_after: None,
+        })
+        .await;
+    record.finish("rejected", Some(format!("{code}: {why}")));
+    svc.backend.record_call(record);
+}
+
+impl CallRecord {
+    fn voice_or_key(&mut self, offset: i64, ev: &Event) {
+        let (kind, detail) = match ev {
+            Event::Dtmf(k) => ("key", k.to_string()),
+            Event::VoiceStart => ("voice", "start".into()),
+            Event::VoiceEnd => ("voice", "end".into()),
+            Event::TooQuiet => ("too_quiet", String::new()),
+            Event::Noise => ("noise", String::new()),
+            _ => return,
+        };
+        self.events.push(RecordEvent {
+            offset_ms: offset,
+            kind: kind.into(),
+            detail,
+        });
+    }
+}

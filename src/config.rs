@@ -1,0 +1,145 @@
+//! `hotline serve` settings: embedded defaults that work on one machine, a YAML file
+//! (`--config`, every key documented in hotline.example.yaml) and flags over both.
+use crate::flow::expr::parse_duration;
+use crate::media::voice::VoiceSettings;
+use serde::{Deserialize, Deserializer};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// SIP listen address, UDP and TCP.
+    pub sip: SocketAddr,
+    /// RTP port range, `LO-HI`.
+    pub rtp_ports: PortRange,
+    /// The address put in SDP `c=` lines; default: the SIP address.
+    pub media_ip: Option<IpAddr>,
+    pub flows: PathBuf,
+    pub prompts: PathBuf,
+    /// Lookup data (`data/<source>.yaml`).
+    pub lookups: PathBuf,
+    /// Where the call records, tickets and recordings go.
+    pub data: PathBuf,
+    /// The flow for Request-URI users that name no flow.
+    pub default_flow: String,
+    /// Calls in flows at once.
+    pub max_calls: usize,
+    /// Calls waiting (ringing) for a free line, beyond which INVITEs get 486.
+    pub queue_max: usize,
+    /// Longest a call waits ringing for a line.
+    #[serde(deserialize_with = "duration")]
+    pub queue_max_wait: Duration,
+    /// Ops HTTP (`/healthz`).
+    pub http: SocketAddr,
+    /// Voice classifier thresholds (dBov) and timings (ms).
+    pub voice: VoiceSettings,
+    /// RFC 3261 T1 (500 ms); tests shorten it.
+    #[serde(deserialize_with = "duration")]
+    pub sip_t1: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sip: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            rtp_ports: PortRange {
+                lo: 20000,
+                hi: 39999,
+            },
+            media_ip: None,
+            flows: "flows".into(),
+            prompts: "prompts".into(),
+            lookups: "data".into(),
+            data: "var".into(),
+            default_flow: "property".into(),
+            max_calls: 5000,
+            queue_max: 200,
+            queue_max_wait: Duration::from_secs(60),
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            voice: VoiceSettings::default(),
+            sip_t1: Duration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("'{s}' is not a port range LO-HI, e.g. 20000-39999");
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let lo: u16 = a.trim().parse().map_err(|_| bad())?;
+        let hi: u16 = b.trim().parse().map_err(|_| bad())?;
+        if lo >= hi || lo < 1024 {
+            return Err(format!("port range {lo}-{hi}: need 1024 <= LO < HI"));
+        }
+        Ok(PortRange { lo, hi })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+impl Config {
+    /// Reads a config file; an error names the file, line and column.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text =
+            crate::flow::read_limited(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_saphyr::from_str::<Config>(&text).map_err(|e| {
+            let loc = e
+                .location()
+                .map(|l| format!(":{}:{}", l.line(), l.column()))
+                .unwrap_or_default();
+            let msg = e.without_snippet().to_string();
+            let msg = msg.lines().next().unwrap_or_default().to_string();
+            format!("{}{loc}: {msg}", path.display())
+        })
+    }
+
+    pub fn media_ip(&self) -> IpAddr {
+        self.media_ip.unwrap_or(self.sip.ip())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_is_the_defaults() {
+        let c = Config::load(Path::new("hotline.example.yaml")).unwrap();
+        let d = Config::default();
+        assert_eq!(c.sip, d.sip);
+        assert_eq!(c.rtp_ports, d.rtp_ports);
+        assert_eq!(c.max_calls, d.max_calls);
+        assert_eq!(c.queue_max_wait, d.queue_max_wait);
+        assert_eq!(c.voice, d.voice);
+        assert_eq!(c.default_flow, d.default_flow);
+    }
+
+    #[test]
+    fn bad_config_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, "sip: 127.0.0.1:5060\nmax_cals: 3\n").unwrap();
+        let e = Config::load(&p).unwrap_err();
+        assert!(e.contains("max_cals") && e.contains(":2:"), "{e}");
+        assert!("20000-1".parse::<PortRange>().is_err());
+    }
+}
