@@ -5,4 +5,5 @@ pub mod data;
 pub mod designer;
 pub mod flow;
 pub mod media;
+pub mod server;
 pub mod sip;

@@ -95,6 +95,11 @@ pub trait Caller {
     fn take_timed(&mut self) -> Option<Step> {
         None
     }
+    /// A back-end condition next in line (`lookup slow 3s`): it sets up what happens
+    /// next and needs no question to answer, so it is taken at once.
+    fn take_condition(&mut self) -> Option<Step> {
+        None
+    }
     /// Steps never taken because the call ended first.
     fn leftover(&mut self) -> Vec<Step> {
         Vec::new()
@@ -107,6 +112,16 @@ impl Caller for VecDeque<Step> {
     }
     fn take_timed(&mut self) -> Option<Step> {
         if self.front().is_some_and(|s| s.at.is_some()) {
+            self.pop_front()
+        } else {
+            None
+        }
+    }
+    fn take_condition(&mut self) -> Option<Step> {
+        if self
+            .front()
+            .is_some_and(|s| s.at.is_none() && s.action.is_condition())
+        {
             self.pop_front()
         } else {
             None
@@ -140,10 +155,10 @@ pub struct Sim<'a> {
     queue: Vec<(Duration, u64, Pending)>,
     seq: u64,
     hold_until: Duration,
-    lookup_fails: bool,
+    lookup_fails: u32,
     lookup_delay: Duration,
-    ticket_fails: bool,
-    transfer_fails: bool,
+    ticket_fails: u32,
+    transfer_fails: u32,
     tickets: u64,
     playing: Option<Playing>,
     pub timeline: Vec<Entry>,
@@ -152,6 +167,13 @@ pub struct Sim<'a> {
     /// The listening episode the caller last acted in: a caller acts once per question,
     /// then waits for the hotline's answer (a recording's end, the next prompt).
     acted_epoch: u64,
+}
+
+/// Uses up one of `n` pending back-end failures.
+fn take_one(n: &mut u32) -> bool {
+    let had = *n > 0;
+    *n = n.saturating_sub(1);
+    had
 }
 
 /// No simulated call runs past this, whatever the flow says (max_call guards real ones).
@@ -177,10 +199,10 @@ impl<'a> Sim<'a> {
             queue: Vec::new(),
             seq: 0,
             hold_until: Duration::ZERO,
-            lookup_fails: false,
+            lookup_fails: 0,
             lookup_delay: Duration::ZERO,
-            ticket_fails: false,
-            transfer_fails: false,
+            ticket_fails: 0,
+            transfer_fails: 0,
             tickets: 0,
             playing: None,
             timeline: Vec::new(),
@@ -198,6 +220,10 @@ impl<'a> Sim<'a> {
     /// Runs the call to its end. `sink` sees each entry as it happens.
     pub fn run(&mut self, caller: &mut dyn Caller, sink: &mut dyn FnMut(&Entry)) {
         let mut shown = 0;
+        // The session answered in `new` and may already be asking the back end.
+        let held: Vec<Command> = std::iter::from_fn(|| self.session.poll_command()).collect();
+        self.take_ahead(caller);
+        self.replay(held);
         loop {
             self.drain_commands();
             // An entry is shown once its time has come: prompts queued after the one
@@ -250,10 +276,7 @@ impl<'a> Sim<'a> {
     /// time, conditions apply at once, and one action is applied if the caller is idle.
     /// Returns true if something was applied.
     fn fetch_step(&mut self, caller: &mut dyn Caller) -> bool {
-        while let Some(s) = caller.take_timed() {
-            let at = s.at.unwrap_or(self.now);
-            self.push(at, Pending::CallerStep(s));
-        }
+        self.take_ahead(caller);
         while !self.caller_done && self.idle() {
             match caller.next(self.now) {
                 None => self.caller_done = true,
@@ -269,6 +292,20 @@ impl<'a> Sim<'a> {
             }
         }
         false
+    }
+
+    /// Steps that need no question to answer: timed ones are queued, conditions applied.
+    fn take_ahead(&mut self, caller: &mut dyn Caller) {
+        loop {
+            if let Some(s) = caller.take_timed() {
+                let at = s.at.unwrap_or(self.now);
+                self.push(at, Pending::CallerStep(s));
+            } else if let Some(s) = caller.take_condition() {
+                self.apply(s);
+            } else {
+                break;
+            }
+        }
     }
 
     /// Advances to the next thing that happens; false when nothing ever will.
@@ -331,15 +368,27 @@ impl<'a> Sim<'a> {
             Action::Quiet => self.push(now, Pending::Engine(Event::TooQuiet)),
             Action::Noise => self.push(now, Pending::Engine(Event::Noise)),
             Action::Hangup => self.push(now, Pending::Engine(Event::Hangup)),
-            Action::LookupFails => self.lookup_fails = true,
+            Action::LookupFails => self.lookup_fails += 1,
             Action::LookupSlow(d) => self.lookup_delay = d,
-            Action::TicketFails => self.ticket_fails = true,
-            Action::TransferFails => self.transfer_fails = true,
+            Action::TicketFails => self.ticket_fails += 1,
+            Action::TransferFails => self.transfer_fails += 1,
+        }
+    }
+
+    fn replay(&mut self, cmds: Vec<Command>) {
+        for cmd in cmds {
+            self.command(cmd);
         }
     }
 
     fn drain_commands(&mut self) {
         while let Some(cmd) = self.session.poll_command() {
+            self.command(cmd);
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        {
             let now = self.now;
             match cmd {
                 Command::Entered { state } => self.timeline.push(Entry::State {
@@ -355,7 +404,7 @@ impl<'a> Sim<'a> {
                     kept: keep,
                 }),
                 Command::Lookup { id, source, key } => {
-                    let result = if std::mem::take(&mut self.lookup_fails) {
+                    let result = if take_one(&mut self.lookup_fails) {
                         LookupResult::Failed("the script says: lookup fails".into())
                     } else {
                         self.data.lookup(&source, &key)
@@ -377,7 +426,7 @@ impl<'a> Sim<'a> {
                     );
                 }
                 Command::FileTicket { id, ticket } => {
-                    let result = if std::mem::take(&mut self.ticket_fails) {
+                    let result = if take_one(&mut self.ticket_fails) {
                         Err("the script says: ticket fails".to_string())
                     } else {
                         self.tickets += 1;
@@ -391,7 +440,7 @@ impl<'a> Sim<'a> {
                     self.push(now, Pending::Engine(Event::TicketDone { id, result }));
                 }
                 Command::Transfer { id, to } => {
-                    let ok = !std::mem::take(&mut self.transfer_fails);
+                    let ok = !take_one(&mut self.transfer_fails);
                     self.timeline.push(Entry::Transfer { at: now, to });
                     self.push(now, Pending::Engine(Event::TransferDone { id, ok }));
                 }

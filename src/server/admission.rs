@@ -1,0 +1,166 @@
+//! Capacity and P-RING: `max_calls` calls in flows at once; further calls wait ringing
+//! in arrival order, up to `queue_max` of them for at most `queue_max_wait`; beyond
+//! that, 486. A call answered after waiting is told how many rings it heard.
+use crate::call::task::{self, Admitted};
+use crate::call::{CallRecord, CallServices};
+use crate::sip::{IncomingCall, SipCommand, SipEvent};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+
+pub struct Admission {
+    lines: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    queue_max: usize,
+    queue_max_wait: Duration,
+}
+
+/// Ring-back periods started between the INVITE and the answer: a call answered at
+/// once heard none, one answered 10.5 s later with 5 s periods heard three.
+pub fn rings(waited: Duration, period: Duration) -> u32 {
+    if period.is_zero() {
+        return 0;
+    }
+    let n = waited.as_micros().div_ceil(period.as_micros());
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Admission {
+    pub fn new(max_calls: usize, queue_max: usize, queue_max_wait: Duration) -> Admission {
+        Admission {
+            lines: Arc::new(Semaphore::new(max_calls)),
+            waiting: AtomicUsize::new(0),
+            queue_max,
+            queue_max_wait,
+        }
+    }
+
+    pub fn in_flows(&self, max_calls: usize) -> usize {
+        max_calls.saturating_sub(self.lines.available_permits())
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Rings the call, waits for a line if need be, then runs it through its flow.
+    pub async fn admit(
+        self: Arc<Self>,
+        svc: Arc<CallServices>,
+        call: IncomingCall,
+        mut events: mpsc::Receiver<SipEvent>,
+        commands: mpsc::Sender<SipCommand>,
+    ) {
+        let received = Instant::now();
+        let received_at = SystemTime::now();
+        let flow = svc.flow_for(&call.user);
+        let settings = flow.settings.clone();
+        let _ = commands.send(SipCommand::Ringing).await;
+        let permit = match self.lines.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue_max {
+                    self.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return refuse(&svc, &call, &commands, received_at, 486, "every line and the queue are busy").await;
+                }
+                let got = tokio::select! {
+                    p = self.lines.clone().acquire_owned() => p.ok(),
+                    _ = tokio::time::sleep(self.queue_max_wait) => None,
+                    ev = wait_for_hangup(&mut events) => {
+                        self.waiting.fetch_sub(1, Ordering::SeqCst);
+                        let mut r = CallRecord::new(&call, &flow.name, received_at, 0);
+                        r.finish(if ev { "cancelled" } else { "caller-hung-up" }, Some("while waiting for a line".into()));
+                        svc.backend.record_call(r);
+                        return;
+                    }
+                };
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                match got {
+                    Some(p) => p,
+                    None => {
+                        return refuse(&svc, &call, &commands, received_at, 486, "waited too long for a line").await;
+                    }
+                }
+            }
+        };
+        // The flow may ask for a delayed answer; the caller hears ringing meanwhile.
+        if !settings.answer_after.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(settings.answer_after) => {}
+                ev = wait_for_hangup(&mut events) => {
+                    let mut r = CallRecord::new(&call, &flow.name, received_at, 0);
+                    r.finish(if ev { "cancelled" } else { "caller-hung-up" }, Some("before the answer".into()));
+                    svc.backend.record_call(r);
+                    return;
+                }
+            }
+        }
+        let rings = rings(received.elapsed(), settings.ring_period);
+        let span = tracing::info_span!("call", call_id = %call.call_id, flow = %flow.name);
+        let _permit = permit;
+        tracing::Instrument::instrument(
+            task::run(
+                svc,
+                Admitted {
+                    call,
+                    events,
+                    commands,
+                    rings,
+                    received_at,
+                },
+            ),
+            span,
+        )
+        .await;
+    }
+}
+
+/// Resolves when the caller gives up: true for CANCEL, false for a closed dialog.
+async fn wait_for_hangup(events: &mut mpsc::Receiver<SipEvent>) -> bool {
+    loop {
+        match events.recv().await {
+            Some(SipEvent::Hangup { cancelled }) => return cancelled,
+            None => return false,
+            Some(_) => {}
+        }
+    }
+}
+
+async fn refuse(
+    svc: &CallServices,
+    call: &IncomingCall,
+    commands: &mpsc::Sender<SipCommand>,
+    received_at: SystemTime,
+    code: u16,
+    why: &str,
+) {
+    tracing::info!(call_id = %call.call_id, code, why, "call refused");
+    let _ = commands
+        .send(SipCommand::Reject {
+            code,
+            retry_after: None,
+        })
+        .await;
+    let flow = svc.flow_for(&call.user);
+    let mut r = CallRecord::new(call, &flow.name, received_at, 0);
+    r.finish("rejected", Some(format!("{code}: {why}")));
+    svc.backend.record_call(r);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rings_count_started_periods() {
+        let p = Duration::from_secs(5);
+        assert_eq!(rings(Duration::ZERO, p), 0);
+        assert_eq!(rings(Duration::from_millis(200), p), 1);
+        assert_eq!(rings(Duration::from_secs(5), p), 1);
+        assert_eq!(rings(Duration::from_millis(10_500), p), 3);
+        assert_eq!(rings(Duration::from_secs(15), p), 3);
+        assert_eq!(rings(Duration::from_secs(15), Duration::ZERO), 0);
+    }
+}

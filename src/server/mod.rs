@@ -1,0 +1,105 @@
+//! `hotline serve`: loads flows, prompts and data once, starts the SIP endpoint and the
+//! ops HTTP, admits calls, and on SIGTERM/Ctrl-C ends calls with BYE and flushes records.
+pub mod admission;
+pub mod http;
+
+use crate::call::ports::PortPool;
+use crate::call::{Backend, CallServices};
+use crate::config::Config;
+use crate::data::{DataSource, YamlData};
+use crate::flow::{self, Catalogue, Diagnostic, Flow};
+use crate::media::prompt::PromptCache;
+use admission::Admission;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Everything loaded from disk before the first call: refuse to start rather than
+/// serve a broken flow.
+pub struct Loaded {
+    pub flows: HashMap<String, Arc<Flow>>,
+    pub catalogue: Arc<Catalogue>,
+    pub prompts: Arc<PromptCache>,
+    pub data: Arc<YamlData>,
+}
+
+pub fn load(cfg: &Config) -> Result<Loaded, Vec<String>> {
+    let show = |d: Vec<Diagnostic>| d.into_iter().map(|e| e.to_string()).collect::<Vec<_>>();
+    let catalogue = Catalogue::load(&cfg.prompts.join("catalogue.yaml")).map_err(show)?;
+    let data = YamlData::load_dir(&cfg.lookups).map_err(show)?;
+    let sources = data.sources();
+    let files = flow::flow_files(&cfg.flows).map_err(|e| vec![e])?;
+    let mut flows = HashMap::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match flow::load_flow(&f, Some(&catalogue), Some(&sources)) {
+            Ok(fl) => {
+                flows.insert(fl.name.clone(), Arc::new(fl));
+            }
+            Err(e) => errors.extend(show(e)),
+        }
+    }
+    if !flows.contains_key(&cfg.default_flow) {
+        errors.push(format!(
+            "default_flow '{}' is not among the flows in {}",
+            cfg.default_flow,
+            cfg.flows.display()
+        ));
+    }
+    let prompts = PromptCache::load_dir(&cfg.prompts)
+        .map_err(|e| vec![format!("{}: {e}", cfg.prompts.display())])?;
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Loaded {
+        flows,
+        catalogue: Arc::new(catalogue),
+        prompts: Arc::new(prompts),
+        data: Arc::new(data),
+    })
+}
+
+pub fn services(cfg: &Config, loaded: Loaded, backend: Arc<dyn Backend>) -> Arc<CallServices> {
+    let default_flow = loaded
+        .flows
+        .get(&cfg.default_flow)
+        .cloned()
+        .or_else(|| loaded.flows.values().next().cloned())
+        .expect("load() refuses a flow set without the default flow");
+    Arc::new(CallServices {
+        flows: loaded.flows,
+        default_flow,
+        catalogue: loaded.catalogue,
+        prompts: loaded.prompts,
+        data: loaded.data,
+        backend,
+        ports: PortPool::new(cfg.media_ip(), cfg.rtp_ports.lo, cfg.rtp_ports.hi),
+        voice: cfg.voice.clone(),
+        media_ip: cfg.media_ip(),
+        recordings_dir: cfg.data.join("recordings"),
+    })
+}
+
+/// Stops on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal(cancel: CancellationToken) {
+    let term = async {
+        #[cfg(unix)]
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+        _ = cancel.cancelled() => {}
+    }
+}
+
+pub use admission::rings;
+
+/// Admission shared by the accept loop and the ops HTTP.
+pub fn admission(cfg: &Config) -> Arc<Admission> {
+    Arc::new(Admission::new(cfg.max_calls, cfg.queue_max, cfg.queue_max_wait))
+}
