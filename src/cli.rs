@@ -77,6 +77,8 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
+    /// Answer calls: a SIP/RTP endpoint running the flows
+    Serve(ServeArgs),
     /// JSON Schema of the flow format, for editors
     Schema,
     /// The prompt recordings the catalogue needs (used by scripts/gen-prompts.sh)
@@ -87,6 +89,34 @@ enum Cmd {
         #[arg(long)]
         stale: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Settings file; every key and its default is in hotline.example.yaml
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// SIP address, UDP and TCP (default 127.0.0.1:5060)
+    #[arg(long)]
+    sip: Option<std::net::SocketAddr>,
+    /// RTP port range LO-HI (default 20000-39999)
+    #[arg(long)]
+    rtp_ports: Option<hotline::config::PortRange>,
+    /// Call records, tickets and recordings (default ./var)
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Flow files (default ./flows)
+    #[arg(long)]
+    flows: Option<PathBuf>,
+    /// Prompt catalogue and WAVs (default ./prompts)
+    #[arg(long)]
+    prompts: Option<PathBuf>,
+    /// Calls in flows at once (default 5000)
+    #[arg(long)]
+    max_calls: Option<usize>,
+    /// Ops HTTP address (default 127.0.0.1:8080)
+    #[arg(long)]
+    http: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -112,8 +142,12 @@ fn die_quietly_on_closed_pipe() {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    if let Cmd::Serve(args) = cli.cmd {
+        return serve(args);
+    }
     die_quietly_on_closed_pipe();
     match cli.cmd {
+        Cmd::Serve(_) => ExitCode::SUCCESS,
         Cmd::Check { paths, dirs } => check(&paths, &dirs),
         Cmd::Test {
             paths,
@@ -427,4 +461,52 @@ fn prompts(dir: &Path, stale: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let mut cfg = match &args.config {
+        Some(p) => match hotline::config::Config::load(p) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => hotline::config::Config::default(),
+    };
+    if let Some(v) = args.sip {
+        cfg.sip = v;
+    }
+    if let Some(v) = args.rtp_ports {
+        cfg.rtp_ports = v;
+    }
+    if let Some(v) = args.data {
+        cfg.data = v;
+    }
+    if let Some(v) = args.flows {
+        cfg.flows = v;
+    }
+    if let Some(v) = args.prompts {
+        cfg.prompts = v;
+    }
+    if let Some(v) = args.max_calls {
+        cfg.max_calls = v;
+    }
+    if let Some(v) = args.http {
+        cfg.http = v;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(hotline::server::serve(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }

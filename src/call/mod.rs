@@ -33,7 +33,10 @@ pub type TicketFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Se
 /// the ticket is durable, with its id, or with why it is not.
 pub trait Backend: Send + Sync {
     fn file_ticket(&self, t: TicketToFile) -> TicketFuture;
+    /// Never blocks the call: the record is queued and written in the background.
     fn record_call(&self, r: CallRecord);
+    /// Resolves once everything recorded so far is durable (shutdown, tests).
+    fn flush(&self) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -1,0 +1,94 @@
+//! The server's main loop: everything `hotline serve` starts, and its clean stop.
+use super::admission::Admission;
+use super::http::{self, Health};
+use crate::call::{Backend, CallServices};
+use crate::config::Config;
+use crate::sip::endpoint::{SipConfig, SipEndpoint};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Where things listen once started; tests read the ports back.
+#[derive(Clone, Debug)]
+pub struct Bound {
+    pub sip: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
+}
+
+struct Status {
+    admission: Arc<Admission>,
+    max_calls: usize,
+    endpoint: Arc<SipEndpoint>,
+}
+
+impl Health for Status {
+    fn health(&self) -> String {
+        let s = self.endpoint.stats();
+        format!(
+            "ok\ncalls_in_flows {}\ncalls_waiting {}\nsip_dialogs {}\nsip_malformed_dropped {}\n",
+            self.admission.in_flows(self.max_calls),
+            self.admission.waiting(),
+            s.calls_active,
+            s.malformed_dropped
+        )
+    }
+}
+
+/// Runs until `cancel` fires (SIGTERM, Ctrl-C), then ends every call with a BYE and
+/// waits for the call tasks to leave their records.
+pub async fn run(
+    cfg: Config,
+    svc: Arc<CallServices>,
+    backend: Arc<dyn Backend>,
+    cancel: CancellationToken,
+    ready: impl FnOnce(Bound),
+) -> Result<(), String> {
+    let sip_cfg = SipConfig {
+        udp: cfg.sip,
+        tcp: Some(cfg.sip),
+        contact_host: None,
+        t1: cfg.sip_t1,
+        call_queue: cfg.queue_max.max(64),
+        ..SipConfig::default()
+    };
+    let (endpoint, mut incoming) = SipEndpoint::start(sip_cfg, cancel.child_token())
+        .await
+        .map_err(|e| e.to_string())?;
+    let endpoint = Arc::new(endpoint);
+    let admission = Arc::new(Admission::new(cfg.max_calls, cfg.queue_max, cfg.queue_max_wait));
+    let status = Arc::new(Status {
+        admission: admission.clone(),
+        max_calls: cfg.max_calls,
+        endpoint: endpoint.clone(),
+    });
+    let http_addr = http::serve(cfg.http, status, cancel.child_token())
+        .await
+        .map_err(|e| format!("cannot bind ops HTTP {}: {e}", cfg.http))?;
+    let bound = Bound {
+        sip: endpoint.local_addr(),
+        http: http_addr,
+    };
+    tracing::info!(sip = %bound.sip, http = %bound.http, flows = svc.flows.len(), "hotline serving");
+    ready(bound);
+    let mut calls = JoinSet::new();
+    loop {
+        tokio::select! {
+            nc = incoming.recv() => {
+                let Some(nc) = nc else { break };
+                calls.spawn(admission.clone().admit(svc.clone(), nc.call, nc.events, nc.commands));
+            }
+            Some(_) = calls.join_next(), if !calls.is_empty() => {}
+            _ = cancel.cancelled() => break,
+        }
+    }
+    tracing::info!(calls = calls.len(), "stopping: ending calls");
+    endpoint.shutdown().await;
+    // Calls leave their records as they end; a stuck one is not waited for forever.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while calls.join_next().await.is_some() {}
+    })
+    .await;
+    backend.flush().await;
+    Ok(())
+}
