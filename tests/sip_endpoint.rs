@@ -378,7 +378,8 @@ async fn dtmf_reinvite_and_refer_in_one_call() {
     assert!(matches!(next_event(&mut call).await, SipEvent::Dtmf('#')));
 
     let hold = OFFER.replace("a=rtpmap", "a=sendonly\r\na=rtpmap");
-    uac.send(&uac.invite("c6@test", "z9hG4bKre1", 4, Some(&tag), &hold)).await;
+    uac.send(&uac.invite("c6@test", "z9hG4bKre1", 4, Some(&tag), &hold))
+        .await;
     let SipEvent::Reinvite { offer } = next_event(&mut call).await else {
         panic!("expected a Reinvite");
     };

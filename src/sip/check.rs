@@ -66,6 +66,10 @@ pub fn check_request(msg: &Message) -> Result<(), Reject> {
     if !uri_scheme_ok(uri) {
         return Err(Reject::new(416));
     }
+    // rsipstack's URI grammar decides whether the rest is a usable SIP URI.
+    if rsipstack::sip::uri::parse_uri(uri).is_err() {
+        return Err(Reject::new(400));
+    }
     if method == "ACK" || method == "CANCEL" {
         // RFC 3261 §8.2.2.3: Require is not processed for these.
         return Ok(());
@@ -78,7 +82,10 @@ pub fn check_request(msg: &Message) -> Result<(), Reject> {
 /// Returns the grammar faults in a request (empty when it is well-formed enough).
 pub fn malformed(msg: &Message, method: &str, uri: &str) -> Vec<&'static str> {
     let mut faults = msg.defects.clone();
-    if uri.is_empty() || uri.starts_with('<') || uri.contains('?') || !uri.contains(':') {
+    // A `?` may appear in the user part; after the host it starts URI headers, which
+    // a Request-URI must not carry (RFC 3261 §19.1.5, RFC 4475 §3.1.2.11).
+    let host_part = uri.rsplit('@').next().unwrap_or_default();
+    if uri.is_empty() || uri.starts_with('<') || host_part.contains('?') || !uri.contains(':') {
         faults.push("Request-URI");
     }
     if !version_syntax(msg) {
@@ -157,11 +164,7 @@ fn version_syntax(msg: &Message) -> bool {
 
 fn uri_scheme_ok(uri: &str) -> bool {
     let scheme = uri.split(':').next().unwrap_or_default();
-    if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
-        return false;
-    }
-    // rsipstack's URI grammar decides whether the rest is a usable SIP URI.
-    rsipstack::sip::uri::parse_uri(uri).is_ok()
+    scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")
 }
 
 fn check_require(msg: &Message) -> Result<(), Reject> {
