@@ -215,12 +215,12 @@ async fn hangup_from_the_call_sends_bye_to_the_contact_uri() {
         header(&bye, "To").is_some_and(|t| t.contains("tag=uac1")),
         "{bye}"
     );
-    let reply = &bye;
+    let reply = bye.as_str();
     let ok = format!(
         "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: c2@test\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
-        header(&reply, "Via").unwrap_or_default(),
-        header(&reply, "From").unwrap_or_default(),
-        header(&reply, "To").unwrap_or_default()
+        header(reply, "Via").unwrap_or_default(),
+        header(reply, "From").unwrap_or_default(),
+        header(reply, "To").unwrap_or_default()
     );
     uac.send(&ok).await;
     tokio::time::sleep(Duration::from_millis(400)).await;

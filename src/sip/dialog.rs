@@ -256,15 +256,15 @@ impl CallTask {
         }
         let body = sdp.map(|s| ("application/sdp", s));
         let bytes = self.respond(&invite, &peer, code, &headers, body).await;
-        if code >= 200 {
-            if let Some(dest) = self.sh.response_dest(&invite, &peer) {
-                let kind = if code < 300 {
-                    AckFor::InitialOk
-                } else {
-                    AckFor::InitialError
-                };
-                self.ack_wait = Some((kind, self.retx(bytes.clone(), peer.conn.clone(), dest)));
-            }
+        if code >= 200
+            && let Some(dest) = self.sh.response_dest(&invite, &peer)
+        {
+            let kind = if code < 300 {
+                AckFor::InitialOk
+            } else {
+                AckFor::InitialError
+            };
+            self.ack_wait = Some((kind, self.retx(bytes.clone(), peer.conn.clone(), dest)));
         }
         self.last_invite_response = Some(bytes);
     }
@@ -553,10 +553,10 @@ impl CallTask {
     async fn on_invite(&mut self, msg: Message, peer: Peer) {
         let branch = branch_of(&msg);
         if branch == self.invite_branch && msg.to_tag().is_none() {
-            if let Some(bytes) = &self.last_invite_response {
-                if let Some(dest) = self.sh.response_dest(&msg, &peer) {
-                    self.sh.send(&peer.conn, dest, bytes.clone()).await;
-                }
+            if let Some(bytes) = &self.last_invite_response
+                && let Some(dest) = self.sh.response_dest(&msg, &peer)
+            {
+                self.sh.send(&peer.conn, dest, bytes.clone()).await;
             }
             return;
         }
@@ -566,13 +566,13 @@ impl CallTask {
             self.respond(&msg, &peer, code, &[], None).await;
             return;
         }
-        if let Some((b, bytes)) = &self.reinvite_answer {
-            if *b == branch {
-                if let Some(dest) = self.sh.response_dest(&msg, &peer) {
-                    self.sh.send(&peer.conn, dest, bytes.clone()).await;
-                }
-                return;
+        if let Some((b, bytes)) = &self.reinvite_answer
+            && *b == branch
+        {
+            if let Some(dest) = self.sh.response_dest(&msg, &peer) {
+                self.sh.send(&peer.conn, dest, bytes.clone()).await;
             }
+            return;
         }
         self.on_reinvite(msg, peer).await;
     }

@@ -314,7 +314,8 @@ impl SipEndpoint {
         }
         let responses = (100u16..700)
             .zip(c.responses.iter())
-            .filter_map(|(code, n)| (load(n) > 0).then(|| (code, load(n))))
+            .map(|(code, n)| (code, load(n)))
+            .filter(|(_, n)| *n > 0)
             .collect();
         SipStats {
             requests,

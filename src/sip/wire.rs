@@ -271,7 +271,7 @@ impl Message {
     }
 
     #[cfg(test)]
-    pub fn from_tag(&self) -> Option<String> {
+    pub fn tag_of_from(&self) -> Option<String> {
         self.get("From")
             .and_then(|v| NameAddr::parse(v).ok())
             .and_then(|n| n.param("tag").map(str::to_owned))
@@ -546,7 +546,7 @@ mod tests {
         );
         assert_eq!(m.call_id(), Some("x"));
         assert_eq!(m.cseq().map(|c| c.seq), Some(1));
-        assert_eq!(m.from_tag().as_deref(), Some("1"));
+        assert_eq!(m.tag_of_from().as_deref(), Some("1"));
         assert_eq!(m.top_via().map(|v| v.host), Some("h".to_owned()));
         assert!(m.defects.is_empty());
     }
