@@ -457,3 +457,38 @@ async fn dtmf_reinvite_and_refer_in_one_call() {
     assert_eq!(header(&bye, "CSeq"), Some("3 BYE"));
     cancel.cancel();
 }
+
+#[tokio::test]
+async fn options_over_tcp_split_across_writes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cancel = CancellationToken::new();
+    let cfg = SipConfig {
+        udp: "127.0.0.1:0".parse().expect("addr"),
+        tcp: Some("127.0.0.1:0".parse().expect("addr")),
+        ..SipConfig::default()
+    };
+    let (ep, _rx) = SipEndpoint::start(cfg, cancel.clone())
+        .await
+        .expect("start");
+    let server = ep.tcp_addr().expect("tcp bound");
+    let mut stream = tokio::net::TcpStream::connect(server)
+        .await
+        .expect("connect");
+    let me = stream.local_addr().expect("addr");
+    let req = format!(
+        "OPTIONS sip:water@{server} SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKt1\r\nFrom: <sip:1@{me}>;tag=t\r\nTo: <sip:water@{server}>\r\nCall-ID: tcp1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    let (a, b) = req.split_at(40);
+    stream.write_all(a.as_bytes()).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stream.write_all(b.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = timeout(WAIT, stream.read(&mut buf))
+        .await
+        .expect("in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("SIP/2.0 200"), "{text}");
+    assert!(text.contains("Call-ID: tcp1"), "{text}");
+    cancel.cancel();
+}
