@@ -2,7 +2,14 @@
 //! user agent server and hands each call to the call layer through the types below.
 //! Nothing here knows about flows: a call is a stream of `SipEvent`s in and
 //! `SipCommand`s out.
+mod build;
+mod check;
+mod dialog;
+pub mod endpoint;
 pub mod sdp;
+mod wire;
+
+pub use endpoint::{NewCall, SipConfig, SipEndpoint, SipError, SipStats};
 
 use std::net::SocketAddr;
 
