@@ -4,3 +4,4 @@ pub mod designer;
 pub mod flow;
 pub mod media;
 pub mod sip;
+pub mod store;
