@@ -504,7 +504,10 @@ impl From<DeliveryArg> for store::Delivery {
 }
 
 /// Runs a store command, turning its error into a message and a failing exit.
-fn with_store(data: &Path, f: impl FnOnce(&store::Store) -> Result<ExitCode, store::StoreError>) -> ExitCode {
+fn with_store(
+    data: &Path,
+    f: impl FnOnce(&store::Store) -> Result<ExitCode, store::StoreError>,
+) -> ExitCode {
     // Read-only: the server may be writing, and a listing must never take its lock.
     match store::Store::open_read_only(data).and_then(|s| f(&s)) {
         Ok(code) => code,
@@ -538,8 +541,15 @@ fn calls_cmd(cmd: CallsCmd) -> ExitCode {
                         c.rings,
                         store::format_duration_ms(c.duration_ms()),
                         c.outcome,
-                        c.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
-                        if ids.is_empty() { "-".into() } else { ids.join(",") }
+                        c.reason
+                            .as_deref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default(),
+                        if ids.is_empty() {
+                            "-".into()
+                        } else {
+                            ids.join(",")
+                        }
                     )
                 };
                 // A closed pipe (`| head`) ends the listing quietly.
@@ -603,7 +613,10 @@ fn render_call(c: &store::CallRecord, tickets: &[store::Ticket]) -> String {
         s,
         "outcome   {}{}",
         c.outcome,
-        c.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+        c.reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
     );
     let _ = writeln!(s, "path      {}", c.path.join(" -> "));
     for t in tickets {
@@ -671,7 +684,9 @@ fn tickets_cmd(cmd: TicketsCmd) -> ExitCode {
             println!("created     {}", t.created_at);
             println!(
                 "due         {}",
-                t.due_at.map(|d| d.to_string()).unwrap_or_else(|| "-".into())
+                t.due_at
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".into())
             );
             println!(
                 "delivery    {} ({} attempt(s)){}",

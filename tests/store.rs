@@ -175,7 +175,11 @@ async fn ticket_ids_grow_and_survive_a_restart() {
     assert!(matches!(h.flush().await, Err(StoreError::Closed)));
 
     let h = Store::open(dir.path()).unwrap().start_writer().unwrap();
-    let t = h.get_ticket(a).await.unwrap().expect("ticket after restart");
+    let t = h
+        .get_ticket(a)
+        .await
+        .unwrap()
+        .expect("ticket after restart");
     assert!(t.created_at >= before);
     assert_eq!(
         t.due_at,
@@ -197,10 +201,7 @@ async fn ticket_ids_grow_and_survive_a_restart() {
         .unwrap();
     assert_eq!(c, TicketId(10_000_003), "ids go on growing after a restart");
     let pending = h.list_tickets(Some(Delivery::Pending)).await.unwrap();
-    assert_eq!(
-        pending.iter().map(|t| t.id).collect::<Vec<_>>(),
-        [a, b, c]
-    );
+    assert_eq!(pending.iter().map(|t| t.id).collect::<Vec<_>>(), [a, b, c]);
     assert!(
         h.list_tickets(Some(Delivery::Delivered))
             .await
@@ -215,16 +216,17 @@ async fn ticket_ids_grow_and_survive_a_restart() {
 fn a_corrupt_file_is_named_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hotline.db");
-    std::fs::write(&db, b"this is not a database, it is a shopping list. ".repeat(200)).unwrap();
+    std::fs::write(
+        &db,
+        b"this is not a database, it is a shopping list. ".repeat(200),
+    )
+    .unwrap();
     for (how, r) in [
         ("read-write", Store::open(dir.path()).err()),
         ("read-only", Store::open_read_only(dir.path()).err()),
     ] {
         let e = r.unwrap_or_else(|| panic!("{how} open of garbage succeeded"));
-        assert!(
-            matches!(e, StoreError::NotADatabase { .. }),
-            "{how}: {e:?}"
-        );
+        assert!(matches!(e, StoreError::NotADatabase { .. }), "{how}: {e:?}");
         let msg = e.to_string();
         assert!(msg.contains(&db.display().to_string()), "{msg}");
         assert!(msg.contains("move the file aside"), "{msg}");
@@ -234,7 +236,9 @@ fn a_corrupt_file_is_named_with_what_to_do() {
 #[test]
 fn reading_a_store_that_is_not_there() {
     let dir = tempfile::tempdir().unwrap();
-    let e = Store::open_read_only(&dir.path().join("var")).err().unwrap();
+    let e = Store::open_read_only(&dir.path().join("var"))
+        .err()
+        .unwrap();
     assert!(matches!(e, StoreError::Missing { .. }), "{e:?}");
 }
 
@@ -251,7 +255,10 @@ async fn a_reader_sees_what_the_writer_commits() {
     }
     h.flush().await.unwrap();
     assert_eq!(r.list_calls(&CallQuery::default()).unwrap().len(), 100);
-    assert!(r.start_writer().is_err(), "a reader cannot become the writer");
+    assert!(
+        r.start_writer().is_err(),
+        "a reader cannot become the writer"
+    );
 }
 
 #[tokio::test]
@@ -290,6 +297,45 @@ async fn a_locked_database_fails_the_ticket_and_keeps_it() {
     assert_eq!(kept[0].call_id, "call-1@10.0.0.1");
     let r = Store::open_read_only(dir.path()).unwrap();
     assert_eq!(r.list_calls(&CallQuery::default()).unwrap(), vec![call(1)]);
+}
+
+#[tokio::test]
+async fn a_record_the_database_refuses_does_not_hold_up_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = Store::open(dir.path()).unwrap();
+    // Stands in for any record-specific refusal (a constraint, an oversized value).
+    rusqlite::Connection::open(st.path())
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON calls WHEN NEW.caller = 'bad'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    let h = st.start_writer().unwrap();
+    let mut bad = call(2);
+    bad.caller = "bad".into();
+    h.record_call(call(1));
+    h.record_call(bad);
+    h.record_call(call(3));
+    let id = h
+        .file_ticket(ticket("call-3@10.0.0.1", Priority::Normal, None))
+        .await
+        .unwrap();
+    h.flush().await.unwrap();
+    let s = h.stats();
+    assert_eq!(
+        (s.calls_written, s.tickets_written, s.dropped, s.queued),
+        (2, 1, 1, 0),
+        "{s:?}"
+    );
+    assert_eq!(id, TicketId(10_000_001));
+    h.record_call(call(4));
+    h.flush().await.unwrap();
+    let r = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(
+        r.list_calls(&CallQuery::default()).unwrap(),
+        vec![call(1), call(3), call(4)]
+    );
 }
 
 fn hotline(args: &[&str], data: &Path) -> std::process::Output {
@@ -351,7 +397,10 @@ async fn the_cli_lists_calls_and_tickets() {
     let out = hotline(&["calls", "show", "no-such-call"], dir.path());
     assert!(!out.status.success());
 
-    let out = hotline(&["tickets", "list", "--json", "--state", "pending"], dir.path());
+    let out = hotline(
+        &["tickets", "list", "--json", "--state", "pending"],
+        dir.path(),
+    );
     assert!(out.status.success(), "{out:?}");
     let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(t["id"], id.0);
@@ -367,4 +416,33 @@ async fn the_cli_lists_calls_and_tickets() {
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("move the file aside"), "{err}");
+}
+
+/// A steady stream, as calls ending one after another: how many commits (fsyncs) a
+/// second it costs. Run by hand: `cargo test --release --test store steady -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn steady_stream_of_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Store::open(dir.path()).unwrap().start_writer().unwrap();
+    let rate = 5000;
+    let secs = 3;
+    let t0 = Instant::now();
+    for n in 0..rate * secs {
+        h.record_call(call(n));
+        if n % 50 == 49 {
+            // 50 records every 10 ms.
+            let due = t0 + Duration::from_millis((n as u64 + 1) * 1000 / rate as u64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+    }
+    h.flush().await.unwrap();
+    let s = h.stats();
+    println!(
+        "{} records at {rate}/s over {:.1?}: {} commits ({:.0}/s)",
+        s.calls_written,
+        t0.elapsed(),
+        s.commits,
+        s.commits as f64 / t0.elapsed().as_secs_f64()
+    );
 }

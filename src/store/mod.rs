@@ -194,7 +194,10 @@ pub struct Ticket {
 #[derive(Debug)]
 pub enum StoreError {
     /// The data directory or file could not be created or opened.
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The file is not a SQLite database, or is damaged.
     NotADatabase { path: PathBuf, detail: String },
     /// Written by a newer hotline; this one would misread it.
@@ -212,7 +215,10 @@ pub enum StoreError {
     Closed,
     /// A write through a read-only store.
     ReadOnly { path: PathBuf },
-    Sqlite { path: PathBuf, source: rusqlite::Error },
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     /// A stored JSON column that does not parse.
     Corrupt { path: PathBuf, detail: String },
 }

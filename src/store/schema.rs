@@ -125,7 +125,10 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     if version > SCHEMA_VERSION {
         return Err(too_new(path, version));
     }
-    for step in MIGRATIONS.iter().skip(usize::try_from(version).unwrap_or(0)) {
+    for step in MIGRATIONS
+        .iter()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
         tx.execute_batch(step).map_err(|e| sqlite(path, e))?;
     }
     if version != SCHEMA_VERSION {

@@ -1,7 +1,5 @@
 //! Rows in and out.
-use super::{
-    CallEvent, CallQuery, CallRecord, Delivery, StoreError, Ticket, TicketId, UtcMs,
-};
+use super::{CallEvent, CallQuery, CallRecord, Delivery, StoreError, Ticket, TicketId, UtcMs};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 use std::path::Path;
 
@@ -39,10 +37,16 @@ impl DbError {
     pub fn is_item_specific(&self) -> bool {
         match self {
             DbError::Json(_) => true,
-            DbError::Sqlite(e) => matches!(
-                e.sqlite_error_code(),
-                Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch)
-            ) || matches!(e, rusqlite::Error::ToSqlConversionFailure(_)),
+            DbError::Sqlite(e) => {
+                matches!(
+                    e.sqlite_error_code(),
+                    Some(
+                        ErrorCode::ConstraintViolation
+                            | ErrorCode::TooBig
+                            | ErrorCode::TypeMismatch
+                    )
+                ) || matches!(e, rusqlite::Error::ToSqlConversionFailure(_))
+            }
         }
     }
 
@@ -159,10 +163,7 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRecord> {
 }
 
 pub fn list_calls(conn: &Connection, q: &CallQuery) -> Result<Vec<CallRecord>, DbError> {
-    let limit = q
-        .last
-        .and_then(|n| i64::try_from(n).ok())
-        .unwrap_or(-1);
+    let limit = q.last.and_then(|n| i64::try_from(n).ok()).unwrap_or(-1);
     // The newest `limit` calls, then put back in time order: a listing reads like a log.
     let sql = format!(
         "SELECT {CALL_COLUMNS} FROM (
@@ -227,4 +228,37 @@ pub fn get_ticket(conn: &Connection, id: TicketId) -> Result<Option<Ticket>, DbE
         .prepare_cached(&sql)?
         .query_row([id.0], ticket_row)
         .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::model::Priority;
+
+    #[test]
+    fn a_retried_ticket_is_filed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn =
+            super::super::schema::open_rw(&dir.path().join("t.db"), &Default::default()).unwrap();
+        let p = PendingTicket {
+            ticket: super::super::NewTicket {
+                call_id: "c".into(),
+                caller: "1".into(),
+                flow: "f".into(),
+                state: "s".into(),
+                category: "repair".into(),
+                priority: Priority::Normal,
+                due_in: None,
+                department: Some("water".into()),
+                fields: vec![],
+                recordings: vec![],
+            },
+            idempotency_key: "k".into(),
+            created_at: UtcMs(5),
+        };
+        let a = insert_ticket(&conn, &p).ok().unwrap();
+        let b = insert_ticket(&conn, &p).ok().unwrap();
+        assert_eq!((a, b), (TicketId(10_000_001), TicketId(10_000_001)));
+        assert_eq!(list_tickets(&conn, None, None).ok().unwrap().len(), 1);
+    }
 }

@@ -1,8 +1,6 @@
 //! The one thread that writes, and the handle the call tasks use to reach it.
 use super::sql::{self, DbError, PendingTicket};
-use super::{
-    CallRecord, Delivery, NewTicket, StoreError, StoreOptions, Ticket, TicketId, UtcMs,
-};
+use super::{CallRecord, Delivery, NewTicket, StoreError, StoreOptions, Ticket, TicketId, UtcMs};
 use rusqlite::{Connection, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -201,7 +199,9 @@ impl StoreHandle {
         let job: ReadFn = Box::new(move |conn, path| {
             let _ = reply.send(f(conn).map_err(|e| e.at(path)));
         });
-        self.tx.send(Msg::Read(job)).map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(Msg::Read(job))
+            .map_err(|_| StoreError::Closed)?;
         rx.await.unwrap_or(Err(StoreError::Closed))
     }
 }
@@ -228,16 +228,14 @@ impl Writer {
         loop {
             let first = match self.next_retry {
                 None => rx.recv().ok(),
-                Some(at) => {
-                    match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                        Ok(m) => Some(m),
-                        Err(mpsc::RecvTimeoutError::Timeout) => None,
-                        Err(mpsc::RecvTimeoutError::Disconnected) => {
-                            self.close();
-                            return;
-                        }
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(m) => Some(m),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        self.close();
+                        return;
                     }
-                }
+                },
             };
             if first.is_none() && self.next_retry.is_none() {
                 // Every handle is gone.
@@ -261,23 +259,43 @@ impl Writer {
             if due || waiting.urgent {
                 self.commit_pending();
             }
-            let state = || match &self.last_error {
-                Some(e) if !self.pending.is_empty() => Err(StoreError::Unavailable {
-                    detail: e.clone(),
-                }),
-                _ => Ok(()),
-            };
-            for f in waiting.flushes {
-                let _ = f.send(state());
-            }
-            for r in waiting.reads {
-                r(&self.conn, &self.path);
-            }
-            if let Some(reply) = waiting.shutdown {
-                let _ = reply.send(state());
+            if let Some(reply) = waiting.shutdown.take() {
+                // Other handles may have sent more before they could know; those
+                // writes count too. Anything sent after this drain fails at the send
+                // and is logged there.
+                while let Ok(m) = rx.try_recv() {
+                    waiting.take(m, &mut self.pending);
+                }
+                drop(rx);
                 self.close();
+                self.answer(waiting);
+                let _ = reply.send(self.state());
                 return;
             }
+            self.answer(waiting);
+        }
+    }
+
+    /// Ok if nothing accepted is still waiting to be written.
+    fn state(&self) -> Result<(), StoreError> {
+        match &self.last_error {
+            Some(e) if !self.pending.is_empty() => {
+                Err(StoreError::Unavailable { detail: e.clone() })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn answer(&self, waiting: Waiting) {
+        for f in waiting.flushes {
+            let _ = f.send(self.state());
+        }
+        for r in waiting.reads {
+            r(&self.conn, &self.path);
+        }
+        // A second shutdown, from the late drain: the store is closed by now.
+        if let Some(s) = waiting.shutdown {
+            let _ = s.send(self.state());
         }
     }
 
