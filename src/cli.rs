@@ -529,7 +529,7 @@ fn calls_cmd(cmd: CallsCmd) -> ExitCode {
             for c in &calls {
                 let tickets = st.tickets_for_call(&c.call_id)?;
                 let line = if json {
-                    call_json(c, &tickets).to_string()
+                    call_json(c, &tickets)
                 } else {
                     let ids: Vec<String> = tickets.iter().map(|t| t.id.to_string()).collect();
                     format!(
@@ -574,16 +574,22 @@ fn calls_cmd(cmd: CallsCmd) -> ExitCode {
     }
 }
 
-fn call_json(c: &store::CallRecord, tickets: &[store::Ticket]) -> serde_json::Value {
-    let mut v = serde_json::to_value(c).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("duration_ms".into(), c.duration_ms().into());
-        o.insert(
-            "tickets".into(),
-            tickets.iter().map(|t| t.id.0).collect::<Vec<_>>().into(),
-        );
+fn call_json(c: &store::CallRecord, tickets: &[store::Ticket]) -> String {
+    // Flattened rather than built as a serde_json::Value, to keep the record's field
+    // order: a person reads these lines too.
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        #[serde(flatten)]
+        call: &'a store::CallRecord,
+        duration_ms: i64,
+        tickets: Vec<store::TicketId>,
     }
-    v
+    serde_json::to_string(&Line {
+        call: c,
+        duration_ms: c.duration_ms(),
+        tickets: tickets.iter().map(|t| t.id).collect(),
+    })
+    .unwrap_or_default()
 }
 
 fn render_call(c: &store::CallRecord, tickets: &[store::Ticket]) -> String {
