@@ -216,21 +216,40 @@ async fn ticket_ids_grow_and_survive_a_restart() {
 fn a_corrupt_file_is_named_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hotline.db");
-    std::fs::write(
-        &db,
-        b"this is not a database, it is a shopping list. ".repeat(200),
-    )
-    .unwrap();
-    for (how, r) in [
-        ("read-write", Store::open(dir.path()).err()),
-        ("read-only", Store::open_read_only(dir.path()).err()),
+    let long = b"this is not a database, it is a shopping list. ".repeat(200);
+    for (garbage, how) in [
+        (&long[..], "read-write"),
+        (&long[..], "read-only"),
+        (&b"garbage"[..], "read-write"),
+        (&b"garbage"[..], "read-only"),
     ] {
-        let e = r.unwrap_or_else(|| panic!("{how} open of garbage succeeded"));
+        std::fs::write(&db, garbage).unwrap();
+        let r = match how {
+            "read-write" => Store::open(dir.path()).err(),
+            _ => Store::open_read_only(dir.path()).err(),
+        };
+        let e = r.unwrap_or_else(|| panic!("{how} open of {} bytes of garbage", garbage.len()));
         assert!(matches!(e, StoreError::NotADatabase { .. }), "{how}: {e:?}");
         let msg = e.to_string();
         assert!(msg.contains(&db.display().to_string()), "{msg}");
         assert!(msg.contains("move the file aside"), "{msg}");
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            garbage,
+            "the damaged file is left as it was, for recovery"
+        );
     }
+}
+
+#[test]
+fn the_handle_can_go_anywhere() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<hotline::store::StoreHandle>();
+    fn spawnable<F: std::future::Future + Send>(_: F) {}
+    let dir = tempfile::tempdir().unwrap();
+    let h = Store::open(dir.path()).unwrap().start_writer().unwrap();
+    spawnable(h.file_ticket(ticket("c", Priority::Low, None)));
+    spawnable(h.flush());
 }
 
 #[test]

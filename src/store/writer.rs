@@ -156,7 +156,8 @@ impl StoreHandle {
         rx.await.unwrap_or(Err(StoreError::Closed))
     }
 
-    /// Commits what is queued and stops the writer; later writes through any clone fail.
+    /// Commits what is queued and stops the writer; later writes through any clone fail
+    /// (and are logged). Call it once the call tasks have stopped.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -261,8 +262,9 @@ impl Writer {
             }
             if let Some(reply) = waiting.shutdown.take() {
                 // Other handles may have sent more before they could know; those
-                // writes count too. Anything sent after this drain fails at the send
-                // and is logged there.
+                // writes count too. A send after the drop fails and is logged by the
+                // sender; only one racing the few instructions between the last
+                // try_recv and the drop is lost, so stop the call tasks first.
                 while let Ok(m) = rx.try_recv() {
                     waiting.take(m, &mut self.pending);
                 }
