@@ -89,6 +89,16 @@ enum Cmd {
         #[arg(long)]
         stale: bool,
     },
+    /// Call records (P-RECORD), read from the store while the server runs
+    Calls {
+        #[command(subcommand)]
+        cmd: CallsCmd,
+    },
+    /// Tickets filed by the flows, read from the store
+    Tickets {
+        #[command(subcommand)]
+        cmd: TicketsCmd,
+    },
 }
 
 #[derive(clap::Args)]
@@ -170,6 +180,8 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Prompts { dir, stale } => prompts(&dir, stale),
+        Cmd::Calls { cmd } => calls_cmd(cmd),
+        Cmd::Tickets { cmd } => tickets_cmd(cmd),
     }
 }
 
@@ -495,7 +507,10 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(v) = args.http {
         cfg.http = v;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -508,5 +523,281 @@ fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+// The store's commands: kept together here, apart from the designer's.
+use hotline::store;
+
+#[derive(Subcommand)]
+enum CallsCmd {
+    /// One line a call, oldest first
+    List {
+        /// One JSON object a line, with every event
+        #[arg(long)]
+        json: bool,
+        /// Only the most recent N calls
+        #[arg(long)]
+        last: Option<usize>,
+        /// The server's data directory
+        #[arg(long, default_value = "var")]
+        data: PathBuf,
+    },
+    /// One call in full, with its timeline
+    Show {
+        call_id: String,
+        #[arg(long, default_value = "var")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TicketsCmd {
+    /// One line a ticket, in id order
+    List {
+        #[arg(long)]
+        json: bool,
+        /// Only tickets in this delivery state
+        #[arg(long, value_enum)]
+        state: Option<DeliveryArg>,
+        #[arg(long, default_value = "var")]
+        data: PathBuf,
+    },
+    /// One ticket in full
+    Show {
+        id: i64,
+        #[arg(long, default_value = "var")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DeliveryArg {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl From<DeliveryArg> for store::Delivery {
+    fn from(d: DeliveryArg) -> Self {
+        match d {
+            DeliveryArg::Pending => store::Delivery::Pending,
+            DeliveryArg::Delivered => store::Delivery::Delivered,
+            DeliveryArg::Failed => store::Delivery::Failed,
+        }
+    }
+}
+
+/// Runs a store command, turning its error into a message and a failing exit.
+fn with_store(
+    data: &Path,
+    f: impl FnOnce(&store::Store) -> Result<ExitCode, store::StoreError>,
+) -> ExitCode {
+    // Read-only: the server may be writing, and a listing must never take its lock.
+    match store::Store::open_read_only(data).and_then(|s| f(&s)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn calls_cmd(cmd: CallsCmd) -> ExitCode {
+    match cmd {
+        CallsCmd::List { json, last, data } => with_store(&data, |st| {
+            let calls = st.list_calls(&store::CallQuery {
+                last,
+                call_id: None,
+            })?;
+            let mut out = std::io::stdout().lock();
+            for c in &calls {
+                let tickets = st.tickets_for_call(&c.call_id)?;
+                let line = if json {
+                    call_json(c, &tickets)
+                } else {
+                    let ids: Vec<String> = tickets.iter().map(|t| t.id.to_string()).collect();
+                    format!(
+                        "{}  {}  {}  {}  rings={}  {}  {}{}  tickets={}",
+                        c.received_at.short(),
+                        c.call_id,
+                        c.flow,
+                        c.caller,
+                        c.rings,
+                        store::format_duration_ms(c.duration_ms()),
+                        c.outcome,
+                        c.reason
+                            .as_deref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default(),
+                        if ids.is_empty() {
+                            "-".into()
+                        } else {
+                            ids.join(",")
+                        }
+                    )
+                };
+                // A closed pipe (`| head`) ends the listing quietly.
+                if writeln!(out, "{line}").is_err() {
+                    break;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        CallsCmd::Show { call_id, data } => with_store(&data, |st| {
+            let calls = st.get_call(&call_id)?;
+            if calls.is_empty() {
+                eprintln!("no call {call_id} in {}", st.path().display());
+                return Ok(ExitCode::FAILURE);
+            }
+            for c in &calls {
+                let tickets = st.tickets_for_call(&c.call_id)?;
+                print!("{}", render_call(c, &tickets));
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+    }
+}
+
+fn call_json(c: &store::CallRecord, tickets: &[store::Ticket]) -> String {
+    // Flattened rather than built as a serde_json::Value, to keep the record's field
+    // order: a person reads these lines too.
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        #[serde(flatten)]
+        call: &'a store::CallRecord,
+        duration_ms: i64,
+        tickets: Vec<store::TicketId>,
+    }
+    serde_json::to_string(&Line {
+        call: c,
+        duration_ms: c.duration_ms(),
+        tickets: tickets.iter().map(|t| t.id).collect(),
+    })
+    .unwrap_or_default()
+}
+
+fn render_call(c: &store::CallRecord, tickets: &[store::Ticket]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "Call-ID   {}", c.call_id);
+    let _ = writeln!(s, "flow      {}", c.flow);
+    let _ = writeln!(s, "from      {}", c.from);
+    let _ = writeln!(s, "to        {}", c.to);
+    let _ = writeln!(s, "caller    {}", c.caller);
+    let _ = writeln!(s, "received  {}", c.received_at);
+    match c.answered_at {
+        Some(a) => {
+            let _ = writeln!(s, "answered  {a}  after {} ring(s)", c.rings);
+        }
+        None => {
+            let _ = writeln!(s, "answered  never ({} ring(s))", c.rings);
+        }
+    }
+    let _ = writeln!(
+        s,
+        "ended     {}  duration {}",
+        c.ended_at,
+        store::format_duration_ms(c.duration_ms())
+    );
+    let _ = writeln!(
+        s,
+        "outcome   {}{}",
+        c.outcome,
+        c.reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(s, "path      {}", c.path.join(" -> "));
+    for t in tickets {
+        let _ = writeln!(
+            s,
+            "ticket    {}  {} {}  {}",
+            t.id,
+            t.category,
+            t.priority,
+            t.delivery.name()
+        );
+    }
+    let _ = writeln!(s, "events    (seconds from the answer)");
+    for e in &c.events {
+        let _ = writeln!(
+            s,
+            "  {:>+9.3}  {:<10} {}",
+            e.offset_ms as f64 / 1000.0,
+            e.kind,
+            e.detail
+        );
+    }
+    s
+}
+
+fn tickets_cmd(cmd: TicketsCmd) -> ExitCode {
+    match cmd {
+        TicketsCmd::List { json, state, data } => with_store(&data, |st| {
+            let mut out = std::io::stdout().lock();
+            for t in st.list_tickets(state.map(Into::into))? {
+                let line = if json {
+                    serde_json::to_string(&t).unwrap_or_default()
+                } else {
+                    format!(
+                        "{}  {}  {}  {}  {}  due {}  {}  call {}",
+                        t.id,
+                        t.created_at.short(),
+                        t.category,
+                        t.priority,
+                        t.caller,
+                        t.due_at.map(|d| d.short()).unwrap_or_else(|| "-".into()),
+                        t.delivery.name(),
+                        t.call_id
+                    )
+                };
+                if writeln!(out, "{line}").is_err() {
+                    break;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        TicketsCmd::Show { id, data } => with_store(&data, |st| {
+            let Some(t) = st.get_ticket(store::TicketId(id))? else {
+                eprintln!("no ticket {id} in {}", st.path().display());
+                return Ok(ExitCode::FAILURE);
+            };
+            println!("ticket      {}", t.id);
+            println!("key         {}", t.idempotency_key);
+            println!("call        {}", t.call_id);
+            println!("caller      {}", t.caller);
+            println!("flow        {} (state {})", t.flow, t.state);
+            println!("category    {}", t.category);
+            println!("priority    {}", t.priority);
+            println!("department  {}", t.department.as_deref().unwrap_or("-"));
+            println!("created     {}", t.created_at);
+            println!(
+                "due         {}",
+                t.due_at
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".into())
+            );
+            println!(
+                "delivery    {} ({} attempt(s)){}",
+                t.delivery.name(),
+                t.attempts,
+                t.last_error
+                    .as_deref()
+                    .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default()
+            );
+            if let Some(d) = t.delivered_at {
+                println!("delivered   {d}");
+            }
+            for (k, v) in &t.fields {
+                println!("field       {k} = {v}");
+            }
+            for r in &t.recordings {
+                println!("recording   {r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
     }
 }

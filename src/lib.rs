@@ -7,3 +7,4 @@ pub mod flow;
 pub mod media;
 pub mod server;
 pub mod sip;
+pub mod store;

@@ -15,7 +15,6 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// A ticket as the call files it: the flow's request, who asked, and the recordings.
 #[derive(Clone, Debug)]
@@ -39,67 +38,49 @@ pub trait Backend: Send + Sync {
     fn flush(&self) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct RecordEvent {
-    /// Milliseconds from the answer.
-    pub offset_ms: i64,
-    pub kind: String,
-    pub detail: String,
-}
+use crate::store::UtcMs;
+pub use crate::store::{CallEvent, CallRecord};
 
-/// Everything a call leaves behind: who, when, rings, the path through the flow, what
-/// was heard and pressed, the outcome and the tickets.
-#[derive(Clone, Debug)]
-pub struct CallRecord {
-    pub call_id: String,
-    pub flow: String,
-    pub from: String,
-    pub to: String,
-    pub caller: String,
-    pub received_at: SystemTime,
-    pub answered_at: Option<SystemTime>,
-    pub ended_at: Option<SystemTime>,
-    pub rings: u32,
-    pub outcome: String,
-    pub reason: Option<String>,
-    pub path: Vec<String>,
-    pub events: Vec<RecordEvent>,
-    pub tickets: Vec<String>,
-}
-
-impl CallRecord {
-    pub fn new(call: &IncomingCall, flow: &str, received_at: SystemTime, rings: u32) -> CallRecord {
-        CallRecord {
-            call_id: call.call_id.clone(),
-            flow: flow.to_string(),
-            from: call.from.clone(),
-            to: call.to.clone(),
-            caller: call.caller.clone(),
-            received_at,
-            answered_at: None,
-            ended_at: None,
-            rings,
-            outcome: String::new(),
-            reason: None,
-            path: Vec::new(),
-            events: Vec::new(),
-            tickets: Vec::new(),
-        }
+/// A fresh record for a call that has just arrived.
+pub fn new_record(call: &IncomingCall, flow: &str, received_at: UtcMs, rings: u32) -> CallRecord {
+    CallRecord {
+        call_id: call.call_id.clone(),
+        flow: flow.to_string(),
+        from: call.from.clone(),
+        to: call.to.clone(),
+        caller: call.caller.clone(),
+        received_at,
+        answered_at: None,
+        ended_at: received_at,
+        rings,
+        outcome: String::new(),
+        reason: None,
+        path: Vec::new(),
+        events: Vec::new(),
     }
+}
 
-    pub fn event(&mut self, offset_ms: i64, kind: &str, detail: String) {
-        self.events.push(RecordEvent {
+/// How the call layer fills a record in as the call goes.
+pub trait RecordExt {
+    fn event(&mut self, offset_ms: i64, kind: &str, detail: String);
+    /// Sets the outcome once; later calls keep the first (the first cause wins).
+    fn finish(&mut self, outcome: &str, reason: Option<String>);
+}
+
+impl RecordExt for CallRecord {
+    fn event(&mut self, offset_ms: i64, kind: &str, detail: String) {
+        self.events.push(CallEvent {
             offset_ms,
             kind: kind.to_string(),
             detail,
         });
     }
 
-    pub fn finish(&mut self, outcome: &str, reason: Option<String>) {
+    fn finish(&mut self, outcome: &str, reason: Option<String>) {
         if self.outcome.is_empty() {
             self.outcome = outcome.to_string();
             self.reason = reason;
-            self.ended_at = Some(SystemTime::now());
+            self.ended_at = UtcMs::now();
         }
     }
 }

@@ -3,14 +3,14 @@
 //! tickets and the call record.
 use super::lifecycle::{CallLifecycle, Input, Phase};
 use super::media::{MediaLeg, Stream, write_wav};
-use super::{CallRecord, CallServices, RecordEvent, TicketToFile};
+use super::{CallEvent, CallRecord, CallServices, RecordExt, TicketToFile, new_record};
 use crate::flow::{Command, Event, LookupResult, Outcome, Session};
 use crate::sip::sdp::{self, Prefs};
 use crate::sip::{IncomingCall, SipCommand, SipEvent};
+use crate::store::UtcMs;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -20,7 +20,7 @@ pub struct Admitted {
     pub events: mpsc::Receiver<SipEvent>,
     pub commands: mpsc::Sender<SipCommand>,
     pub rings: u32,
-    pub received_at: SystemTime,
+    pub received_at: UtcMs,
 }
 
 /// Back-end answers that arrive while the call goes on.
@@ -40,7 +40,7 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
         received_at,
     } = a;
     let flow = svc.flow_for(&call.user);
-    let mut record = CallRecord::new(&call, &flow.name, received_at, rings);
+    let mut record = new_record(&call, &flow.name, received_at, rings);
     let mut life = CallLifecycle::default();
 
     let Some(port) = svc.ports.take().await else {
@@ -84,7 +84,7 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
         return;
     }
     life.handle(Input::Answer);
-    record.answered_at = Some(SystemTime::now());
+    record.answered_at = Some(UtcMs::now());
     let answered = Instant::now();
     let mut leg = MediaLeg::new(
         Stream::from_negotiated(&answer.media),
@@ -283,9 +283,6 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
             Some(d) = done_rx.recv() => {
                 match d {
                     Done::Ticket { id, result } => {
-                        if let Ok(tid) = &result {
-                            record.tickets.push(tid.clone());
-                        }
                         session.handle(Event::TicketDone { id, result }, Instant::now().into_std());
                     }
                 }
@@ -295,14 +292,9 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
     if record.outcome.is_empty() {
         record.finish("caller-hung-up", None);
     }
-    // Tickets filed after the caller left still land before the record closes.
+    // Tickets filed after the caller left land before the record closes.
     drop(done_tx);
-    while let Some(Done::Ticket {
-        result: Ok(tid), ..
-    }) = done_rx.recv().await
-    {
-        record.tickets.push(tid);
-    }
+    while done_rx.recv().await.is_some() {}
     tracing::info!(outcome = %record.outcome, "call ended");
     svc.backend.record_call(record);
 }
@@ -351,7 +343,11 @@ async fn reject(
     svc.backend.record_call(record);
 }
 
-impl CallRecord {
+trait VoiceOrKey {
+    fn voice_or_key(&mut self, offset: i64, ev: &Event);
+}
+
+impl VoiceOrKey for CallRecord {
     fn voice_or_key(&mut self, offset: i64, ev: &Event) {
         let (kind, detail) = match ev {
             Event::Dtmf(k) => ("key", k.to_string()),
@@ -361,7 +357,7 @@ impl CallRecord {
             Event::Noise => ("noise", String::new()),
             _ => return,
         };
-        self.events.push(RecordEvent {
+        self.events.push(CallEvent {
             offset_ms: offset,
             kind: kind.into(),
             detail,

@@ -2,11 +2,12 @@
 //! in arrival order, up to `queue_max` of them for at most `queue_max_wait`; beyond
 //! that, 486. A call answered after waiting is told how many rings it heard.
 use crate::call::task::{self, Admitted};
-use crate::call::{CallRecord, CallServices};
+use crate::call::{CallServices, RecordExt, new_record};
 use crate::sip::{IncomingCall, SipCommand, SipEvent};
+use crate::store::UtcMs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
@@ -54,7 +55,7 @@ impl Admission {
         commands: mpsc::Sender<SipCommand>,
     ) {
         let received = Instant::now();
-        let received_at = SystemTime::now();
+        let received_at = UtcMs::now();
         let flow = svc.flow_for(&call.user);
         let settings = flow.settings.clone();
         let _ = commands.send(SipCommand::Ringing).await;
@@ -63,14 +64,22 @@ impl Admission {
             Err(_) => {
                 if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue_max {
                     self.waiting.fetch_sub(1, Ordering::SeqCst);
-                    return refuse(&svc, &call, &commands, received_at, 486, "every line and the queue are busy").await;
+                    return refuse(
+                        &svc,
+                        &call,
+                        &commands,
+                        received_at,
+                        486,
+                        "every line and the queue are busy",
+                    )
+                    .await;
                 }
                 let got = tokio::select! {
                     p = self.lines.clone().acquire_owned() => p.ok(),
                     _ = tokio::time::sleep(self.queue_max_wait) => None,
                     ev = wait_for_hangup(&mut events) => {
                         self.waiting.fetch_sub(1, Ordering::SeqCst);
-                        let mut r = CallRecord::new(&call, &flow.name, received_at, 0);
+                        let mut r = new_record(&call, &flow.name, received_at, 0);
                         r.finish(if ev { "cancelled" } else { "caller-hung-up" }, Some("while waiting for a line".into()));
                         svc.backend.record_call(r);
                         return;
@@ -80,7 +89,15 @@ impl Admission {
                 match got {
                     Some(p) => p,
                     None => {
-                        return refuse(&svc, &call, &commands, received_at, 486, "waited too long for a line").await;
+                        return refuse(
+                            &svc,
+                            &call,
+                            &commands,
+                            received_at,
+                            486,
+                            "waited too long for a line",
+                        )
+                        .await;
                     }
                 }
             }
@@ -90,7 +107,7 @@ impl Admission {
             tokio::select! {
                 _ = tokio::time::sleep(settings.answer_after) => {}
                 ev = wait_for_hangup(&mut events) => {
-                    let mut r = CallRecord::new(&call, &flow.name, received_at, 0);
+                    let mut r = new_record(&call, &flow.name, received_at, 0);
                     r.finish(if ev { "cancelled" } else { "caller-hung-up" }, Some("before the answer".into()));
                     svc.backend.record_call(r);
                     return;
@@ -132,7 +149,7 @@ async fn refuse(
     svc: &CallServices,
     call: &IncomingCall,
     commands: &mpsc::Sender<SipCommand>,
-    received_at: SystemTime,
+    received_at: UtcMs,
     code: u16,
     why: &str,
 ) {
@@ -144,7 +161,7 @@ async fn refuse(
         })
         .await;
     let flow = svc.flow_for(&call.user);
-    let mut r = CallRecord::new(call, &flow.name, received_at, 0);
+    let mut r = new_record(call, &flow.name, received_at, 0);
     r.finish("rejected", Some(format!("{code}: {why}")));
     svc.backend.record_call(r);
 }

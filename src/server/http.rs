@@ -28,7 +28,9 @@ pub async fn serve(
             let health = health.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 2048];
-                let read = tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf)).await;
+                let read =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
+                        .await;
                 let Ok(Ok(n)) = read else { return };
                 let head = String::from_utf8_lossy(&buf[..n]);
                 let line = head.lines().next().unwrap_or("");

@@ -2,13 +2,15 @@
 //! ops HTTP, admits calls, and on SIGTERM/Ctrl-C ends calls with BYE and flushes records.
 pub mod admission;
 pub mod http;
+pub mod run;
 
 use crate::call::ports::PortPool;
-use crate::call::{Backend, CallServices};
+use crate::call::{Backend, CallRecord, CallServices, TicketFuture, TicketToFile};
 use crate::config::Config;
 use crate::data::{DataSource, YamlData};
 use crate::flow::{self, Catalogue, Diagnostic, Flow};
 use crate::media::prompt::PromptCache;
+use crate::store::{NewTicket, Store, StoreHandle};
 use admission::Admission;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,7 +86,8 @@ pub fn services(cfg: &Config, loaded: Loaded, backend: Arc<dyn Backend>) -> Arc<
 pub async fn shutdown_signal(cancel: CancellationToken) {
     let term = async {
         #[cfg(unix)]
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
             return;
         }
@@ -101,5 +104,67 @@ pub use admission::rings;
 
 /// Admission shared by the accept loop and the ops HTTP.
 pub fn admission(cfg: &Config) -> Arc<Admission> {
-    Arc::new(Admission::new(cfg.max_calls, cfg.queue_max, cfg.queue_max_wait))
+    Arc::new(Admission::new(
+        cfg.max_calls,
+        cfg.queue_max,
+        cfg.queue_max_wait,
+    ))
+}
+
+/// Calls leave their records and tickets in the SQLite store.
+pub struct StoreBackend(pub StoreHandle);
+
+impl Backend for StoreBackend {
+    fn file_ticket(&self, t: TicketToFile) -> TicketFuture {
+        let h = self.0.clone();
+        Box::pin(async move {
+            let mut nt = NewTicket::from_request(&t.call_id, &t.caller, t.request);
+            nt.recordings = t.recordings;
+            h.file_ticket(nt)
+                .await
+                .map(|id| id.to_string())
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn record_call(&self, r: CallRecord) {
+        self.0.record_call(r);
+    }
+
+    fn flush(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let h = self.0.clone();
+        Box::pin(async move {
+            if let Err(e) = h.flush().await {
+                tracing::error!(error = %e, "call records not flushed");
+            }
+        })
+    }
+}
+
+/// `hotline serve`: refuses to start on a broken flow, a bad prompt or an unusable
+/// store, with every error; then serves until SIGTERM or Ctrl-C.
+pub async fn serve(cfg: Config) -> Result<(), String> {
+    let loaded = load(&cfg).map_err(|e| format!("{}\nhotline not started", e.join("\n")))?;
+    let store = Store::open(&cfg.data)
+        .and_then(Store::start_writer)
+        .map_err(|e| e.to_string())?;
+    let backend: Arc<dyn Backend> = Arc::new(StoreBackend(store.clone()));
+    let svc = services(&cfg, loaded, backend.clone());
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal(stop.clone()).await;
+        stop.cancel();
+    });
+    let result = run::run(cfg, svc, backend, cancel, |b| {
+        eprintln!(
+            "hotline: answering SIP on {} (UDP and TCP); health at http://{}/healthz; Ctrl-C stops",
+            b.sip, b.http
+        );
+    })
+    .await;
+    if let Err(e) = store.shutdown().await {
+        tracing::error!(error = %e, "store did not close cleanly");
+    }
+    result
 }

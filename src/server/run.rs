@@ -56,7 +56,11 @@ pub async fn run(
         .await
         .map_err(|e| e.to_string())?;
     let endpoint = Arc::new(endpoint);
-    let admission = Arc::new(Admission::new(cfg.max_calls, cfg.queue_max, cfg.queue_max_wait));
+    let admission = Arc::new(Admission::new(
+        cfg.max_calls,
+        cfg.queue_max,
+        cfg.queue_max_wait,
+    ));
     let status = Arc::new(Status {
         admission: admission.clone(),
         max_calls: cfg.max_calls,
