@@ -212,10 +212,9 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
                         }
                     }
                     Some(SipEvent::AckTimeout) => {
-                        record.reason = Some("the 200 OK was never acknowledged".into());
-                        if life.handle(Input::AckTimeout) {
-                            // The endpoint sends the BYE itself on an ACK timeout.
-                        }
+                        // The endpoint has sent the BYE itself (RFC 3261 13.3.1.4).
+                        record.finish("failed", Some("the 200 OK was never acknowledged".into()));
+                        life.handle(Input::AckTimeout);
                         session.handle(Event::Hangup, now.into_std());
                     }
                     Some(SipEvent::Hangup { .. }) => {
