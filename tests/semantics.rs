@@ -23,8 +23,12 @@ fn flow(states: &str) -> Arc<Flow> {
     std::fs::write(&path, text).unwrap();
     let p = project();
     Arc::new(
-        flow::load_flow(&path, Some(&p.catalogue), Some(&p.sources))
-            .unwrap_or_else(|e| panic!("{}", e.iter().map(|d| d.to_string() + "\n").collect::<String>())),
+        flow::load_flow(&path, Some(&p.catalogue), Some(&p.sources)).unwrap_or_else(|e| {
+            panic!(
+                "{}",
+                e.iter().map(|d| d.to_string() + "\n").collect::<String>()
+            )
+        }),
     )
 }
 
@@ -48,7 +52,18 @@ fn call(f: Arc<Flow>, steps: &[&str]) -> (Vec<(String, f64)>, Vec<Entry>) {
         .iter()
         .filter_map(|e| match e {
             Entry::Heard { prompt, at, .. } => Some((prompt.clone(), at.as_secs_f64())),
-            Entry::Ticket { ticket, at, .. } => Some((format!("ticket {}", ticket.fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")), at.as_secs_f64())),
+            Entry::Ticket { ticket, at, .. } => Some((
+                format!(
+                    "ticket {}",
+                    ticket
+                        .fields
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                at.as_secs_f64(),
+            )),
             Entry::Hangup { at } => Some(("hangup".into(), at.as_secs_f64())),
             _ => None,
         })
@@ -88,10 +103,16 @@ fn a_recording_ends_on_silence_on_hash_or_at_its_maximum() {
     let ticket = s.iter().find(|(n, _)| n.starts_with("ticket")).unwrap().1;
     let say_len = s[1].1 - said; // the ticket comes right after the recording
     let _ = say_len;
-    assert!(tl.iter().any(|e| matches!(e, Entry::Recording { kept: true, .. })));
+    assert!(
+        tl.iter()
+            .any(|e| matches!(e, Entry::Recording { kept: true, .. }))
+    );
     let (s2, _) = call(flow(RECORD), &["voice 3s", "press #"]);
     let t2 = s2.iter().find(|(n, _)| n.starts_with("ticket")).unwrap().1;
-    assert!((ticket - t2 - 2.0).abs() < 0.01, "silence ends 2 s after # would: {ticket} vs {t2}");
+    assert!(
+        (ticket - t2 - 2.0).abs() < 0.01,
+        "silence ends 2 s after # would: {ticket} vs {t2}"
+    );
     let (s3, _) = call(flow(RECORD), &["voice 30s"]);
     let t3 = s3.iter().find(|(n, _)| n.starts_with("ticket")).unwrap().1;
     assert!((t3 - t2 - 7.0).abs() < 0.01, "10 s maximum: {t3} vs {t2}");
@@ -101,7 +122,10 @@ fn a_recording_ends_on_silence_on_hash_or_at_its_maximum() {
 fn a_recording_nobody_speaks_into_is_no_input_and_is_discarded() {
     let (s, tl) = call(flow(RECORD), &[]);
     assert_eq!(names(&s), ["say_address", "how_can_i_help", "hangup"]);
-    assert!(tl.iter().all(|e| !matches!(e, Entry::Recording { kept: true, .. })));
+    assert!(
+        tl.iter()
+            .all(|e| !matches!(e, Entry::Recording { kept: true, .. }))
+    );
 }
 
 const MENU: &str = "  a:\n    say: main_menu\n    menu: { 1: done }\n";
@@ -113,7 +137,11 @@ fn speech_without_a_key_is_no_match_after_the_silence() {
     let menu_end = s[1].1; // key_not_recognised starts when no_match fires
     let (s0, _) = call(flow(MENU), &[]);
     // A silent caller gets no_input 5 s after the menu; the speaker 2 s + 5 s after.
-    assert!((menu_end - (s0[1].1 + 2.0)).abs() < 0.01, "{menu_end} vs {}", s0[1].1);
+    assert!(
+        (menu_end - (s0[1].1 + 2.0)).abs() < 0.01,
+        "{menu_end} vs {}",
+        s0[1].1
+    );
 }
 
 #[test]
@@ -122,7 +150,13 @@ fn counted_handlers_pick_the_highest_count_reached() {
     let (s, _) = call(flow(text), &["press 9", "press 9", "press 9"]);
     assert_eq!(
         names(&s),
-        ["main_menu", "key_not_recognised", "key_not_recognised", "out_of_scope", "hangup"]
+        [
+            "main_menu",
+            "key_not_recognised",
+            "key_not_recognised",
+            "out_of_scope",
+            "hangup"
+        ]
     );
 }
 
@@ -132,10 +166,25 @@ fn a_slow_lookup_is_waited_for_politely_and_a_fast_one_is_not() {
     let (s, _) = call(flow(text), &[]);
     assert_eq!(names(&s), ["thanks_goodbye", "hangup"]);
     let (s, _) = call(flow(text), &["lookup slow 3s"]);
-    assert_eq!(names(&s), ["please_wait", "sorry_to_keep_you", "thanks_goodbye", "hangup"]);
-    assert!((s[0].1 - 1.0).abs() < 0.01, "asked to wait after 1 s: {s:?}");
+    assert_eq!(
+        names(&s),
+        [
+            "please_wait",
+            "sorry_to_keep_you",
+            "thanks_goodbye",
+            "hangup"
+        ]
+    );
+    assert!(
+        (s[0].1 - 1.0).abs() < 0.01,
+        "asked to wait after 1 s: {s:?}"
+    );
     let (s, _) = call(flow(text), &["lookup slow 30s"]);
-    assert_eq!(names(&s), ["please_wait", "thanks_goodbye", "hangup"], "timed out at 10 s");
+    assert_eq!(
+        names(&s),
+        ["please_wait", "thanks_goodbye", "hangup"],
+        "timed out at 10 s"
+    );
     assert!((s[1].1 - 10.0).abs() < 0.01, "{s:?}");
     let _ = Duration::ZERO;
 }
