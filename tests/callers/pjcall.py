@@ -32,6 +32,8 @@ pjsua2 traps this script works around (see /work/shared/TEST-CLIENTS.md):
   * Recording happens at the bridge clock rate: clockRate=sndClockRate=8000,
     and the file is checked afterwards (sox resamples it if it is not 8 kHz
     mono 16-bit).
+  * pjlib logs to stdout (fd 1), even before libInit applies a log config:
+    fd 1 is pointed at stderr, and the report goes to the real stdout.
   * The wheel allows 4 calls a process (PJ_ETOOMANY on the 5th): this script
     makes exactly one.
   * The recorder writes its WAV header on destruction: it is destroyed
@@ -324,6 +326,8 @@ def run(args, tmpdir):
                 # Stream counters, polled: once the call is gone, so is its stream.
                 next_stat = now + 0.2
                 counter.poll(call)
+            if STATE.we_hung_up:
+                continue  # waiting for the BYE's answer
             t = now - STATE.confirmed_mono
             while dtmf_plan and dtmf_plan[0][1] <= t:
                 key, _ = dtmf_plan.pop(0)
@@ -405,6 +409,11 @@ def main(argv):
         if isinstance(exc, ValueError):
             log(str(exc))
         return 2
+    # pjlib logs to file descriptor 1, some lines before any log config can
+    # apply: point fd 1 at stderr and keep the real stdout for the report.
+    sys.stdout.flush()
+    report_fd = os.dup(1)
+    os.dup2(2, 1)
     with tempfile.TemporaryDirectory(prefix="pjcall-") as tmpdir:
         try:
             code, report = run(args, tmpdir)
@@ -432,7 +441,8 @@ def main(argv):
         with open(args.json, "w") as f:
             f.write(text + "\n")
     else:
-        print(text)
+        with os.fdopen(report_fd, "w") as f:
+            f.write(text + "\n")
     return code
 
 

@@ -66,7 +66,7 @@ pub fn free_udp_range(count: u16) -> (u16, u16) {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let lo = 20000 + ((seed >> 33) % (20000 - u64::from(count))) as u16 & !1;
+        let lo = (20000 + ((seed >> 33) % (20000 - u64::from(count))) as u16) & !1;
         let hi = lo + count - 1;
         let ports: Vec<u16> = (lo..=hi).collect();
         if ports.iter().all(|&p| udp_free(p)) && claim(&ports) {
