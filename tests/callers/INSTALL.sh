@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the real SIP clients that the integration tests dial hotline with
+# (tests/callers/pjcall.py, SIPp) and the audio tools that make caller audio.
+# For a fresh Debian 12 machine, as root; idempotent and quiet. Called from .ci/run.
+set -euo pipefail
+
+need_apt=0
+for cmd in sipp sox espeak-ng; do
+    command -v "$cmd" >/dev/null 2>&1 || need_apt=1
+done
+if [ "$need_apt" = 1 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    # sip-tester = SIPp 3.6 (/usr/bin/sipp)
+    apt-get install -y -qq --no-install-recommends sip-tester sox espeak-ng >/dev/null
+fi
+
+# PJSIP 2.15 for Python: the wheel carries the library (no compiler needed).
+if ! python3 -c 'import pjsua2' >/dev/null 2>&1; then
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'pjsua2-python==2.15.1.post1'
+fi
