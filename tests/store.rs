@@ -436,32 +436,3 @@ async fn the_cli_lists_calls_and_tickets() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("move the file aside"), "{err}");
 }
-
-/// A steady stream, as calls ending one after another: how many commits (fsyncs) a
-/// second it costs. Run by hand: `cargo test --release --test store steady -- --ignored --nocapture`.
-#[tokio::test]
-#[ignore]
-async fn steady_stream_of_calls() {
-    let dir = tempfile::tempdir().unwrap();
-    let h = Store::open(dir.path()).unwrap().start_writer().unwrap();
-    let rate = 5000;
-    let secs = 3;
-    let t0 = Instant::now();
-    for n in 0..rate * secs {
-        h.record_call(call(n));
-        if n % 50 == 49 {
-            // 50 records every 10 ms.
-            let due = t0 + Duration::from_millis((n as u64 + 1) * 1000 / rate as u64);
-            tokio::time::sleep_until(due.into()).await;
-        }
-    }
-    h.flush().await.unwrap();
-    let s = h.stats();
-    println!(
-        "{} records at {rate}/s over {:.1?}: {} commits ({:.0}/s)",
-        s.calls_written,
-        t0.elapsed(),
-        s.commits,
-        s.commits as f64 / t0.elapsed().as_secs_f64()
-    );
-}

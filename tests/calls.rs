@@ -1,0 +1,420 @@
+//! Real calls: `hotline serve` dialled by a real SIP client (PJSIP through
+//! tests/callers/pjcall.py) over 127.0.0.1. What the caller heard is checked in the
+//! caller's own recording, and what happened in hotline's call record and tickets.
+//!
+//! These tests measure seconds of real time, so they run one at a time (a lock), each
+//! against its own server on its own ports. Needs tests/callers/INSTALL.sh.
+mod common;
+
+use common::audio::fixture;
+use common::pjcall::{CallReport, PjCall};
+use common::ports::{free_tcp_port, free_udp_port, free_udp_range};
+use common::server::{Ready, Server, ServerCmd};
+use common::wav::{Spurt, describe, talk_spurts};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// How far a 5-second mark may be off, as heard by the caller (the figure).
+const TOLERANCE: f64 = 0.3;
+
+struct Hotline {
+    server: Server,
+    sip: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Hotline {
+    fn start(extra_config: &str, max_calls: Option<usize>) -> Hotline {
+        let dir = tempfile::tempdir().unwrap();
+        let sip = free_udp_port();
+        let http = free_tcp_port();
+        let (lo, hi) = free_udp_range(64);
+        let config = dir.path().join("hotline.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "flows: {}\nprompts: {}\nlookups: {}\n{extra_config}",
+                repo("flows").display(),
+                repo("prompts").display(),
+                repo("data").display()
+            ),
+        )
+        .unwrap();
+        let mut args = vec![
+            "serve".to_string(),
+            "--config".into(),
+            config.display().to_string(),
+            "--sip".into(),
+            format!("127.0.0.1:{sip}"),
+            "--http".into(),
+            format!("127.0.0.1:{http}"),
+            "--rtp-ports".into(),
+            format!("{lo}-{hi}"),
+            "--data".into(),
+            dir.path().join("var").display().to_string(),
+        ];
+        if let Some(n) = max_calls {
+            args.push("--max-calls".into());
+            args.push(n.to_string());
+        }
+        let server = ServerCmd::new(env!("CARGO_BIN_EXE_hotline"))
+            .args(args)
+            .ready(Ready::StderrContains("answering SIP".into()))
+            .timeout(Duration::from_secs(20))
+            .start();
+        Hotline { server, sip, dir }
+    }
+
+    fn target(&self, user: &str) -> String {
+        format!("sip:{user}@127.0.0.1:{}", self.sip)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("var")
+    }
+
+    fn cli(&self, args: &[&str]) -> Vec<Value> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+            .args(args)
+            .arg("--data")
+            .arg(self.data())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The call records, once `n` of them are written (they are written as calls end).
+    fn records(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self.cli(&["calls", "list", "--json"]);
+            if r.len() >= n || Instant::now() > deadline {
+                assert!(
+                    r.len() >= n,
+                    "{} call records, expected {n}\n{}",
+                    r.len(),
+                    self.server.output()
+                );
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn tickets(&self) -> Vec<Value> {
+        self.cli(&["tickets", "list", "--json"])
+    }
+}
+
+fn repo(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The prompts of a call record, in order.
+fn prompts(rec: &Value) -> Vec<String> {
+    rec["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "prompt")
+        .map(|e| e["detail"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Spurts closer than 2 s are one prompt: prompts pause at commas, flows pause 5 s.
+fn prompts_heard(wav: &Path) -> Vec<Spurt> {
+    let mut out: Vec<Spurt> = Vec::new();
+    for s in talk_spurts(wav) {
+        match out.last_mut() {
+            Some(last) if s.start - last.end < 2.0 => last.end = s.end,
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
+/// Asserts greeting, 5 s, re-prompt, 5 s, farewell, 5 s, BYE, each mark within
+/// TOLERANCE, as heard in `wav` and seen in `report`.
+fn assert_silent_call_sequence(wav: &Path, report: &CallReport) {
+    let heard = prompts_heard(wav);
+    assert_eq!(heard.len(), 3, "prompts heard: {}", describe(&heard));
+    let bye = report.duration().expect("the call was connected and ended");
+    assert!(report.remote_hangup, "hotline must hang up: {report:?}");
+    assert!(
+        heard[0].start < 0.5,
+        "greeting starts at once: {}",
+        describe(&heard)
+    );
+    let gaps = [
+        heard[1].start - heard[0].end,
+        heard[2].start - heard[1].end,
+        bye - heard[2].end,
+    ];
+    for (i, g) in gaps.iter().enumerate() {
+        assert!(
+            (g - 5.0).abs() <= TOLERANCE,
+            "gap {i} is {g:.3} s, not 5 s ± {TOLERANCE}: {} then BYE at {bye:.3}",
+            describe(&heard)
+        );
+    }
+}
+
+#[test]
+fn a_silent_caller_hears_greeting_reprompt_farewell_then_bye_on_the_marks() {
+    let _l = lock();
+    let h = Hotline::start("", None);
+    let wav = h.dir.path().join("heard.wav");
+    let out = PjCall::new(h.target("property"))
+        .record(&wav)
+        .max_time(90.0)
+        .run();
+    let report = out.assert_ok().clone();
+    assert_silent_call_sequence(&wav, &report);
+    let rec = &h.records(1)[0];
+    assert_eq!(
+        prompts(rec),
+        ["greeting", "how_can_i_help", "no_sound_goodbye"]
+    );
+    assert_eq!(rec["outcome"], "hotline-hung-up");
+    assert_eq!(rec["flow"], "property");
+}
+
+#[test]
+fn a_caller_that_sends_no_rtp_at_all_is_silent() {
+    let _l = lock();
+    let h = Hotline::start("", None);
+    let wav = h.dir.path().join("heard.wav");
+    let out = PjCall::new(h.target("water"))
+        .no_rtp()
+        .record(&wav)
+        .max_time(90.0)
+        .run();
+    let report = out.assert_ok().clone();
+    assert_eq!(
+        report.rtp_tx_packets,
+        Some(0),
+        "the caller must send nothing"
+    );
+    assert_silent_call_sequence(&wav, &report);
+    let rec = &h.records(1)[0];
+    assert_eq!(
+        prompts(rec),
+        ["water_greeting", "how_can_i_help", "no_sound_goodbye"]
+    );
+}
+
+#[test]
+fn a_quiet_caller_is_asked_to_speak_up_then_to_call_again() {
+    let _l = lock();
+    let h = Hotline::start("", None);
+    let out = PjCall::new(h.target("property"))
+        .play(fixture("speech_quiet.wav"))
+        .max_time(120.0)
+        .run();
+    let report = out.assert_ok();
+    assert!(report.remote_hangup);
+    let rec = &h.records(1)[0];
+    let p = prompts(rec);
+    assert!(p.contains(&"louder_please".to_string()), "{p:?}");
+    assert_eq!(
+        p.last().map(String::as_str),
+        Some("too_quiet_goodbye"),
+        "{p:?}"
+    );
+    assert_eq!(rec["outcome"], "hotline-hung-up");
+}
+
+#[test]
+fn a_noisy_line_is_told_so_and_hung_up_on() {
+    let _l = lock();
+    let h = Hotline::start("", None);
+    let out = PjCall::new(h.target("property"))
+        .play(fixture("white_noise.wav"))
+        .max_time(90.0)
+        .run();
+    assert!(out.assert_ok().remote_hangup);
+    let rec = &h.records(1)[0];
+    let p = prompts(rec);
+    assert_eq!(p.last().map(String::as_str), Some("noise_goodbye"), "{p:?}");
+    assert!(
+        rec["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "noise")
+    );
+}
+
+#[test]
+fn rfc4733_keys_choose_from_the_menu_and_file_a_ticket_with_the_digits() {
+    let _l = lock();
+    let h = Hotline::start("", None);
+    // Water line: 2 (no water) during the greeting, then area 4# during the question.
+    let out = PjCall::new(h.target("water"))
+        .dtmf("2@2,4@6,#@6.5")
+        .hangup_after(14.0)
+        .max_time(60.0)
+        .run();
+    out.assert_ok();
+    let rec = &h.records(1)[0];
+    let keys: Vec<&str> = rec["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "key")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["2", "4", "#"]);
+    assert!(
+        rec["path"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "outage_unknown")
+    );
+    let t = h.tickets();
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(t[0]["category"], "outage-investigation");
+    let fields = t[0]["fields"].to_string();
+    assert!(
+        fields.contains("\"area\"") && fields.contains("\"4\""),
+        "{fields}"
+    );
+    assert_eq!(rec["tickets"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_caller_kept_waiting_three_rings_hears_the_apology() {
+    let _l = lock();
+    let h = Hotline::start("", Some(1));
+    // The first caller holds the only line for 16 s; the second waits ringing.
+    let first = PjCall::new(h.target("property"))
+        .hangup_after(16.0)
+        .max_time(40.0)
+        .spawn();
+    std::thread::sleep(Duration::from_millis(800));
+    let second = PjCall::new(h.target("property"))
+        .hangup_after(22.0)
+        .max_time(60.0)
+        .run();
+    let r2 = second.assert_ok().clone();
+    first.join().unwrap().assert_ok();
+    let recs = h.records(2);
+    let waited = recs
+        .iter()
+        .find(|r| r["rings"].as_u64().unwrap_or(0) >= 3)
+        .unwrap_or_else(|| panic!("no call waited 3 rings: {recs:?}"));
+    assert_eq!(prompts(waited)[0], "busy_greeting");
+    let other = recs
+        .iter()
+        .find(|r| r["rings"].as_u64().unwrap_or(0) < 3)
+        .unwrap();
+    assert_eq!(prompts(other)[0], "greeting");
+    assert!(r2.confirmed_at.is_some());
+}
+
+#[test]
+fn cancel_while_ringing_is_recorded_and_the_line_stays_usable() {
+    let _l = lock();
+    let h = Hotline::start("", Some(1));
+    let first = PjCall::new(h.target("property"))
+        .hangup_after(8.0)
+        .max_time(30.0)
+        .spawn();
+    std::thread::sleep(Duration::from_millis(800));
+    // Gives up after 3 s of ringing: pjcall cancels (exit 3: not answered in time).
+    let cancelled = PjCall::new(h.target("property")).max_time(3.0).run();
+    assert_eq!(cancelled.exit_code(), Some(3), "{}", cancelled.context());
+    first.join().unwrap().assert_ok();
+    let recs = h.records(2);
+    assert!(recs.iter().any(|r| r["outcome"] == "cancelled"), "{recs:?}");
+    // The line is free again.
+    PjCall::new(h.target("property"))
+        .hangup_after(2.0)
+        .max_time(20.0)
+        .run()
+        .assert_ok();
+}
+
+#[test]
+fn a_caller_hanging_up_mid_prompt_ends_the_call_cleanly() {
+    let _l = lock();
+    let h = Hotline::start("", None);
+    let out = PjCall::new(h.target("property"))
+        .hangup_after(3.0)
+        .max_time(20.0)
+        .run();
+    assert!(!out.assert_ok().remote_hangup);
+    let rec = &h.records(1)[0];
+    assert_eq!(rec["outcome"], "caller-hung-up");
+    let d = rec["duration_ms"].as_i64().unwrap();
+    assert!((2500..5000).contains(&d), "{d}");
+}
+
+#[test]
+fn a_re_invite_to_hold_and_back_keeps_the_call() {
+    let _l = lock();
+    let h = Hotline::start("", None);
+    let out = PjCall::new(h.target("property"))
+        .reinvite_hold_at(2.0)
+        .hangup_after(6.0)
+        .max_time(30.0)
+        .run();
+    let r = out.assert_ok();
+    assert!(r.hold_at.is_some() && r.unhold_at.is_some(), "{r:?}");
+    assert_eq!(h.records(1)[0]["outcome"], "caller-hung-up");
+}
+
+#[test]
+fn an_invite_never_acknowledged_is_freed_with_a_bye() {
+    let _l = lock();
+    // T1 = 50 ms: the 200 is retransmitted, then given up on after 64·T1 = 3.2 s.
+    let h = Hotline::start("sip_t1: 50ms\n", None);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n",
+        me.port() + 2
+    );
+    let invite = format!(
+        "INVITE sip:property@127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKnoack1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:noack@127.0.0.1>;tag=na1\r\nTo: <sip:property@127.0.0.1>\r\nCall-ID: noack-1@test\r\nCSeq: 1 INVITE\r\nContact: <sip:noack@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len(),
+        sip = h.sip
+    );
+    sock.send_to(invite.as_bytes(), ("127.0.0.1", h.sip))
+        .unwrap();
+    let started = Instant::now();
+    let (mut oks, mut bye) = (0, None);
+    let mut buf = [0u8; 4096];
+    while bye.is_none() {
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            break;
+        };
+        let msg = String::from_utf8_lossy(&buf[..n]);
+        if msg.starts_with("SIP/2.0 200") {
+            oks += 1;
+        } else if msg.starts_with("BYE ") {
+            bye = Some(started.elapsed());
+        }
+    }
+    let bye = bye.expect("hotline must send BYE for an unacknowledged 200");
+    assert!(oks >= 3, "the 200 was sent {oks} times");
+    assert!(
+        bye >= Duration::from_millis(3000) && bye < Duration::from_secs(6),
+        "{bye:?}"
+    );
+    let rec = &h.records(1)[0];
+    assert_eq!(rec["outcome"], "failed", "{rec}");
+}
