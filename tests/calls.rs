@@ -418,3 +418,104 @@ fn an_invite_never_acknowledged_is_freed_with_a_bye() {
     let rec = &h.records(1)[0];
     assert_eq!(rec["outcome"], "failed", "{rec}");
 }
+
+#[test]
+fn every_rfc4475_message_to_the_running_server_gets_its_answer_and_calls_go_on() {
+    use common::torture::{Expect, TABLE, final_code_blocking};
+    let _l = lock();
+    let h = Hotline::start("sip_t1: 50ms\n", None);
+    let server: std::net::SocketAddr = format!("127.0.0.1:{}", h.sip).parse().unwrap();
+    let mut wrong = Vec::new();
+    for (name, expect) in TABLE {
+        let got = final_code_blocking(server, name);
+        let ok = match expect {
+            // The harness of tests/sip_torture.rs turns new calls down with 486; the
+            // real server answers them (or refuses them for their own reasons).
+            Expect::Final(486) => got.is_some(),
+            Expect::Final(code) => got == Some(*code),
+            Expect::Dropped => got.is_none(),
+        };
+        if !ok {
+            wrong.push(format!("{name}: expected {expect:?}, got {got:?}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{}\n{}",
+        wrong.join("\n"),
+        h.server.output()
+    );
+    // Still serving: a normal call from a real client.
+    PjCall::new(h.target("property"))
+        .hangup_after(2.0)
+        .max_time(20.0)
+        .run()
+        .assert_ok();
+}
+
+#[test]
+fn the_callers_own_words_are_recorded_and_attached_to_the_ticket() {
+    let _l = lock();
+    let h = Hotline::start("", None);
+    // 9 s of silence, 5 s of Mandarin speech, then silence: the address is spoken
+    // after the keys 1 (repairs, during the greeting) and 1 (emergency) were pressed.
+    let audio = h.dir.path().join("caller.wav");
+    let speech = common::wav::read_wav(fixture("speech.wav"));
+    let mut samples = common::wav::silence(8000, 9.0);
+    samples.extend(
+        speech
+            .samples
+            .iter()
+            .take(8000 * 5)
+            .map(|x| (x * 32767.0) as i16),
+    );
+    samples.extend(common::wav::silence(8000, 30.0));
+    common::wav::write_wav(&audio, 8000, &samples);
+    let out = PjCall::new(h.target("property"))
+        .play(&audio)
+        .play_once()
+        .dtmf("1@2,1@4")
+        .hangup_after(26.0)
+        .max_time(60.0)
+        .run();
+    out.assert_ok();
+    let t = h.tickets();
+    assert_eq!(t.len(), 1, "{t:?}\n{}", h.server.output());
+    assert_eq!(t[0]["category"], "emergency-repair");
+    assert_eq!(t[0]["priority"], "emergency");
+    let recs = t[0]["recordings"].as_array().expect("recordings");
+    assert_eq!(recs.len(), 1, "{t:?}");
+    let path = PathBuf::from(recs[0].as_str().unwrap());
+    // Written off the call's task: give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rec = common::wav::read_wav(&path);
+    let spoken = talk_spurts(&path);
+    assert!(
+        (3.0..=12.0).contains(&rec.duration()) && !spoken.is_empty(),
+        "recording of {:.1} s, spurts {}",
+        rec.duration(),
+        describe(&spoken)
+    );
+}
+
+#[test]
+fn sigterm_ends_calls_with_bye_and_keeps_their_records() {
+    let _l = lock();
+    let mut h = Hotline::start("", None);
+    let call = PjCall::new(h.target("property")).max_time(40.0).spawn();
+    std::thread::sleep(Duration::from_secs(4));
+    let status = h.server.stop(Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "hotline exited with {status:?}\n{}",
+        h.server.output()
+    );
+    let report = call.join().unwrap();
+    let r = report.assert_ok();
+    assert!(r.remote_hangup, "the caller must get a BYE: {r:?}");
+    let recs = h.cli(&["calls", "list", "--json"]);
+    assert_eq!(recs.len(), 1, "the call's record must survive the stop");
+}

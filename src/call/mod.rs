@@ -97,6 +97,8 @@ pub struct CallServices {
     pub voice: VoiceSettings,
     pub media_ip: IpAddr,
     pub recordings_dir: PathBuf,
+    /// Fires when hotline stops: every call says goodbye with a BYE and leaves its record.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl CallServices {

@@ -279,6 +279,14 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
             _ = sleep_opt(wake) => {
                 session.handle_timeout(Instant::now().into_std());
             }
+            _ = svc.stopping.cancelled() => {
+                record.finish("hotline-hung-up", Some("hotline stopped".into()));
+                leg.stop();
+                if life.handle(Input::HangUp) {
+                    let _ = commands.send(SipCommand::Hangup).await;
+                }
+                break;
+            }
             Some(d) = done_rx.recv() => {
                 match d {
                     Done::Ticket { id, result } => {

@@ -76,6 +76,10 @@ impl Admission {
                 }
                 let got = tokio::select! {
                     p = self.lines.clone().acquire_owned() => p.ok(),
+                    _ = svc.stopping.cancelled() => {
+                        self.waiting.fetch_sub(1, Ordering::SeqCst);
+                        return refuse(&svc, &call, &commands, received_at, 503, "hotline is stopping").await;
+                    }
                     _ = tokio::time::sleep(self.queue_max_wait) => None,
                     ev = wait_for_hangup(&mut events) => {
                         self.waiting.fetch_sub(1, Ordering::SeqCst);

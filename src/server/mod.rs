@@ -79,6 +79,7 @@ pub fn services(cfg: &Config, loaded: Loaded, backend: Arc<dyn Backend>) -> Arc<
         voice: cfg.voice.clone(),
         media_ip: cfg.media_ip(),
         recordings_dir: cfg.data.join("recordings"),
+        stopping: CancellationToken::new(),
     })
 }
 

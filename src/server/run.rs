@@ -87,12 +87,14 @@ pub async fn run(
         }
     }
     tracing::info!(calls = calls.len(), "stopping: ending calls");
-    endpoint.shutdown().await;
-    // Calls leave their records as they end; a stuck one is not waited for forever.
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+    // Calls end themselves (BYE, record); a stuck one is not waited for forever.
+    svc.stopping.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
         while calls.join_next().await.is_some() {}
     })
     .await;
+    // Whatever is left at the SIP level (ringing calls, unanswered BYEs) goes now.
+    endpoint.shutdown().await;
     backend.flush().await;
     Ok(())
 }

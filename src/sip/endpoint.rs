@@ -338,7 +338,10 @@ impl SipEndpoint {
         for inbox in calls {
             let _ = inbox.send(Inbound::Shutdown).await;
         }
-        let deadline = tokio::time::Instant::now() + self.shared.cfg.t1 * 64;
+        // BYEs are answered in milliseconds; a peer that never answers does not hold
+        // the stop for the full 64·T1.
+        let deadline =
+            tokio::time::Instant::now() + (self.shared.cfg.t1 * 64).min(Duration::from_secs(4));
         while tokio::time::Instant::now() < deadline && self.stats().calls_active > 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -24,6 +24,7 @@ pub mod ports;
 pub mod server;
 pub mod sipp;
 pub mod tools;
+pub mod torture;
 pub mod wav;
 
 use std::path::PathBuf;
