@@ -519,3 +519,56 @@ fn sigterm_ends_calls_with_bye_and_keeps_their_records() {
     let recs = h.cli(&["calls", "list", "--json"]);
     assert_eq!(recs.len(), 1, "the call's record must survive the stop");
 }
+
+#[test]
+fn an_invite_without_an_offer_gets_ours_and_the_answer_in_the_ack_is_used() {
+    let _l = lock();
+    let h = Hotline::start("", None);
+    let sip = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    rtp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let me = sip.local_addr().unwrap();
+    let head = |method: &str, cseq: u32, to_tag: &str, branch: &str| {
+        format!(
+            "{method} sip:property@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:late@127.0.0.1>;tag=lo1\r\nTo: <sip:property@127.0.0.1>{to_tag}\r\nCall-ID: late-offer-1@test\r\nCSeq: {cseq} {method}\r\nContact: <sip:late@{me}>\r\n",
+            h.sip
+        )
+    };
+    let invite = head("INVITE", 1, "", "z9hG4bKlate1") + "Content-Length: 0\r\n\r\n";
+    sip.send_to(invite.as_bytes(), ("127.0.0.1", h.sip))
+        .unwrap();
+    let mut buf = [0u8; 8192];
+    let ok = loop {
+        let (n, _) = sip.recv_from(&mut buf).expect("a 200 with an offer");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if m.starts_with("SIP/2.0 200") {
+            break m;
+        }
+    };
+    assert!(ok.contains("m=audio ") && ok.contains("RTP/AVP"), "{ok}");
+    let to_tag = ok
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("to:"))
+        .and_then(|l| l.split(";tag=").nth(1))
+        .map(|t| format!(";tag={}", t.trim()))
+        .expect("To tag");
+    // Answer with PCMA only: hotline must then send PCMA (payload type 8).
+    let answer = format!(
+        "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n",
+        rtp.local_addr().unwrap().port()
+    );
+    let ack = head("ACK", 1, &to_tag, "z9hG4bKlate2")
+        + &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+    sip.send_to(ack.as_bytes(), ("127.0.0.1", h.sip)).unwrap();
+    let (n, _) = rtp.recv_from(&mut buf).expect("RTP from hotline");
+    assert!(n >= 12 + 160, "{n} bytes");
+    assert_eq!(buf[1] & 0x7f, 8, "payload type: PCMA as answered");
+    let bye = head("BYE", 2, &to_tag, "z9hG4bKlate3") + "Content-Length: 0\r\n\r\n";
+    sip.send_to(bye.as_bytes(), ("127.0.0.1", h.sip)).unwrap();
+    let rec = &h.records(1)[0];
+    assert_eq!(rec["outcome"], "caller-hung-up", "{rec}");
+}

@@ -57,27 +57,43 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
     };
     let session_id: u64 = rand::random::<u32>() as u64;
     let prefs = Prefs::new(session_id, 1);
-    let offer = match sdp::parse(&call.offer) {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::info!(error = %e, "unusable SDP offer: 488");
-            reject(&commands, &svc, record, 488, &e.to_string()).await;
-            return;
+    // An INVITE without an offer gets ours in the 200 and answers in the ACK (RFC 3264).
+    let mut offered_by_us: Option<sdp::SessionDescription> = None;
+    let (answer_text, mut local_sdp, stream) = if call.offer.trim().is_empty() {
+        let ours = sdp::offer(svc.media_ip, port.port, &prefs);
+        let stream = Stream {
+            codec: crate::media::Codec::Pcmu,
+            payload_type: 0,
+            telephone_event: None,
+            remote: None,
+            send: false,
+        };
+        offered_by_us = Some(ours.clone());
+        (ours.to_string(), ours, stream)
+    } else {
+        let offer = match sdp::parse(&call.offer) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::info!(error = %e, "unusable SDP offer: 488");
+                reject(&commands, &svc, record, 488, &e.to_string()).await;
+                return;
+            }
+        };
+        match sdp::negotiate(&offer, svc.media_ip, port.port, &prefs) {
+            Ok(a) => (
+                a.to_string(),
+                a.sdp.clone(),
+                Stream::from_negotiated(&a.media),
+            ),
+            Err(e) => {
+                tracing::info!(error = %e, "no common codec: 488");
+                reject(&commands, &svc, record, e.sip_status(), &e.to_string()).await;
+                return;
+            }
         }
     };
-    let answer = match sdp::negotiate(&offer, svc.media_ip, port.port, &prefs) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::info!(error = %e, "no common codec: 488");
-            reject(&commands, &svc, record, 488, &e.to_string()).await;
-            return;
-        }
-    };
-    let mut local_sdp = answer.sdp.clone();
     if commands
-        .send(SipCommand::Answer {
-            sdp: answer.to_string(),
-        })
+        .send(SipCommand::Answer { sdp: answer_text })
         .await
         .is_err()
     {
@@ -86,11 +102,7 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
     life.handle(Input::Answer);
     record.answered_at = Some(UtcMs::now());
     let answered = Instant::now();
-    let mut leg = MediaLeg::new(
-        Stream::from_negotiated(&answer.media),
-        &svc.voice,
-        answered.into_std(),
-    );
+    let mut leg = MediaLeg::new(stream, &svc.voice, answered.into_std());
 
     let mut vars = crate::flow::expr::Vars::new();
     vars.insert("caller".into(), call.caller.clone());
@@ -204,7 +216,26 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
                         life.handle(Input::CallerGone);
                         session.handle(Event::Hangup, now.into_std());
                     }
-                    Some(SipEvent::Acked { .. }) => {
+                    Some(SipEvent::Acked { sdp: answer }) => {
+                        if let Some(ours) = offered_by_us.take() {
+                            let got = answer
+                                .as_deref()
+                                .ok_or_else(|| "the ACK carried no SDP answer".to_string())
+                                .and_then(|a| sdp::parse(a).map_err(|e| e.to_string()))
+                                .and_then(|a| sdp::accept_answer(&ours, &a).map_err(|e| e.to_string()));
+                            match got {
+                                Ok(n) => leg.stream = Stream::from_negotiated(&n),
+                                Err(why) => {
+                                    // RFC 3264: no usable answer, no session; end it.
+                                    record.finish("failed", Some(why));
+                                    life.handle(Input::Acked);
+                                    if life.handle(Input::HangUp) {
+                                        let _ = commands.send(SipCommand::Hangup).await;
+                                    }
+                                    break;
+                                }
+                            }
+                        }
                         life.handle(Input::Acked);
                         if !started {
                             started = true;

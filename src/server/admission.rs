@@ -158,11 +158,10 @@ async fn refuse(
     why: &str,
 ) {
     tracing::info!(call_id = %call.call_id, code, why, "call refused");
+    // A 503 says when to try again (RFC 3261 21.5.4); a 486 is the caller's to retry.
+    let retry_after = (code == 503).then_some(30);
     let _ = commands
-        .send(SipCommand::Reject {
-            code,
-            retry_after: None,
-        })
+        .send(SipCommand::Reject { code, retry_after })
         .await;
     let flow = svc.flow_for(&call.user);
     let mut r = new_record(call, &flow.name, received_at, 0);
