@@ -4,7 +4,7 @@ use hotline::designer::flowtest;
 use hotline::designer::graph::{self, Format};
 use hotline::designer::project::{Project, sibling};
 use hotline::designer::script::{HELP, Step};
-use hotline::designer::sim::{CallSetup, Caller, Sim};
+use hotline::designer::sim::{Caller, Sim};
 use hotline::designer::{render_entry, schema};
 use hotline::flow::{self, Diagnostic, Flow};
 use std::collections::BTreeSet;
@@ -408,16 +408,7 @@ fn simulate(
         "simulated call to '{}' ({} ring(s)); type 'help' for caller steps; end of input = the caller stays silent",
         flow.name, rings
     );
-    let mut v: hotline::flow::expr::Vars = vars.into_iter().collect();
-    v.entry("caller".into())
-        .or_insert_with(|| "13800138000".into());
-    let mut sim = Sim::new(
-        flow.clone(),
-        &project.catalogue,
-        project.catalogue.clone(),
-        project.data.as_ref(),
-        CallSetup { rings, vars: v },
-    );
+    let mut sim = Sim::in_project(flow.clone(), &project, rings, vars.into_iter().collect());
     sim.run(&mut caller, &mut |e| println!("{}", render_entry(e)));
     ExitCode::SUCCESS
 }

@@ -14,7 +14,7 @@
 //! ```
 use super::project::Project;
 use super::script::Step;
-use super::sim::{CallSetup, Entry, Sim};
+use super::sim::{Entry, Sim};
 use crate::flow::diag::{Diagnostic, Diags, Pos};
 use crate::flow::expr::{Vars, fmt_duration, parse_duration};
 use crate::flow::model::{Flow, Priority};
@@ -479,19 +479,7 @@ pub struct TestResult {
 
 /// Runs one test and compares what happened with what was expected.
 pub fn run_test(flow: &Arc<Flow>, project: &Project, t: &FlowTest) -> TestResult {
-    let mut vars = t.vars.clone();
-    vars.entry("caller".into())
-        .or_insert_with(|| "13800138000".into());
-    let mut sim = Sim::new(
-        flow.clone(),
-        &project.catalogue,
-        project.catalogue.clone(),
-        project.data.as_ref(),
-        CallSetup {
-            rings: t.rings,
-            vars,
-        },
-    );
+    let mut sim = Sim::in_project(flow.clone(), project, t.rings, t.vars.clone());
     let mut caller: VecDeque<Step> = t.caller.iter().cloned().collect();
     sim.run(&mut caller, &mut |_| {});
     let timeline = std::mem::take(&mut sim.timeline);

@@ -212,6 +212,25 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// A simulated call to a flow of a designer's project, from a demo caller number
+    /// unless `vars` names one.
+    pub fn in_project(
+        flow: Arc<Flow>,
+        project: &'a super::project::Project,
+        rings: u32,
+        mut vars: Vars,
+    ) -> Sim<'a> {
+        vars.entry("caller".into())
+            .or_insert_with(|| "13800138000".into());
+        Sim::new(
+            flow,
+            &project.catalogue,
+            project.catalogue.clone(),
+            project.data.as_ref(),
+            CallSetup { rings, vars },
+        )
+    }
+
     fn push(&mut self, at: Duration, p: Pending) {
         self.seq += 1;
         self.queue.push((at, self.seq, p));

@@ -81,12 +81,9 @@ impl Admission {
                         return refuse(&svc, &call, &commands, received_at, 503, "hotline is stopping").await;
                     }
                     _ = tokio::time::sleep(self.queue_max_wait) => None,
-                    ev = wait_for_hangup(&mut events) => {
+                    cancelled = wait_for_hangup(&mut events) => {
                         self.waiting.fetch_sub(1, Ordering::SeqCst);
-                        let mut r = new_record(&call, &flow.name, received_at, 0);
-                        r.finish(if ev { "cancelled" } else { "caller-hung-up" }, Some("while waiting for a line".into()));
-                        svc.backend.record_call(r);
-                        return;
+                        return gave_up(&svc, &call, received_at, cancelled, "while waiting for a line");
                     }
                 };
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -110,11 +107,8 @@ impl Admission {
         if !settings.answer_after.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(settings.answer_after) => {}
-                ev = wait_for_hangup(&mut events) => {
-                    let mut r = new_record(&call, &flow.name, received_at, 0);
-                    r.finish(if ev { "cancelled" } else { "caller-hung-up" }, Some("before the answer".into()));
-                    svc.backend.record_call(r);
-                    return;
+                cancelled = wait_for_hangup(&mut events) => {
+                    return gave_up(&svc, &call, received_at, cancelled, "before the answer");
                 }
             }
         }
@@ -147,6 +141,27 @@ async fn wait_for_hangup(events: &mut mpsc::Receiver<SipEvent>) -> bool {
             Some(_) => {}
         }
     }
+}
+
+/// The caller left before the answer: the call still leaves a record (P-RECORD).
+fn gave_up(
+    svc: &CallServices,
+    call: &IncomingCall,
+    received_at: UtcMs,
+    cancelled: bool,
+    when: &str,
+) {
+    let flow = svc.flow_for(&call.user);
+    let mut r = new_record(call, &flow.name, received_at, 0);
+    r.finish(
+        if cancelled {
+            "cancelled"
+        } else {
+            "caller-hung-up"
+        },
+        Some(when.into()),
+    );
+    svc.backend.record_call(r);
 }
 
 async fn refuse(
