@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 /// serve a broken flow.
 pub struct Loaded {
     pub flows: HashMap<String, Arc<Flow>>,
+    pub default_flow: Arc<Flow>,
     pub catalogue: Arc<Catalogue>,
     pub prompts: Arc<PromptCache>,
     pub data: Arc<YamlData>,
@@ -41,7 +42,8 @@ pub fn load(cfg: &Config) -> Result<Loaded, Vec<String>> {
             Err(e) => errors.extend(show(e)),
         }
     }
-    if !flows.contains_key(&cfg.default_flow) {
+    let default_flow = flows.get(&cfg.default_flow).cloned();
+    if default_flow.is_none() && errors.is_empty() {
         errors.push(format!(
             "default_flow '{}' is not among the flows in {}",
             cfg.default_flow,
@@ -50,11 +52,12 @@ pub fn load(cfg: &Config) -> Result<Loaded, Vec<String>> {
     }
     let prompts = PromptCache::load_dir(&cfg.prompts)
         .map_err(|e| vec![format!("{}: {e}", cfg.prompts.display())])?;
-    if !errors.is_empty() {
+    let Some(default_flow) = default_flow.filter(|_| errors.is_empty()) else {
         return Err(errors);
-    }
+    };
     Ok(Loaded {
         flows,
+        default_flow,
         catalogue: Arc::new(catalogue),
         prompts: Arc::new(prompts),
         data: Arc::new(data),
@@ -62,15 +65,9 @@ pub fn load(cfg: &Config) -> Result<Loaded, Vec<String>> {
 }
 
 pub fn services(cfg: &Config, loaded: Loaded, backend: Arc<dyn Backend>) -> Arc<CallServices> {
-    let default_flow = loaded
-        .flows
-        .get(&cfg.default_flow)
-        .cloned()
-        .or_else(|| loaded.flows.values().next().cloned())
-        .expect("load() refuses a flow set without the default flow");
     Arc::new(CallServices {
         flows: loaded.flows,
-        default_flow,
+        default_flow: loaded.default_flow,
         catalogue: loaded.catalogue,
         prompts: loaded.prompts,
         data: loaded.data,
