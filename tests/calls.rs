@@ -161,6 +161,7 @@ fn assert_silent_call_sequence(wav: &Path, report: &CallReport) {
         heard[2].start - heard[1].end,
         bye - heard[2].end,
     ];
+    eprintln!("silence before re-prompt, farewell, BYE: {gaps:.3?} s");
     for (i, g) in gaps.iter().enumerate() {
         assert!(
             (g - 5.0).abs() <= TOLERANCE,
