@@ -163,8 +163,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         store: store.clone(),
         outbox: outbox.handle(),
     });
-    let backend: Arc<dyn Backend> =
-        Arc::new(StoreBackend(store.clone(), Some(outbox.handle())));
+    let backend: Arc<dyn Backend> = Arc::new(StoreBackend(store.clone(), Some(outbox.handle())));
     let svc = services(&cfg, loaded, backend.clone());
     let cancel = CancellationToken::new();
     let stop = cancel.clone();

@@ -15,7 +15,9 @@ pub struct Outgoing {
 /// What one delivery attempt came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attempt {
-    Delivered { status: u16 },
+    Delivered {
+        status: u16,
+    },
     /// Still pending, not tried again before `next_at` (now: due at once).
     Retry {
         next_at: UtcMs,
@@ -23,7 +25,10 @@ pub enum Attempt {
         status: Option<u16>,
     },
     /// Parked for the operator: the webhook refused it in a way a retry cannot mend.
-    Failed { status: u16, error: String },
+    Failed {
+        status: u16,
+        error: String,
+    },
 }
 
 /// The outbox as the store sees it, for the metrics.

@@ -82,7 +82,11 @@ impl OutboxHandle {
             retries: s.retries.load(Relaxed),
             parked: s.parked.load(Relaxed),
             overdue: s.overdue.load(Relaxed),
-            by_status: s.by_status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            by_status: s
+                .by_status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             receiver_unreachable: s.unreachable.load(Relaxed),
         }
     }

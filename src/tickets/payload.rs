@@ -139,5 +139,7 @@ async fn read_bounded(path: &str) -> Result<Vec<u8>, String> {
     if meta.len() > MAX_INLINE {
         return Err(format!("{path}: {} bytes, too big to inline", meta.len()));
     }
-    tokio::fs::read(path).await.map_err(|e| format!("{path}: {e}"))
+    tokio::fs::read(path)
+        .await
+        .map_err(|e| format!("{path}: {e}"))
 }

@@ -47,7 +47,9 @@ impl TicketRoutes {
             match kv.split_once('=') {
                 Some(("state", v)) => match Delivery::from_name(v) {
                     Some(d) => state = Some(d),
-                    None => return error(400, format!("state '{v}': pending, delivered or failed")),
+                    None => {
+                        return error(400, format!("state '{v}': pending, delivered or failed"));
+                    }
                 },
                 _ => return error(400, format!("unknown parameter '{kv}'")),
             }

@@ -8,9 +8,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// What the receiver's answer (or its silence) means.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
-    Delivered { status: u16 },
+    Delivered {
+        status: u16,
+    },
     /// No connection: the receiver is down, nothing is wrong with this ticket.
-    Unreachable { error: String },
+    Unreachable {
+        error: String,
+    },
     /// Try this ticket again later (408, 429, 5xx, timeout, garbage, too long, redirect),
     /// not before `after` if the receiver said so.
     Retry {
@@ -19,7 +23,10 @@ pub enum Answer {
         after: Option<Duration>,
     },
     /// Refused (another 4xx): a retry would be refused again; parked for the operator.
-    Park { status: u16, error: String },
+    Park {
+        status: u16,
+        error: String,
+    },
 }
 
 impl Answer {
@@ -256,11 +263,26 @@ mod tests {
 
     #[test]
     fn answers_are_classified() {
-        assert_eq!(classify(201, None, None, b""), Answer::Delivered { status: 201 });
-        assert!(matches!(classify(503, None, None, b""), Answer::Retry { .. }));
-        assert!(matches!(classify(429, None, None, b""), Answer::Retry { .. }));
-        assert!(matches!(classify(408, None, None, b""), Answer::Retry { .. }));
-        assert!(matches!(classify(302, None, None, b""), Answer::Retry { .. }));
+        assert_eq!(
+            classify(201, None, None, b""),
+            Answer::Delivered { status: 201 }
+        );
+        assert!(matches!(
+            classify(503, None, None, b""),
+            Answer::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(429, None, None, b""),
+            Answer::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(408, None, None, b""),
+            Answer::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(302, None, None, b""),
+            Answer::Retry { .. }
+        ));
         match classify(422, None, None, b"bad\nfield") {
             Answer::Park { status, error } => {
                 assert_eq!((status, error.as_str()), (422, "HTTP 422: bad field"))
