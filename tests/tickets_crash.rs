@@ -27,7 +27,7 @@ fn ticket(i: usize) -> NewTicket {
         flow: "property".into(),
         state: "file_repair".into(),
         category: "repair".into(),
-        priority: if i % 5 == 0 {
+        priority: if i.is_multiple_of(5) {
             Priority::Emergency
         } else {
             Priority::Normal
