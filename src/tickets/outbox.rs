@@ -217,8 +217,9 @@ impl Worker {
                 }
             }
             let mut wake_at = next_look;
-            if let Some(d) = &down {
-                wake_at = wake_at.min(d.until.max(Instant::now()));
+            // Only a pause still to run out: once it has, the probe's landing wakes us.
+            if let Some(d) = down.as_ref().filter(|d| d.until > Instant::now()) {
+                wake_at = wake_at.min(d.until);
             }
             tokio::select! {
                 Some(done) = flights.set.join_next_with_id(), if !flights.set.is_empty() => {
