@@ -241,3 +241,36 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_v1_store_gains_delivery_columns_and_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(super::super::DB_FILE);
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(super::super::schema::V1).unwrap();
+            c.execute_batch(
+                "INSERT INTO tickets (idempotency_key, call_id, caller, flow, state, category,
+                    priority, created_at, fields, recordings)
+                 VALUES ('k', 'c', '1', 'f', 's', 'repair', 'low', 5, '[]', '[]');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let st = Store::open(dir.path()).unwrap();
+        let due = due(&st.conn, UtcMs(10), 10, &[]).ok().unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].access_token.len(), 32);
+        assert_eq!(due[0].ticket.next_attempt_at, None);
+        assert!(
+            by_token(&st.conn, &due[0].access_token)
+                .ok()
+                .unwrap()
+                .is_some()
+        );
+    }
+}

@@ -16,7 +16,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 //
 // AUTOINCREMENT, seeded at 10000000, makes ticket ids 8 digits and never reused, even
 // after the newest ticket is deleted or its transaction rolls back.
-const V1: &str = "
+pub(super) const V1: &str = "
 CREATE TABLE calls (
     id INTEGER PRIMARY KEY,
     call_id TEXT NOT NULL,
