@@ -560,6 +560,17 @@ enum TicketsCmd {
         #[arg(long, default_value = "var")]
         data: PathBuf,
     },
+    /// Send a failed ticket again (or a pending one now); the running server picks it up
+    Retry {
+        /// The ticket
+        #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
+        id: Option<i64>,
+        /// Every ticket parked as failed
+        #[arg(long)]
+        all_failed: bool,
+        #[arg(long, default_value = "var")]
+        data: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -788,7 +799,62 @@ fn tickets_cmd(cmd: TicketsCmd) -> ExitCode {
             for r in &t.recordings {
                 println!("recording   {r}");
             }
+            if let Some(n) = t.next_attempt_at {
+                println!("next try    {n}");
+            }
             Ok(ExitCode::SUCCESS)
         }),
+        TicketsCmd::Retry {
+            id,
+            all_failed,
+            data,
+        } => tickets_retry(id, all_failed, &data),
     }
+}
+
+fn tickets_retry(id: Option<i64>, all_failed: bool, data: &Path) -> ExitCode {
+    // Read-write beside the server's own connection: a short UPDATE that SQLite's lock
+    // (with its busy timeout) serialises with the server's writes.
+    // Opening read-write creates a store; retrying in one that is not there is a typo.
+    if !data.join(store::DB_FILE).exists() {
+        eprintln!(
+            "{}",
+            store::StoreError::Missing {
+                path: data.join(store::DB_FILE)
+            }
+        );
+        return ExitCode::FAILURE;
+    }
+    let st = match store::Store::open(data) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match (id, all_failed) {
+        (_, true) => st.retry_all_failed().map(|n| {
+            println!("{n} failed ticket(s) back to pending");
+            ExitCode::SUCCESS
+        }),
+        (Some(id), false) => st.retry_ticket(store::TicketId(id)).map(|t| match t {
+            None => {
+                eprintln!("no ticket {id} in {}", st.path().display());
+                ExitCode::FAILURE
+            }
+            Some(t) if t.delivery == store::Delivery::Delivered => {
+                eprintln!("ticket {id} is already delivered");
+                ExitCode::FAILURE
+            }
+            Some(_) => {
+                println!("ticket {id} pending, due now");
+                ExitCode::SUCCESS
+            }
+        }),
+        (None, false) => Ok(ExitCode::FAILURE),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("{e}");
+        ExitCode::FAILURE
+    })
 }

@@ -38,6 +38,55 @@ pub struct Config {
     /// RFC 3261 T1 (500 ms); tests shorten it.
     #[serde(deserialize_with = "duration")]
     pub sip_t1: Duration,
+    /// Ticket delivery; no `url`: tickets stay in the store.
+    pub webhook: WebhookConfig,
+}
+
+/// Where and how tickets are POSTed (src/tickets).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The ticket system's endpoint; none: tickets are kept for the operator.
+    pub url: Option<String>,
+    /// HMAC-SHA256 key of `X-Hotline-Signature`; required with `url`.
+    pub secret: String,
+    /// Longest one POST may take, answer included.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Largest answer read; a longer one is a failed attempt.
+    pub max_body: usize,
+    /// Recordings as base64 in the JSON rather than links to the ops HTTP.
+    pub inline_recordings: bool,
+    /// How the ticket system reaches the ops HTTP, for recording links; default
+    /// `http://` and the `http` address.
+    pub recordings_base_url: Option<String>,
+    /// First wait before a retry; doubles (with jitter) up to `retry_max`.
+    #[serde(deserialize_with = "duration")]
+    pub retry_initial: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub retry_max: Duration,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// How often the store is looked at for work (retries by the CLI, deadlines).
+    #[serde(deserialize_with = "duration")]
+    pub poll: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            url: None,
+            secret: String::new(),
+            timeout: Duration::from_secs(10),
+            max_body: 64 * 1024,
+            inline_recordings: false,
+            recordings_base_url: None,
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(600),
+            concurrency: 4,
+            poll: Duration::from_secs(1),
+        }
+    }
 }
 
 impl Default for Config {
@@ -60,6 +109,7 @@ impl Default for Config {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             voice: VoiceSettings::default(),
             sip_t1: Duration::from_millis(500),
+            webhook: WebhookConfig::default(),
         }
     }
 }
@@ -131,6 +181,7 @@ mod tests {
         assert_eq!(c.queue_max_wait, d.queue_max_wait);
         assert_eq!(c.voice, d.voice);
         assert_eq!(c.default_flow, d.default_flow);
+        assert_eq!(c.webhook, d.webhook);
     }
 
     #[test]

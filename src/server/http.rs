@@ -1,7 +1,11 @@
-//! The ops HTTP, kept to what operators need first: `GET /healthz`. Hand-written over
-//! tokio, bounded in what it reads; the metrics and tickets issues grow it.
+//! The ops HTTP: `GET /healthz`, and whatever [`Routes`] the server adds (tickets and
+//! recordings). Hand-written over tokio and bounded in what it reads: one request a
+//! connection, a head of at most 8 KiB, no request bodies.
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -11,9 +15,48 @@ pub trait Health: Send + Sync {
     fn health(&self) -> String;
 }
 
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into().into_bytes(),
+        }
+    }
+
+    pub fn json<T: serde::Serialize>(status: u16, v: &T) -> Response {
+        let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+        body.push(b'\n');
+        Response {
+            status,
+            content_type: "application/json",
+            body,
+        }
+    }
+}
+
+pub type RouteFuture<'a> = Pin<Box<dyn Future<Output = Option<Response>> + Send + 'a>>;
+
+/// Routes beyond `/healthz`.
+pub trait Routes: Send + Sync {
+    /// None: the path is not this router's.
+    fn handle<'a>(&'a self, method: &'a str, target: &'a str) -> RouteFuture<'a>;
+}
+
+const MAX_HEAD: usize = 8 * 1024;
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub async fn serve(
     addr: SocketAddr,
     health: Arc<dyn Health>,
+    routes: Option<Arc<dyn Routes>>,
     cancel: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
@@ -26,26 +69,77 @@ pub async fn serve(
             };
             let Ok((mut sock, _)) = conn else { continue };
             let health = health.clone();
+            let routes = routes.clone();
             tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
-                let read =
-                    tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
-                        .await;
-                let Ok(Ok(n)) = read else { return };
-                let head = String::from_utf8_lossy(&buf[..n]);
-                let line = head.lines().next().unwrap_or("");
-                let (status, body) = if line.starts_with("GET /healthz ") {
-                    ("200 OK", health.health())
-                } else {
-                    ("404 Not Found", "not found: try GET /healthz\n".to_string())
+                let Ok(Some(line)) = tokio::time::timeout(READ_TIMEOUT, read_head(&mut sock))
+                    .await
+                    .unwrap_or(Ok(None))
+                else {
+                    return;
                 };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
+                let mut parts = line.split(' ');
+                let method = parts.next().unwrap_or("");
+                let target = parts.next().unwrap_or("");
+                let resp = if method == "GET" && target == "/healthz" {
+                    Response::text(200, health.health())
+                } else {
+                    let found = match &routes {
+                        Some(r) => r.handle(method, target).await,
+                        None => None,
+                    };
+                    found.unwrap_or_else(|| {
+                        Response::text(404, "not found: try GET /healthz or GET /tickets\n")
+                    })
+                };
+                let head = format!(
+                    "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    resp.status,
+                    reason(resp.status),
+                    resp.content_type,
+                    resp.body.len()
                 );
-                let _ = sock.write_all(resp.as_bytes()).await;
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+                    sock.write_all(head.as_bytes()).await?;
+                    sock.write_all(&resp.body).await
+                })
+                .await;
             });
         }
     });
     Ok(local)
+}
+
+/// The request line, once the whole head is in; None for a head too long or cut off.
+async fn read_head(sock: &mut tokio::net::TcpStream) -> std::io::Result<Option<String>> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+        if buf.len() > MAX_HEAD {
+            return Ok(None);
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    Ok(head.lines().next().map(str::to_string))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "",
+    }
 }

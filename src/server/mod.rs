@@ -11,6 +11,7 @@ use crate::data::{DataSource, YamlData};
 use crate::flow::{self, Catalogue, Diagnostic, Flow};
 use crate::media::prompt::PromptCache;
 use crate::store::{NewTicket, Store, StoreHandle};
+use crate::tickets::{self, Outbox, OutboxHandle, TicketRoutes};
 use admission::Admission;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -109,19 +110,22 @@ pub fn admission(cfg: &Config) -> Arc<Admission> {
     ))
 }
 
-/// Calls leave their records and tickets in the SQLite store.
-pub struct StoreBackend(pub StoreHandle);
+/// Calls leave their records and tickets in the SQLite store; a filed ticket wakes
+/// the outbox, so an emergency goes out at once rather than at its next look.
+pub struct StoreBackend(pub StoreHandle, pub Option<OutboxHandle>);
 
 impl Backend for StoreBackend {
     fn file_ticket(&self, t: TicketToFile) -> TicketFuture {
         let h = self.0.clone();
+        let outbox = self.1.clone();
         Box::pin(async move {
             let mut nt = NewTicket::from_request(&t.call_id, &t.caller, t.request);
             nt.recordings = t.recordings;
-            h.file_ticket(nt)
-                .await
-                .map(|id| id.to_string())
-                .map_err(|e| e.to_string())
+            let filed = h.file_ticket(nt).await;
+            if let (Ok(_), Some(o)) = (&filed, outbox) {
+                o.wake();
+            }
+            filed.map(|id| id.to_string()).map_err(|e| e.to_string())
         })
     }
 
@@ -146,7 +150,18 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     let store = Store::open(&cfg.data)
         .and_then(Store::start_writer)
         .map_err(|e| e.to_string())?;
-    let backend: Arc<dyn Backend> = Arc::new(StoreBackend(store.clone()));
+    let outbox = match Outbox::start(store.clone(), &cfg.webhook, tickets::recordings(&cfg)) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = store.shutdown().await;
+            return Err(format!("{e}\nhotline not started"));
+        }
+    };
+    let routes: Arc<dyn http::Routes> = Arc::new(TicketRoutes {
+        store: store.clone(),
+        outbox: outbox.handle(),
+    });
+    let backend: Arc<dyn Backend> = Arc::new(StoreBackend(store.clone(), Some(outbox.handle())));
     let svc = services(&cfg, loaded, backend.clone());
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
@@ -154,13 +169,15 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         shutdown_signal(stop.clone()).await;
         stop.cancel();
     });
-    let result = run::run(cfg, svc, backend, cancel, |b| {
+    let result = run::run(cfg, svc, backend, cancel, Some(routes), |b| {
         eprintln!(
             "hotline: answering SIP on {} (UDP and TCP); health at http://{}/healthz; Ctrl-C stops",
             b.sip, b.http
         );
     })
     .await;
+    // Before the store: a delivery that lands during the stop is still recorded.
+    outbox.stop().await;
     if let Err(e) = store.shutdown().await {
         tracing::error!(error = %e, "store did not close cleanly");
     }

@@ -42,6 +42,7 @@ pub async fn run(
     svc: Arc<CallServices>,
     backend: Arc<dyn Backend>,
     cancel: CancellationToken,
+    routes: Option<Arc<dyn http::Routes>>,
     ready: impl FnOnce(Bound),
 ) -> Result<(), String> {
     let sip_cfg = SipConfig {
@@ -66,7 +67,7 @@ pub async fn run(
         max_calls: cfg.max_calls,
         endpoint: endpoint.clone(),
     });
-    let http_addr = http::serve(cfg.http, status, cancel.child_token())
+    let http_addr = http::serve(cfg.http, status, routes, cancel.child_token())
         .await
         .map_err(|e| format!("cannot bind ops HTTP {}: {e}", cfg.http))?;
     let bound = Bound {

@@ -9,11 +9,13 @@
 //! transaction (group commit), so thousands of call records a second cost a handful of
 //! fsyncs instead of one each. A write that fails (disk full, database locked) is kept
 //! in memory and retried: nothing a call produced is dropped (P-RECORD, P-FAULT).
+mod delivery;
 mod schema;
 mod sql;
 mod time;
 mod writer;
 
+pub use delivery::{Attempt, OutboxCounts, Outgoing};
 pub use time::{UtcMs, format_duration_ms};
 pub use writer::{StoreHandle, StoreStats};
 
@@ -189,6 +191,10 @@ pub struct Ticket {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub delivered_at: Option<UtcMs>,
+    /// While pending: not tried again before this (back-off); None: due now.
+    pub next_attempt_at: Option<UtcMs>,
+    /// The webhook's HTTP status on the last attempt that got an answer.
+    pub last_status: Option<u16>,
 }
 
 #[derive(Debug)]

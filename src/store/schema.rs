@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Each entry takes the schema from version `index` to `index + 1`. Append only: a
 /// released step never changes, since stores in the field have already run it.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -16,7 +16,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 //
 // AUTOINCREMENT, seeded at 10000000, makes ticket ids 8 digits and never reused, even
 // after the newest ticket is deleted or its transaction rolls back.
-const V1: &str = "
+pub(super) const V1: &str = "
 CREATE TABLE calls (
     id INTEGER PRIMARY KEY,
     call_id TEXT NOT NULL,
@@ -59,6 +59,18 @@ CREATE TABLE tickets (
 CREATE INDEX tickets_by_call_id ON tickets(call_id);
 CREATE INDEX tickets_by_delivery ON tickets(delivery, id);
 INSERT INTO sqlite_sequence (name, seq) VALUES ('tickets', 10000000);
+";
+
+// Delivery to the webhook. `next_attempt_at` 0 means due now; `access_token` is the
+// unguessable part of a ticket's recording URLs, random per ticket so that knowing one
+// ticket's links (or its idempotency key, which is logged) gives no other's.
+const V2: &str = "
+ALTER TABLE tickets ADD COLUMN next_attempt_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tickets ADD COLUMN last_status INTEGER;
+ALTER TABLE tickets ADD COLUMN access_token TEXT;
+UPDATE tickets SET access_token = lower(hex(randomblob(16)));
+CREATE UNIQUE INDEX tickets_by_access_token ON tickets(access_token);
+CREATE INDEX tickets_outbox ON tickets(delivery, next_attempt_at);
 ";
 
 pub fn open_rw(path: &Path, opts: &StoreOptions) -> Result<Connection, StoreError> {

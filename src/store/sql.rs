@@ -58,7 +58,7 @@ impl DbError {
     }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, DbError> {
+pub(super) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, DbError> {
     serde_json::to_string(v).map_err(|e| DbError::Json(e.to_string()))
 }
 
@@ -115,8 +115,8 @@ pub fn insert_ticket(conn: &Connection, p: &PendingTicket) -> Result<TicketId, D
     // ticket twice: the key says it is already there.
     conn.prepare_cached(
         "INSERT INTO tickets (idempotency_key, call_id, caller, flow, state, category,
-            priority, created_at, due_at, department, fields, recordings)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+            priority, created_at, due_at, department, fields, recordings, access_token)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, lower(hex(randomblob(16))))
          ON CONFLICT (idempotency_key) DO NOTHING",
     )?
     .execute(params![
@@ -177,11 +177,11 @@ pub fn list_calls(conn: &Connection, q: &CallQuery) -> Result<Vec<CallRecord>, D
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-const TICKET_COLUMNS: &str = "id, idempotency_key, call_id, caller, flow, state, category,
-    priority, created_at, due_at, department, fields, recordings, delivery, attempts,
-    last_error, delivered_at";
+pub(super) const TICKET_COLUMNS: &str = "id, idempotency_key, call_id, caller, flow, state,
+    category, priority, created_at, due_at, department, fields, recordings, delivery,
+    attempts, last_error, delivered_at, next_attempt_at, last_status";
 
-fn ticket_row(r: &Row<'_>) -> rusqlite::Result<Ticket> {
+pub(super) fn ticket_row(r: &Row<'_>) -> rusqlite::Result<Ticket> {
     let fields: String = r.get(11)?;
     let recordings: String = r.get(12)?;
     let delivery: String = r.get(13)?;
@@ -204,6 +204,11 @@ fn ticket_row(r: &Row<'_>) -> rusqlite::Result<Ticket> {
         attempts: r.get(14)?,
         last_error: r.get(15)?,
         delivered_at: r.get::<_, Option<i64>>(16)?.map(UtcMs),
+        next_attempt_at: match r.get::<_, i64>(17)? {
+            0 => None,
+            t => Some(UtcMs(t)),
+        },
+        last_status: r.get(18)?,
     })
 }
 

@@ -192,7 +192,7 @@ impl StoreHandle {
 
     // Reads go through the writer's connection, after its pending commit, so a task
     // reads its own writes without a second connection to manage.
-    async fn read<T: Send + 'static>(
+    pub(super) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, StoreError> {

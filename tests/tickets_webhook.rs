@@ -1,0 +1,588 @@
+//! Ticket delivery through the webhook, in-process: the outbox worker against a real
+//! HTTP receiver on 127.0.0.1, with short back-offs so that each test takes seconds.
+#[path = "tickets/receiver.rs"]
+mod receiver;
+
+use hmac::{Hmac, Mac};
+use hotline::config::WebhookConfig;
+use hotline::flow::model::Priority;
+use hotline::server::http;
+use hotline::store::{Delivery, NewTicket, Store, StoreHandle, TicketId};
+use hotline::tickets::{Outbox, Recordings, TicketRoutes};
+use receiver::{Receiver, Reply, unused_port};
+use sha2::Sha256;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "s3cret-for-tests";
+
+fn hook(url: &str, concurrency: usize) -> WebhookConfig {
+    WebhookConfig {
+        url: Some(url.into()),
+        secret: SECRET.into(),
+        timeout: Duration::from_secs(2),
+        retry_initial: Duration::from_millis(50),
+        retry_max: Duration::from_millis(300),
+        concurrency,
+        poll: Duration::from_millis(50),
+        ..WebhookConfig::default()
+    }
+}
+
+fn links() -> Recordings {
+    Recordings {
+        base_url: "http://127.0.0.1:9".into(),
+        inline: false,
+    }
+}
+
+fn ticket(caller: &str, priority: Priority) -> NewTicket {
+    NewTicket {
+        call_id: format!("call-{caller}@10.0.0.1"),
+        caller: caller.into(),
+        flow: "property".into(),
+        state: "file_repair".into(),
+        category: "repair".into(),
+        priority,
+        due_in: Some(Duration::from_secs(7200)),
+        department: None,
+        fields: vec![
+            ("account".into(), "12345678".into()),
+            ("callback".into(), "13800138000".into()),
+        ],
+        recordings: vec![],
+    }
+}
+
+fn store(dir: &Path) -> StoreHandle {
+    Store::open(dir).unwrap().start_writer().unwrap()
+}
+
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < end, "not within {timeout:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn delivery(h: &StoreHandle, id: TicketId) -> Delivery {
+    h.get_ticket(id).await.unwrap().unwrap().delivery
+}
+
+fn hmac_hex(ts: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(ts.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_arrives_signed_with_its_fields_and_recording_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = store(dir.path());
+    let wav = dir.path().join("complaint.wav");
+    std::fs::write(&wav, b"RIFF....WAVEfmt fake audio").unwrap();
+    let mut t = ticket("13800138000", Priority::High);
+    t.recordings = vec![wav.display().to_string()];
+    let id = h.file_ticket(t).await.unwrap();
+    let stored = h.get_ticket(id).await.unwrap().unwrap();
+
+    let rx = Receiver::start(0, Arc::new(|_, _| Reply::status(201).body("{\"ok\":true}"))).await;
+    // The ops HTTP, for the recording link and the routes.
+    let http_port = unused_port();
+    let base = format!("http://127.0.0.1:{http_port}");
+    let outbox = Outbox::start(
+        h.clone(),
+        &hook(&rx.url(), 4),
+        Recordings {
+            base_url: base.clone(),
+            inline: false,
+        },
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let routes: Arc<dyn http::Routes> = Arc::new(TicketRoutes {
+        store: h.clone(),
+        outbox: outbox.handle(),
+    });
+    struct Ok;
+    impl http::Health for Ok {
+        fn health(&self) -> String {
+            "ok\n".into()
+        }
+    }
+    http::serve(
+        ([127, 0, 0, 1], http_port).into(),
+        Arc::new(Ok),
+        Some(routes),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+
+    let reqs = rx.wait_for(1, Duration::from_secs(5)).await;
+    let r = &reqs[0];
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/hook"));
+    assert_eq!(r.header("content-type"), "application/json");
+    assert_eq!(r.key(), stored.idempotency_key);
+    let ts = r.header("x-hotline-timestamp");
+    let ts_n: u64 = ts.parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now.abs_diff(ts_n) < 30, "timestamp {ts} vs now {now}");
+    assert_eq!(
+        r.header("x-hotline-signature"),
+        format!("sha256={}", hmac_hex(ts, &r.body))
+    );
+    let j = r.json();
+    assert_eq!(j["schema"], 1);
+    assert_eq!(j["id"], id.0);
+    assert_eq!(j["idempotency_key"], stored.idempotency_key);
+    assert_eq!(j["call_id"], "call-13800138000@10.0.0.1");
+    assert_eq!(j["caller"], "13800138000");
+    assert_eq!(j["flow"], "property");
+    assert_eq!(j["state"], "file_repair");
+    assert_eq!(j["category"], "repair");
+    assert_eq!(j["priority"], "high");
+    assert_eq!(j["created_at"], stored.created_at.to_string());
+    assert_eq!(j["due_at"], stored.due_at.unwrap().to_string());
+    assert_eq!(j["fields"]["account"], "12345678");
+    assert_eq!(j["fields"]["callback"], "13800138000");
+    let rec = &j["recordings"][0];
+    assert_eq!(rec["name"], "complaint.wav");
+    assert_eq!(rec["content_type"], "audio/wav");
+    let url = rec["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{base}/recordings/")), "{url}");
+
+    eventually("delivered in the store", Duration::from_secs(5), || async {
+        delivery(&h, id).await == Delivery::Delivered
+    })
+    .await;
+    let t = h.get_ticket(id).await.unwrap().unwrap();
+    assert_eq!((t.attempts, t.last_status), (1, Some(201)));
+    assert!(t.delivered_at.is_some() && t.last_error.is_none());
+
+    // The recording under its unguessable URL; a guessed one is a plain 404.
+    let client = reqwest::Client::new();
+    let got = client.get(url).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(
+        got.bytes().await.unwrap().as_ref(),
+        std::fs::read(&wav).unwrap()
+    );
+    let guess = format!("{base}/recordings/{}/0", "0".repeat(32));
+    assert_eq!(client.get(guess).send().await.unwrap().status(), 404);
+
+    // The routes: list, show, a retry of a delivered ticket refused, the stats.
+    let list: serde_json::Value = client
+        .get(format!("{base}/tickets?state=delivered"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["id"], id.0);
+    let one = client
+        .get(format!("{base}/tickets/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200);
+    let retry = client
+        .post(format!("{base}/tickets/{id}/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 409);
+    let missing = client
+        .get(format!("{base}/tickets/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    eventually("stats counted", Duration::from_secs(2), || async {
+        let s: serde_json::Value = client
+            .get(format!("{base}/outbox"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        s["deliveries"] == 1 && s["by_status"]["201"] == 1 && s["delivered"] == 1
+    })
+    .await;
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    assert_eq!(rx.requests().len(), 1, "delivered once");
+    cancel.cancel();
+    outbox.stop().await;
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_go_inline_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = store(dir.path());
+    let wav = dir.path().join("address.wav");
+    std::fs::write(&wav, [0u8, 1, 2, 250, 251]).unwrap();
+    let mut t = ticket("1", Priority::Normal);
+    t.recordings = vec![wav.display().to_string()];
+    h.file_ticket(t).await.unwrap();
+    let rx = Receiver::start(0, Arc::new(|_, _| Reply::status(200))).await;
+    let mut cfg = hook(&rx.url(), 1);
+    cfg.inline_recordings = true;
+    let outbox = Outbox::start(
+        h.clone(),
+        &cfg,
+        Recordings {
+            base_url: "http://x".into(),
+            inline: true,
+        },
+    )
+    .unwrap();
+    let j = rx.wait_for(1, Duration::from_secs(5)).await[0].json();
+    assert_eq!(j["recordings"][0]["data_base64"], "AAEC+vs=");
+    assert!(j["recordings"][0].get("url").is_none());
+    outbox.stop().await;
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_then_up_gets_every_ticket_once_in_priority_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = store(dir.path());
+    let plan = [
+        Priority::Low,
+        Priority::Normal,
+        Priority::Emergency,
+        Priority::High,
+        Priority::Normal,
+        Priority::Emergency,
+        Priority::Low,
+    ];
+    let mut ids = Vec::new();
+    for (i, p) in plan.iter().enumerate() {
+        ids.push(h.file_ticket(ticket(&format!("10{i}"), *p)).await.unwrap());
+    }
+    let port = unused_port();
+    let outbox = Outbox::start(
+        h.clone(),
+        &hook(&format!("http://127.0.0.1:{port}/hook"), 1),
+        links(),
+    )
+    .unwrap();
+    let stats = outbox.handle();
+    eventually("attempts while down", Duration::from_secs(5), || async {
+        let s = stats.stats();
+        s.receiver_unreachable && s.retries >= 3
+    })
+    .await;
+    for id in &ids {
+        assert_eq!(delivery(&h, *id).await, Delivery::Pending);
+    }
+    let rx = Receiver::start(port, Arc::new(|_, _| Reply::status(200))).await;
+    let reqs = rx.wait_for(plan.len(), Duration::from_secs(10)).await;
+    eventually("all delivered", Duration::from_secs(5), || async {
+        h.list_tickets(Some(Delivery::Delivered))
+            .await
+            .unwrap()
+            .len()
+            == plan.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reqs_after = rx.requests();
+    assert_eq!(reqs_after.len(), reqs.len(), "none sent twice");
+    let got: Vec<String> = reqs
+        .iter()
+        .map(|r| r.json()["priority"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "emergency",
+            "emergency",
+            "high",
+            "normal",
+            "normal",
+            "low",
+            "low"
+        ],
+        "priority order"
+    );
+    // Within a priority, oldest first.
+    let order: Vec<i64> = reqs.iter().map(|r| r.id()).collect();
+    assert_eq!(
+        order,
+        [ids[2], ids[5], ids[3], ids[1], ids[4], ids[0], ids[6]]
+            .iter()
+            .map(|i| i.0)
+            .collect::<Vec<_>>()
+    );
+    let s = stats.stats();
+    assert!(!s.receiver_unreachable && s.pending == 0, "{s:?}");
+    outbox.stop().await;
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_overtakes_a_queue_of_ordinary_tickets() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = store(dir.path());
+    for i in 0..8 {
+        h.file_ticket(ticket(&format!("20{i}"), Priority::Normal))
+            .await
+            .unwrap();
+    }
+    let rx = Receiver::start(
+        0,
+        Arc::new(|_, _| Reply::status(200).after(Duration::from_millis(250))),
+    )
+    .await;
+    let outbox = Outbox::start(h.clone(), &hook(&rx.url(), 1), links()).unwrap();
+    rx.wait_for(1, Duration::from_secs(5)).await;
+    let emergency = h
+        .file_ticket(ticket("999", Priority::Emergency))
+        .await
+        .unwrap();
+    outbox.handle().wake();
+    let reqs = rx.wait_for(9, Duration::from_secs(10)).await;
+    let order: Vec<i64> = reqs.iter().map(|r| r.id()).collect();
+    assert_eq!(order[1], emergency.0, "the emergency went next: {order:?}");
+    outbox.stop().await;
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_ticket_does_not_hold_up_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = store(dir.path());
+    let stuck = h
+        .file_ticket(ticket("stuck", Priority::Emergency))
+        .await
+        .unwrap();
+    let mut others = Vec::new();
+    for i in 0..5 {
+        others.push(
+            h.file_ticket(ticket(&format!("30{i}"), Priority::Normal))
+                .await
+                .unwrap(),
+        );
+    }
+    let rx = Receiver::start(
+        0,
+        Arc::new(|r, _| {
+            if r.json()["caller"] == "stuck" {
+                Reply::status(200).after(Duration::from_secs(30))
+            } else {
+                Reply::status(200)
+            }
+        }),
+    )
+    .await;
+    let mut cfg = hook(&rx.url(), 4);
+    cfg.timeout = Duration::from_secs(3);
+    let started = Instant::now();
+    let outbox = Outbox::start(h.clone(), &cfg, links()).unwrap();
+    eventually("the others delivered", Duration::from_secs(5), || async {
+        let mut all = true;
+        for id in &others {
+            all &= delivery(&h, *id).await == Delivery::Delivered;
+        }
+        all
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "they waited"
+    );
+    eventually(
+        "the stuck one timed out",
+        Duration::from_secs(5),
+        || async {
+            let t = h.get_ticket(stuck).await.unwrap().unwrap();
+            t.attempts >= 1 && t.last_error.is_some_and(|e| e.contains("timed out"))
+        },
+    )
+    .await;
+    assert_eq!(delivery(&h, stuck).await, Delivery::Pending);
+    outbox.stop().await;
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = store(dir.path());
+    let id = h.file_ticket(ticket("40", Priority::Normal)).await.unwrap();
+    let rx = Receiver::start(
+        0,
+        Arc::new(|_, n| {
+            if n == 0 {
+                Reply::status(503)
+                    .header("Retry-After", "1")
+                    .body("maintenance")
+            } else {
+                Reply::status(200)
+            }
+        }),
+    )
+    .await;
+    let outbox = Outbox::start(h.clone(), &hook(&rx.url(), 1), links()).unwrap();
+    let reqs = rx.wait_for(2, Duration::from_secs(5)).await;
+    let gap = reqs[1].at - reqs[0].at;
+    assert!(gap >= Duration::from_millis(950), "retried after {gap:?}");
+    assert_eq!(reqs[0].key(), reqs[1].key());
+    eventually("delivered", Duration::from_secs(3), || async {
+        delivery(&h, id).await == Delivery::Delivered
+    })
+    .await;
+    let t = h.get_ticket(id).await.unwrap().unwrap();
+    assert_eq!((t.attempts, t.last_status), (2, Some(200)));
+    outbox.stop().await;
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_ticket_is_parked_and_retried_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = store(dir.path());
+    let id = h.file_ticket(ticket("50", Priority::High)).await.unwrap();
+    let other = h.file_ticket(ticket("51", Priority::Low)).await.unwrap();
+    let rx = Receiver::start(
+        0,
+        Arc::new(|r, _| {
+            // Refuses ticket "50" until its first refusal has been seen.
+            if r.json()["caller"] == "50" {
+                static REFUSED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !REFUSED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    return Reply::status(422).body("{\"error\":\"unknown account 12345678\"}");
+                }
+            }
+            Reply::status(201)
+        }),
+    )
+    .await;
+    let outbox = Outbox::start(h.clone(), &hook(&rx.url(), 2), links()).unwrap();
+    eventually("parked", Duration::from_secs(5), || async {
+        delivery(&h, id).await == Delivery::Failed
+    })
+    .await;
+    eventually("the other delivered", Duration::from_secs(5), || async {
+        delivery(&h, other).await == Delivery::Delivered
+    })
+    .await;
+    let t = h.get_ticket(id).await.unwrap().unwrap();
+    assert_eq!((t.attempts, t.last_status), (1, Some(422)));
+    let err = t.last_error.unwrap();
+    assert!(
+        err.contains("422") && err.contains("unknown account"),
+        "{err}"
+    );
+    // Parked: not tried again by itself.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(rx.requests().len(), 2);
+    assert_eq!(outbox.handle().stats().parked, 1);
+
+    // The operator: `hotline tickets retry ID` while the server runs.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(["tickets", "retry", &id.to_string(), "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    eventually(
+        "delivered after the retry",
+        Duration::from_secs(5),
+        || async { delivery(&h, id).await == Delivery::Delivered },
+    )
+    .await;
+    let reqs = rx.requests();
+    assert_eq!(reqs.len(), 3);
+    let keys: Vec<String> = reqs
+        .iter()
+        .filter(|r| r.id() == id.0)
+        .map(|r| r.key())
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], keys[1], "the same idempotency key");
+    let t = h.get_ticket(id).await.unwrap().unwrap();
+    assert_eq!((t.attempts, t.last_status), (2, Some(201)));
+
+    // Retrying a delivered ticket, or one that does not exist, is an error.
+    for args in [
+        vec!["tickets", "retry", &*id.to_string()],
+        vec!["tickets", "retry", "42"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+            .args(args)
+            .arg("--data")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+    }
+    outbox.stop().await;
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_url_tickets_stay_pending_and_late_ones_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = store(dir.path());
+    let mut t = ticket("60", Priority::Emergency);
+    t.due_in = Some(Duration::from_millis(100));
+    let id = h.file_ticket(t).await.unwrap();
+    let cfg = WebhookConfig {
+        poll: Duration::from_millis(50),
+        ..WebhookConfig::default()
+    };
+    let outbox = Outbox::start(h.clone(), &cfg, links()).unwrap();
+    let stats = outbox.handle();
+    eventually("overdue seen once", Duration::from_secs(3), || async {
+        stats.stats().overdue == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = stats.stats();
+    assert_eq!((s.overdue, s.pending, s.enabled), (1, 1, false), "{s:?}");
+    assert!(s.oldest_pending_age_ms.is_some_and(|a| a >= 100));
+    assert_eq!(delivery(&h, id).await, Delivery::Pending);
+    outbox.stop().await;
+    h.shutdown().await.unwrap();
+}
+
+#[test]
+fn a_url_without_a_secret_is_refused() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let h = store(dir.path());
+        let cfg = WebhookConfig {
+            url: Some("http://127.0.0.1:1/".into()),
+            ..WebhookConfig::default()
+        };
+        let e = Outbox::start(h.clone(), &cfg, links()).err().unwrap();
+        assert!(e.contains("webhook.secret"), "{e}");
+        h.shutdown().await.unwrap();
+    });
+}
