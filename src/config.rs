@@ -40,6 +40,10 @@ pub struct Config {
     pub sip_t1: Duration,
     /// Ticket delivery; no `url`: tickets stay in the store.
     pub webhook: WebhookConfig,
+    /// How often the flows, prompts and lookup data are looked at for changes; zero:
+    /// only SIGHUP and `POST /reload` reload.
+    #[serde(deserialize_with = "duration")]
+    pub reload_poll: Duration,
 }
 
 /// Where and how tickets are POSTed (src/tickets).
@@ -110,6 +114,7 @@ impl Default for Config {
             voice: VoiceSettings::default(),
             sip_t1: Duration::from_millis(500),
             webhook: WebhookConfig::default(),
+            reload_poll: Duration::from_secs(1),
         }
     }
 }

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// A ticket as the call files it: the flow's request, who asked, and the recordings.
 #[derive(Clone, Debug)]
@@ -85,13 +85,31 @@ impl RecordExt for CallRecord {
     }
 }
 
-/// What every call shares: loaded once, read by all.
-pub struct CallServices {
+/// What a call plays and follows: the flows, the prompts and the lookup data, loaded
+/// together and replaced together. A call keeps the library it started with, so a
+/// reload never changes a flow under a caller's feet.
+pub struct Library {
     pub flows: HashMap<String, Arc<Flow>>,
     pub default_flow: Arc<Flow>,
     pub catalogue: Arc<Catalogue>,
     pub prompts: Arc<PromptCache>,
     pub data: Arc<dyn DataSource>,
+}
+
+impl Library {
+    /// The Request-URI's user names the flow; anyone else gets the default flow.
+    pub fn flow_for(&self, user: &str) -> Arc<Flow> {
+        self.flows
+            .get(user)
+            .cloned()
+            .unwrap_or_else(|| self.default_flow.clone())
+    }
+}
+
+/// What every call shares.
+pub struct CallServices {
+    /// Read once per call; written only by a reload that loaded without an error.
+    library: RwLock<Arc<Library>>,
     pub backend: Arc<dyn Backend>,
     pub ports: ports::PortPool,
     pub voice: VoiceSettings,
@@ -102,12 +120,37 @@ pub struct CallServices {
 }
 
 impl CallServices {
-    /// The Request-URI's user names the flow; anyone else gets the default flow.
-    pub fn flow_for(&self, user: &str) -> Arc<Flow> {
-        self.flows
-            .get(user)
-            .cloned()
-            .unwrap_or_else(|| self.default_flow.clone())
+    pub fn new(
+        library: Library,
+        backend: Arc<dyn Backend>,
+        ports: ports::PortPool,
+        voice: VoiceSettings,
+        media_ip: IpAddr,
+        recordings_dir: PathBuf,
+    ) -> CallServices {
+        CallServices {
+            library: RwLock::new(Arc::new(library)),
+            backend,
+            ports,
+            voice,
+            media_ip,
+            recordings_dir,
+            stopping: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
+    /// The library new calls get now.
+    pub fn library(&self) -> Arc<Library> {
+        // A poisoned lock still holds a whole Arc: the writer only swaps it.
+        self.library
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// New calls get `lib`; calls in progress keep theirs.
+    pub fn replace_library(&self, lib: Library) {
+        *self.library.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(lib);
     }
 
     pub fn recording_path(&self, call_id: &str, name: &str) -> PathBuf {

@@ -3,7 +3,7 @@
 //! tickets and the call record.
 use super::lifecycle::{CallLifecycle, Input, Phase};
 use super::media::{MediaLeg, Stream, write_wav};
-use super::{CallEvent, CallRecord, CallServices, RecordExt, TicketToFile, new_record};
+use super::{CallEvent, CallRecord, CallServices, Library, RecordExt, TicketToFile, new_record};
 use crate::flow::{Command, Event, LookupResult, Outcome, Session};
 use crate::sip::sdp::{self, Prefs};
 use crate::sip::{IncomingCall, SipCommand, SipEvent};
@@ -21,6 +21,8 @@ pub struct Admitted {
     pub commands: mpsc::Sender<SipCommand>,
     pub rings: u32,
     pub received_at: UtcMs,
+    /// The flows and prompts as they were when the call arrived.
+    pub library: Arc<Library>,
 }
 
 /// Back-end answers that arrive while the call goes on.
@@ -38,8 +40,9 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
         commands,
         rings,
         received_at,
+        library,
     } = a;
-    let flow = svc.flow_for(&call.user);
+    let flow = library.flow_for(&call.user);
     let mut record = new_record(&call, &flow.name, received_at, rings);
     let mut life = CallLifecycle::default();
 
@@ -110,7 +113,7 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
     vars.insert("call_id".into(), call.call_id.clone());
     let mut session = Session::new(
         flow.clone(),
-        svc.catalogue.clone(),
+        library.catalogue.clone(),
         vars,
         answered.into_std(),
     );
@@ -129,7 +132,7 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
             match cmd {
                 Command::Entered { state } => record.path.push(state),
                 Command::Play { id, utterances } => {
-                    let starts = leg.play(&svc.prompts, id, &utterances);
+                    let starts = leg.play(&library.prompts, id, &utterances);
                     for (u, start) in utterances.iter().zip(starts) {
                         let detail = match &u.value {
                             Some(v) => format!("{} {v}", u.prompt),
@@ -156,7 +159,7 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
                     }
                 }
                 Command::Lookup { id, source, key } => {
-                    let result = svc.data.lookup(&source, &key);
+                    let result = library.data.lookup(&source, &key);
                     if let LookupResult::Failed(e) = &result {
                         tracing::warn!(source, error = %e, "lookup failed");
                     }

@@ -56,7 +56,8 @@ impl Admission {
     ) {
         let received = Instant::now();
         let received_at = UtcMs::now();
-        let flow = svc.flow_for(&call.user);
+        let library = svc.library();
+        let flow = library.flow_for(&call.user);
         let settings = flow.settings.clone();
         let _ = commands.send(SipCommand::Ringing).await;
         let permit = match self.lines.clone().try_acquire_owned() {
@@ -124,6 +125,7 @@ impl Admission {
                     commands,
                     rings,
                     received_at,
+                    library,
                 },
             ),
             span,
@@ -151,7 +153,7 @@ fn gave_up(
     cancelled: bool,
     when: &str,
 ) {
-    let flow = svc.flow_for(&call.user);
+    let flow = svc.library().flow_for(&call.user);
     let mut r = new_record(call, &flow.name, received_at, 0);
     r.finish(
         if cancelled {
@@ -178,7 +180,7 @@ async fn refuse(
     let _ = commands
         .send(SipCommand::Reject { code, retry_after })
         .await;
-    let flow = svc.flow_for(&call.user);
+    let flow = svc.library().flow_for(&call.user);
     let mut r = new_record(call, &flow.name, received_at, 0);
     r.finish("rejected", Some(format!("{code}: {why}")));
     svc.backend.record_call(r);

@@ -49,6 +49,31 @@ pub trait Routes: Send + Sync {
     fn handle<'a>(&'a self, method: &'a str, target: &'a str) -> RouteFuture<'a>;
 }
 
+/// Several routers, asked in turn.
+pub struct RouteList(pub Vec<Arc<dyn Routes>>);
+
+impl Routes for RouteList {
+    fn handle<'a>(&'a self, method: &'a str, target: &'a str) -> RouteFuture<'a> {
+        Box::pin(async move {
+            for r in &self.0 {
+                if let Some(resp) = r.handle(method, target).await {
+                    return Some(resp);
+                }
+            }
+            None
+        })
+    }
+}
+
+/// Several parts of `/healthz`, one after the other.
+pub struct HealthList(pub Vec<Arc<dyn Health>>);
+
+impl Health for HealthList {
+    fn health(&self) -> String {
+        self.0.iter().map(|h| h.health()).collect()
+    }
+}
+
 const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -138,6 +163,7 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         409 => "Conflict",
         413 => "Payload Too Large",
+        422 => "Unprocessable Content",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "",

@@ -2,32 +2,26 @@
 //! ops HTTP, admits calls, and on SIGTERM/Ctrl-C ends calls with BYE and flushes records.
 pub mod admission;
 pub mod http;
+pub mod reload;
 pub mod run;
 
 use crate::call::ports::PortPool;
-use crate::call::{Backend, CallRecord, CallServices, TicketFuture, TicketToFile};
+use crate::call::{Backend, CallRecord, CallServices, Library, TicketFuture, TicketToFile};
 use crate::config::Config;
 use crate::data::{DataSource, YamlData};
-use crate::flow::{self, Catalogue, Diagnostic, Flow};
+use crate::flow::{self, Catalogue, Diagnostic};
 use crate::media::prompt::PromptCache;
 use crate::store::{NewTicket, Store, StoreHandle};
 use crate::tickets::{self, Outbox, OutboxHandle, TicketRoutes};
 use admission::Admission;
+use reload::{ReloadRoutes, Reloader};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// Everything loaded from disk before the first call: refuse to start rather than
-/// serve a broken flow.
-pub struct Loaded {
-    pub flows: HashMap<String, Arc<Flow>>,
-    pub default_flow: Arc<Flow>,
-    pub catalogue: Arc<Catalogue>,
-    pub prompts: Arc<PromptCache>,
-    pub data: Arc<YamlData>,
-}
-
-pub fn load(cfg: &Config) -> Result<Loaded, Vec<String>> {
+/// Loads the flows, prompts and lookup data, every error at once: hotline refuses to
+/// start, or to reload, rather than serve a broken flow.
+pub fn load(cfg: &Config) -> Result<Library, Vec<String>> {
     let show = |d: Vec<Diagnostic>| d.into_iter().map(|e| e.to_string()).collect::<Vec<_>>();
     let catalogue = Catalogue::load(&cfg.prompts.join("catalogue.yaml")).map_err(show)?;
     let data = YamlData::load_dir(&cfg.lookups).map_err(show)?;
@@ -56,7 +50,7 @@ pub fn load(cfg: &Config) -> Result<Loaded, Vec<String>> {
     let Some(default_flow) = default_flow.filter(|_| errors.is_empty()) else {
         return Err(errors);
     };
-    Ok(Loaded {
+    Ok(Library {
         flows,
         default_flow,
         catalogue: Arc::new(catalogue),
@@ -65,20 +59,15 @@ pub fn load(cfg: &Config) -> Result<Loaded, Vec<String>> {
     })
 }
 
-pub fn services(cfg: &Config, loaded: Loaded, backend: Arc<dyn Backend>) -> Arc<CallServices> {
-    Arc::new(CallServices {
-        flows: loaded.flows,
-        default_flow: loaded.default_flow,
-        catalogue: loaded.catalogue,
-        prompts: loaded.prompts,
-        data: loaded.data,
+pub fn services(cfg: &Config, library: Library, backend: Arc<dyn Backend>) -> Arc<CallServices> {
+    Arc::new(CallServices::new(
+        library,
         backend,
-        ports: PortPool::new(cfg.media_ip(), cfg.rtp_ports.lo, cfg.rtp_ports.hi),
-        voice: cfg.voice.clone(),
-        media_ip: cfg.media_ip(),
-        recordings_dir: cfg.data.join("recordings"),
-        stopping: CancellationToken::new(),
-    })
+        PortPool::new(cfg.media_ip(), cfg.rtp_ports.lo, cfg.rtp_ports.hi),
+        cfg.voice.clone(),
+        cfg.media_ip(),
+        cfg.data.join("recordings"),
+    ))
 }
 
 /// Stops on SIGTERM or Ctrl-C.
@@ -143,6 +132,23 @@ impl Backend for StoreBackend {
     }
 }
 
+/// The outbox's `/healthz` lines: an operator's first look at whether tickets move.
+struct OutboxHealth(OutboxHandle);
+
+impl http::Health for OutboxHealth {
+    fn health(&self) -> String {
+        let s = self.0.stats();
+        format!(
+            "tickets_pending {}\ntickets_failed {}\ntickets_oldest_pending_s {}\ntickets_overdue {}\nwebhook_unreachable {}\n",
+            s.pending,
+            s.failed,
+            s.oldest_pending_age_ms.map_or(0, |ms| ms / 1000),
+            s.overdue,
+            u8::from(s.receiver_unreachable)
+        )
+    }
+}
+
 /// `hotline serve`: refuses to start on a broken flow, a bad prompt or an unusable
 /// store, with every error; then serves until SIGTERM or Ctrl-C.
 pub async fn serve(cfg: Config) -> Result<(), String> {
@@ -157,19 +163,32 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             return Err(format!("{e}\nhotline not started"));
         }
     };
-    let routes: Arc<dyn http::Routes> = Arc::new(TicketRoutes {
+    let tickets: Arc<dyn http::Routes> = Arc::new(TicketRoutes {
         store: store.clone(),
         outbox: outbox.handle(),
     });
     let backend: Arc<dyn Backend> = Arc::new(StoreBackend(store.clone(), Some(outbox.handle())));
     let svc = services(&cfg, loaded, backend.clone());
+    let reloader = Reloader::new(cfg.clone(), svc.clone());
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     tokio::spawn(async move {
         shutdown_signal(stop.clone()).await;
         stop.cancel();
     });
-    let result = run::run(cfg, svc, backend, cancel, Some(routes), |b| {
+    tokio::spawn(
+        reloader
+            .clone()
+            .watch(cfg.reload_poll, cancel.child_token()),
+    );
+    let ops = run::Ops {
+        routes: vec![tickets, Arc::new(ReloadRoutes(reloader.clone()))],
+        health: vec![
+            reloader as Arc<dyn http::Health>,
+            Arc::new(OutboxHealth(outbox.handle())),
+        ],
+    };
+    let result = run::run(cfg, svc, backend, cancel, ops, |b| {
         eprintln!(
             "hotline: answering SIP on {} (UDP and TCP); health at http://{}/healthz; Ctrl-C stops",
             b.sip, b.http

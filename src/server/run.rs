@@ -35,6 +35,14 @@ impl Health for Status {
     }
 }
 
+/// What the ops HTTP serves beyond the server's own `/healthz` lines.
+#[derive(Default)]
+pub struct Ops {
+    pub routes: Vec<Arc<dyn http::Routes>>,
+    /// More `/healthz` lines, after the calls'.
+    pub health: Vec<Arc<dyn Health>>,
+}
+
 /// Runs until `cancel` fires (SIGTERM, Ctrl-C), then ends every call with a BYE and
 /// waits for the call tasks to leave their records.
 pub async fn run(
@@ -42,7 +50,7 @@ pub async fn run(
     svc: Arc<CallServices>,
     backend: Arc<dyn Backend>,
     cancel: CancellationToken,
-    routes: Option<Arc<dyn http::Routes>>,
+    ops: Ops,
     ready: impl FnOnce(Bound),
 ) -> Result<(), String> {
     let sip_cfg = SipConfig {
@@ -67,14 +75,18 @@ pub async fn run(
         max_calls: cfg.max_calls,
         endpoint: endpoint.clone(),
     });
-    let http_addr = http::serve(cfg.http, status, routes, cancel.child_token())
+    let mut health: Vec<Arc<dyn Health>> = vec![status];
+    health.extend(ops.health);
+    let routes: Arc<dyn http::Routes> = Arc::new(http::RouteList(ops.routes));
+    let health = Arc::new(http::HealthList(health));
+    let http_addr = http::serve(cfg.http, health, Some(routes), cancel.child_token())
         .await
         .map_err(|e| format!("cannot bind ops HTTP {}: {e}", cfg.http))?;
     let bound = Bound {
         sip: endpoint.local_addr(),
         http: http_addr,
     };
-    tracing::info!(sip = %bound.sip, http = %bound.http, flows = svc.flows.len(), "hotline serving");
+    tracing::info!(sip = %bound.sip, http = %bound.http, flows = svc.library().flows.len(), "hotline serving");
     ready(bound);
     let mut calls = JoinSet::new();
     loop {
