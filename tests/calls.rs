@@ -7,11 +7,9 @@
 mod common;
 
 use common::audio::fixture;
+use common::hotline::{Hotline, prompts};
 use common::pjcall::{CallReport, PjCall};
-use common::ports::{free_tcp_port, free_udp_port, free_udp_range};
-use common::server::{Ready, Server, ServerCmd};
 use common::wav::{Spurt, describe, talk_spurts};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,115 +19,8 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// How far a 5-second mark may be off, as heard by the caller (the figure).
 const TOLERANCE: f64 = 0.3;
 
-struct Hotline {
-    server: Server,
-    sip: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Hotline {
-    fn start(extra_config: &str, max_calls: Option<usize>) -> Hotline {
-        let dir = tempfile::tempdir().unwrap();
-        let sip = free_udp_port();
-        let http = free_tcp_port();
-        let (lo, hi) = free_udp_range(64);
-        let config = dir.path().join("hotline.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "flows: {}\nprompts: {}\nlookups: {}\n{extra_config}",
-                repo("flows").display(),
-                repo("prompts").display(),
-                repo("data").display()
-            ),
-        )
-        .unwrap();
-        let mut args = vec![
-            "serve".to_string(),
-            "--config".into(),
-            config.display().to_string(),
-            "--sip".into(),
-            format!("127.0.0.1:{sip}"),
-            "--http".into(),
-            format!("127.0.0.1:{http}"),
-            "--rtp-ports".into(),
-            format!("{lo}-{hi}"),
-            "--data".into(),
-            dir.path().join("var").display().to_string(),
-        ];
-        if let Some(n) = max_calls {
-            args.push("--max-calls".into());
-            args.push(n.to_string());
-        }
-        let server = ServerCmd::new(env!("CARGO_BIN_EXE_hotline"))
-            .args(args)
-            .ready(Ready::StderrContains("answering SIP".into()))
-            .timeout(Duration::from_secs(20))
-            .start();
-        Hotline { server, sip, dir }
-    }
-
-    fn target(&self, user: &str) -> String {
-        format!("sip:{user}@127.0.0.1:{}", self.sip)
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("var")
-    }
-
-    fn cli(&self, args: &[&str]) -> Vec<Value> {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
-            .args(args)
-            .arg("--data")
-            .arg(self.data())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// The call records, once `n` of them are written (they are written as calls end).
-    fn records(&self, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let r = self.cli(&["calls", "list", "--json"]);
-            if r.len() >= n || Instant::now() > deadline {
-                assert!(
-                    r.len() >= n,
-                    "{} call records, expected {n}\n{}",
-                    r.len(),
-                    self.server.output()
-                );
-                return r;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn tickets(&self) -> Vec<Value> {
-        self.cli(&["tickets", "list", "--json"])
-    }
-}
-
-fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
 fn lock() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The prompts of a call record, in order.
-fn prompts(rec: &Value) -> Vec<String> {
-    rec["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "prompt")
-        .map(|e| e["detail"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// Spurts closer than 2 s are one prompt: prompts pause at commas, flows pause 5 s.
@@ -174,8 +65,8 @@ fn assert_silent_call_sequence(wav: &Path, report: &CallReport) {
 #[test]
 fn a_silent_caller_hears_greeting_reprompt_farewell_then_bye_on_the_marks() {
     let _l = lock();
-    let h = Hotline::start("", None);
-    let wav = h.dir.path().join("heard.wav");
+    let h = Hotline::cmd().start();
+    let wav = h.dir().join("heard.wav");
     let out = PjCall::new(h.target("property"))
         .record(&wav)
         .max_time(90.0)
@@ -194,8 +85,8 @@ fn a_silent_caller_hears_greeting_reprompt_farewell_then_bye_on_the_marks() {
 #[test]
 fn a_caller_that_sends_no_rtp_at_all_is_silent() {
     let _l = lock();
-    let h = Hotline::start("", None);
-    let wav = h.dir.path().join("heard.wav");
+    let h = Hotline::cmd().start();
+    let wav = h.dir().join("heard.wav");
     let out = PjCall::new(h.target("water"))
         .no_rtp()
         .record(&wav)
@@ -218,7 +109,7 @@ fn a_caller_that_sends_no_rtp_at_all_is_silent() {
 #[test]
 fn a_quiet_caller_is_asked_to_speak_up_then_to_call_again() {
     let _l = lock();
-    let h = Hotline::start("", None);
+    let h = Hotline::cmd().start();
     let out = PjCall::new(h.target("property"))
         .play(fixture("speech_quiet.wav"))
         .max_time(120.0)
@@ -239,7 +130,7 @@ fn a_quiet_caller_is_asked_to_speak_up_then_to_call_again() {
 #[test]
 fn a_noisy_line_is_told_so_and_hung_up_on() {
     let _l = lock();
-    let h = Hotline::start("", None);
+    let h = Hotline::cmd().start();
     let out = PjCall::new(h.target("property"))
         .play(fixture("white_noise.wav"))
         .max_time(90.0)
@@ -260,7 +151,7 @@ fn a_noisy_line_is_told_so_and_hung_up_on() {
 #[test]
 fn rfc4733_keys_choose_from_the_menu_and_file_a_ticket_with_the_digits() {
     let _l = lock();
-    let h = Hotline::start("", None);
+    let h = Hotline::cmd().start();
     // Water line: 2 (no water) during the greeting, then area 4# during the question.
     let out = PjCall::new(h.target("water"))
         .dtmf("2@2,4@6,#@6.5")
@@ -298,7 +189,7 @@ fn rfc4733_keys_choose_from_the_menu_and_file_a_ticket_with_the_digits() {
 #[test]
 fn a_caller_kept_waiting_three_rings_hears_the_apology() {
     let _l = lock();
-    let h = Hotline::start("", Some(1));
+    let h = Hotline::cmd().max_calls(1).start();
     // The first caller holds the only line for 16 s; the second waits ringing.
     let first = PjCall::new(h.target("property"))
         .hangup_after(16.0)
@@ -328,7 +219,7 @@ fn a_caller_kept_waiting_three_rings_hears_the_apology() {
 #[test]
 fn cancel_while_ringing_is_recorded_and_the_line_stays_usable() {
     let _l = lock();
-    let h = Hotline::start("", Some(1));
+    let h = Hotline::cmd().max_calls(1).start();
     let first = PjCall::new(h.target("property"))
         .hangup_after(8.0)
         .max_time(30.0)
@@ -351,7 +242,7 @@ fn cancel_while_ringing_is_recorded_and_the_line_stays_usable() {
 #[test]
 fn a_caller_hanging_up_mid_prompt_ends_the_call_cleanly() {
     let _l = lock();
-    let h = Hotline::start("", None);
+    let h = Hotline::cmd().start();
     let out = PjCall::new(h.target("property"))
         .hangup_after(3.0)
         .max_time(20.0)
@@ -366,7 +257,7 @@ fn a_caller_hanging_up_mid_prompt_ends_the_call_cleanly() {
 #[test]
 fn a_re_invite_to_hold_and_back_keeps_the_call() {
     let _l = lock();
-    let h = Hotline::start("", None);
+    let h = Hotline::cmd().start();
     let out = PjCall::new(h.target("property"))
         .reinvite_hold_at(2.0)
         .hangup_after(6.0)
@@ -381,7 +272,7 @@ fn a_re_invite_to_hold_and_back_keeps_the_call() {
 fn an_invite_never_acknowledged_is_freed_with_a_bye() {
     let _l = lock();
     // T1 = 50 ms: the 200 is retransmitted, then given up on after 64·T1 = 3.2 s.
-    let h = Hotline::start("sip_t1: 50ms\n", None);
+    let h = Hotline::cmd().config("sip_t1: 50ms\n").start();
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
     let me = sock.local_addr().unwrap();
@@ -424,7 +315,7 @@ fn an_invite_never_acknowledged_is_freed_with_a_bye() {
 fn every_rfc4475_message_to_the_running_server_gets_its_answer_and_calls_go_on() {
     use common::torture::{Expect, TABLE, final_code_blocking};
     let _l = lock();
-    let h = Hotline::start("sip_t1: 50ms\n", None);
+    let h = Hotline::cmd().config("sip_t1: 50ms\n").start();
     let server: std::net::SocketAddr = format!("127.0.0.1:{}", h.sip).parse().unwrap();
     let mut wrong = Vec::new();
     for (name, expect) in TABLE {
@@ -457,10 +348,10 @@ fn every_rfc4475_message_to_the_running_server_gets_its_answer_and_calls_go_on()
 #[test]
 fn the_callers_own_words_are_recorded_and_attached_to_the_ticket() {
     let _l = lock();
-    let h = Hotline::start("", None);
+    let h = Hotline::cmd().start();
     // 9 s of silence, 5 s of Mandarin speech, then silence: the address is spoken
     // after the keys 1 (repairs, during the greeting) and 1 (emergency) were pressed.
-    let audio = h.dir.path().join("caller.wav");
+    let audio = h.dir().join("caller.wav");
     let speech = common::wav::read_wav(fixture("speech.wav"));
     let mut samples = common::wav::silence(8000, 9.0);
     samples.extend(
@@ -505,7 +396,7 @@ fn the_callers_own_words_are_recorded_and_attached_to_the_ticket() {
 #[test]
 fn sigterm_ends_calls_with_bye_and_keeps_their_records() {
     let _l = lock();
-    let mut h = Hotline::start("", None);
+    let mut h = Hotline::cmd().start();
     let call = PjCall::new(h.target("property")).max_time(40.0).spawn();
     std::thread::sleep(Duration::from_secs(4));
     let status = h.server.stop(Duration::from_secs(15));
@@ -524,7 +415,7 @@ fn sigterm_ends_calls_with_bye_and_keeps_their_records() {
 #[test]
 fn an_invite_without_an_offer_gets_ours_and_the_answer_in_the_ack_is_used() {
     let _l = lock();
-    let h = Hotline::start("", None);
+    let h = Hotline::cmd().start();
     let sip = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

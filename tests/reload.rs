@@ -3,13 +3,11 @@
 //! serving go on. Real calls (PJSIP over 127.0.0.1) check which flow answered.
 mod common;
 
+use common::hotline::{Hotline, prompts};
 use common::pjcall::PjCall;
-use common::ports::{free_tcp_port, free_udp_port, free_udp_range};
-use common::server::{Ready, Server, ServerCmd};
+use common::repo_path;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const HELLO: &str = "flow: hello
@@ -41,123 +39,22 @@ states:
     hangup: 1s
 ";
 
-fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+trait Reload {
+    fn call(&self, user: &str, n: usize) -> (String, Vec<String>);
+    fn generation(&self) -> u64;
+    fn wait_generation(&self, g: u64);
 }
 
-struct Hotline {
-    server: Server,
-    sip: u16,
-    http: u16,
-    data: PathBuf,
-}
-
-impl Hotline {
-    fn start(dir: &Path, flows: &Path, poll: &str) -> Hotline {
-        let sip = free_udp_port();
-        let http = free_tcp_port();
-        let (lo, hi) = free_udp_range(16);
-        let config = dir.join("hotline.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "flows: {}\nprompts: {}\nlookups: {}\nreload_poll: {poll}\n",
-                flows.display(),
-                repo("prompts").display(),
-                repo("data").display()
-            ),
-        )
-        .unwrap();
-        let data = dir.join("var");
-        let server = ServerCmd::new(env!("CARGO_BIN_EXE_hotline"))
-            .args([
-                "serve".to_string(),
-                "--config".into(),
-                config.display().to_string(),
-                "--sip".into(),
-                format!("127.0.0.1:{sip}"),
-                "--http".into(),
-                format!("127.0.0.1:{http}"),
-                "--rtp-ports".into(),
-                format!("{lo}-{hi}"),
-                "--data".into(),
-                data.display().to_string(),
-            ])
-            .env("RUST_LOG", "info")
-            .ready(Ready::StderrContains("answering SIP".into()))
-            .timeout(Duration::from_secs(20))
-            .start();
-        Hotline {
-            server,
-            sip,
-            http,
-            data,
-        }
-    }
-
-    /// Calls sip:USER and returns the prompts its record shows, and the flow that ran.
+impl Reload for Hotline {
+    /// Calls sip:USER; the flow that ran the n-th call and the prompts it played.
     fn call(&self, user: &str, n: usize) -> (String, Vec<String>) {
-        PjCall::new(format!("sip:{user}@127.0.0.1:{}", self.sip))
+        PjCall::new(self.target(user))
             .no_rtp()
             .hangup_after(4.0)
             .max_time(10.0)
             .run();
-        let rec = self.record(n);
-        let prompts = rec["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["kind"] == "prompt")
-            .map(|e| e["detail"].as_str().unwrap().to_string())
-            .collect();
-        (rec["flow"].as_str().unwrap().to_string(), prompts)
-    }
-
-    /// The n-th call record (1-based, oldest first), once it is written.
-    fn record(&self, n: usize) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
-                .args(["calls", "list", "--json", "--data"])
-                .arg(&self.data)
-                .output()
-                .unwrap();
-            let mut recs: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect();
-            if recs.len() >= n {
-                recs.sort_by_key(|r| r["received_at"].as_i64());
-                return recs.swap_remove(n - 1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} call records, expected {n}\n{}",
-                recs.len(),
-                self.server.output()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// One HTTP/1.1 request to the ops HTTP: the status and the body.
-    fn http(&self, method: &str, path: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.http)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-        (status, body.to_string())
+        let rec = &self.records(n)[n - 1];
+        (rec["flow"].as_str().unwrap().to_string(), prompts(rec))
     }
 
     fn generation(&self) -> u64 {
@@ -182,7 +79,7 @@ impl Hotline {
 /// The shipped flows, without their tests, in a directory the test may change.
 fn copy_flows(to: &Path) {
     std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(repo("flows")).unwrap() {
+    for e in std::fs::read_dir(repo_path("flows")).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "yaml") {
             std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
@@ -195,7 +92,10 @@ fn an_edited_flow_serves_new_calls_and_a_broken_one_is_refused_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let flows = dir.path().join("flows");
     copy_flows(&flows);
-    let h = Hotline::start(dir.path(), &flows, "100ms");
+    let h = Hotline::cmd()
+        .flows(&flows)
+        .config("reload_poll: 100ms\n")
+        .start();
     assert_eq!(h.generation(), 1);
 
     // No flow is called hello yet: the default flow answers.
@@ -264,7 +164,10 @@ fn sighup_reloads_at_once() {
     let flows = dir.path().join("flows");
     copy_flows(&flows);
     // Watching off: only the signal (or POST /reload) loads.
-    let h = Hotline::start(dir.path(), &flows, "0s");
+    let h = Hotline::cmd()
+        .flows(&flows)
+        .config("reload_poll: 0s\n")
+        .start();
     std::fs::write(flows.join("hello.yaml"), HELLO).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(h.generation(), 1, "not watching, yet reloaded");

@@ -4,21 +4,16 @@ mod common;
 #[path = "tickets/receiver.rs"]
 mod receiver;
 
-use common::ports::{free_tcp_port, free_udp_port, free_udp_range};
-use common::server::{Ready, Server, ServerCmd};
+use common::hotline::Hotline;
 use hotline::flow::model::Priority;
 use hotline::store::{Delivery, NewTicket, Store};
 use receiver::{Receiver, Reply};
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TICKETS: usize = 24;
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
 
 fn ticket(i: usize) -> NewTicket {
     NewTicket {
@@ -39,37 +34,13 @@ fn ticket(i: usize) -> NewTicket {
     }
 }
 
-fn start_hotline(dir: &Path, hook_url: &str) -> Server {
-    let config = dir.join("hotline.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "flows: {}\nprompts: {}\nlookups: {}\nwebhook:\n  url: {hook_url}\n  \
-             secret: s3cret\n  timeout: 5s\n  retry_initial: 100ms\n  retry_max: 500ms\n  \
-             concurrency: 4\n  poll: 50ms\n",
-            repo("flows").display(),
-            repo("prompts").display(),
-            repo("data").display()
-        ),
-    )
-    .unwrap();
-    let (lo, hi) = free_udp_range(16);
-    ServerCmd::new(env!("CARGO_BIN_EXE_hotline"))
-        .args([
-            "serve".to_string(),
-            "--config".into(),
-            config.display().to_string(),
-            "--sip".into(),
-            format!("127.0.0.1:{}", free_udp_port()),
-            "--http".into(),
-            format!("127.0.0.1:{}", free_tcp_port()),
-            "--rtp-ports".into(),
-            format!("{lo}-{hi}"),
-            "--data".into(),
-            dir.join("var").display().to_string(),
-        ])
-        .ready(Ready::StderrContains("answering SIP".into()))
-        .timeout(Duration::from_secs(20))
+fn start_hotline(dir: &Path, hook_url: &str) -> Hotline {
+    Hotline::cmd()
+        .dir(dir)
+        .config(&format!(
+            "webhook:\n  url: {hook_url}\n  secret: s3cret\n  timeout: 5s\n  \
+             retry_initial: 100ms\n  retry_max: 500ms\n  concurrency: 4\n  poll: 50ms\n"
+        ))
         .start()
 }
 
@@ -104,9 +75,12 @@ async fn kill_9_during_deliveries_loses_no_ticket() {
     rx.wait_for(6, Duration::from_secs(20)).await;
     // SAFETY: kill(2) of the child this test started.
     unsafe {
-        libc::kill(first.pid() as libc::pid_t, libc::SIGKILL);
+        libc::kill(first.server.pid() as libc::pid_t, libc::SIGKILL);
     }
-    let status = first.wait_exit(Duration::from_secs(5)).expect("killed");
+    let status = first
+        .server
+        .wait_exit(Duration::from_secs(5))
+        .expect("killed");
     assert!(!status.success());
     let before = rx.requests().len();
     let delivered_before = Store::open_read_only(&data)
@@ -129,7 +103,7 @@ async fn kill_9_during_deliveries_loses_no_ticket() {
         assert!(
             Instant::now() < end,
             "not all delivered:\n{}",
-            second.output()
+            second.server.output()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -151,5 +125,5 @@ async fn kill_9_during_deliveries_loses_no_ticket() {
     // Only those in flight at the kill (at most `concurrency`) may go twice.
     assert!(twice <= 4, "{twice} sent twice");
     assert!(reqs.len() > before);
-    second.stop(Duration::from_secs(10));
+    second.server.stop(Duration::from_secs(10));
 }

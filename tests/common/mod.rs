@@ -12,6 +12,7 @@
 //! - [`audio`]: caller audio: committed fixtures, sox and espeak-ng at test time.
 //! - [`server`]: a guard that starts a process, waits until it is ready, and
 //!   kills it on drop.
+//! - [`hotline`]: `hotline serve` on its own ports and data, and reading it back.
 //! - [`sipp`]: SIPp as a UAS, a stand-in server for the harness's own tests.
 //! - [`tools`]: tool checks and running a command with a timeout.
 
@@ -19,6 +20,7 @@
 #![allow(dead_code)]
 
 pub mod audio;
+pub mod hotline;
 pub mod pjcall;
 pub mod ports;
 pub mod server;
