@@ -149,9 +149,56 @@ impl http::Health for OutboxHealth {
     }
 }
 
+/// The store's `/healthz` lines: a full disk or a locked database shows here first.
+struct StoreHealth(StoreHandle);
+
+impl http::Health for StoreHealth {
+    fn health(&self) -> String {
+        let s = self.0.stats();
+        format!(
+            "store_queued {}\nstore_tickets_held {}\nstore_ticket_failures {}\nstore_write_failures {}\nstore_dropped {}\n",
+            s.queued, s.pending_tickets, s.ticket_failures, s.write_failures, s.dropped
+        )
+    }
+}
+
+/// Each call holds a UDP socket; the usual soft limit of 1,024 descriptors would cap
+/// hotline far below `max_calls`, so it takes what the hard limit allows.
+fn raise_fd_limit(max_calls: usize) {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return;
+            }
+            if lim.rlim_cur < lim.rlim_max {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+        // Calls, their SIP sockets, the store, the ops HTTP: two per call is roomy.
+        let need = (max_calls as u64).saturating_mul(2) + 256;
+        let have: u64 = lim.rlim_cur;
+        if have < need {
+            tracing::warn!(
+                limit = have,
+                need,
+                "the open-file limit may refuse calls before max_calls; raise it (ulimit -n)"
+            );
+        }
+    }
+}
+
 /// `hotline serve`: refuses to start on a broken flow, a bad prompt or an unusable
 /// store, with every error; then serves until SIGTERM or Ctrl-C.
 pub async fn serve(cfg: Config) -> Result<(), String> {
+    raise_fd_limit(cfg.max_calls);
     let loaded = load(&cfg).map_err(|e| format!("{}\nhotline not started", e.join("\n")))?;
     let store = Store::open(&cfg.data)
         .and_then(Store::start_writer)
@@ -186,6 +233,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         health: vec![
             reloader as Arc<dyn http::Health>,
             Arc::new(OutboxHealth(outbox.handle())),
+            Arc::new(StoreHealth(store.clone())),
         ],
     };
     let result = run::run(cfg, svc, backend, cancel, ops, |b| {
