@@ -120,14 +120,14 @@ impl Webhook {
             .content_length()
             .is_some_and(|n| n > self.max_body as u64)
         {
-            return too_long(status, self.max_body);
+            return too_long(status, after, self.max_body);
         }
         let mut got = Vec::new();
         loop {
             match resp.chunk().await {
                 Ok(Some(c)) => {
                     if got.len() + c.len() > self.max_body {
-                        return too_long(status, self.max_body);
+                        return too_long(status, after, self.max_body);
                     }
                     got.extend_from_slice(&c);
                 }
@@ -184,11 +184,12 @@ fn classify(status: u16, after: Option<Duration>, location: Option<String>, body
     }
 }
 
-fn too_long(status: u16, max: usize) -> Answer {
+/// A `Retry-After` still counts: a 503 may come with a long maintenance page.
+fn too_long(status: u16, after: Option<Duration>, max: usize) -> Answer {
     Answer::Retry {
         status: Some(status),
         error: format!("HTTP {status}: answer longer than webhook.max_body ({max} bytes)"),
-        after: None,
+        after,
     }
 }
 
@@ -539,6 +540,17 @@ mod tests {
         );
         for bad in ["", "-5", "1.5", "soon", "120s", "Wed, 21 Oct 2015 07:30:00"] {
             assert_eq!(retry_after_at(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_answer_keeps_its_retry_after() {
+        let after = Some(Duration::from_secs(30));
+        match too_long(503, after, 10) {
+            Answer::Retry {
+                status, after: a, ..
+            } => assert_eq!((status, a), (Some(503), after)),
+            a => panic!("{a:?}"),
         }
     }
 }
