@@ -18,7 +18,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "s3cret-for-tests";
@@ -891,6 +891,96 @@ async fn a_ten_megabyte_answer_is_cut_at_max_body() {
     }
     let s = outbox.handle().stats();
     assert_eq!((s.parked, s.deliveries), (0, 1), "{s:?}");
+    outbox.stop().await;
+    h.shutdown().await.unwrap();
+}
+
+/// `t` as an IMF-fixdate, worked out day by day (not the way hotline reads one).
+fn imf_fixdate(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let mut days = secs / 86_400;
+    // 1970-01-01 was a Thursday.
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    let leap = |y: u64| y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
+    let mut year = 1970;
+    while days >= if leap(year) { 366 } else { 365 } {
+        days -= if leap(year) { 366 } else { 365 };
+        year += 1;
+    }
+    let lens = [
+        31,
+        if leap(year) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let mut month = 0;
+    while days >= lens[month] {
+        days -= lens[month];
+        month += 1;
+    }
+    let s = secs % 86_400;
+    format!(
+        "{weekday}, {:02} {} {year} {:02}:{:02}:{:02} GMT",
+        days + 1,
+        MONTHS[month],
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+#[test]
+fn the_test_date_formatter_is_right() {
+    let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+    assert_eq!(
+        imf_fixdate(at(784_111_777)),
+        "Sun, 06 Nov 1994 08:49:37 GMT"
+    );
+    assert_eq!(
+        imf_fixdate(at(1_709_164_800)),
+        "Thu, 29 Feb 2024 00:00:00 GMT"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_as_an_http_date_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = store(dir.path());
+    let id = h.file_ticket(ticket("41", Priority::Normal)).await.unwrap();
+    let rx = Receiver::start(
+        0,
+        Arc::new(|_, n| {
+            if n == 0 {
+                // Two seconds on, to the second: between one and two from now.
+                let back = imf_fixdate(SystemTime::now() + Duration::from_secs(2));
+                Reply::status(503).header("Retry-After", &back)
+            } else {
+                Reply::status(200)
+            }
+        }),
+    )
+    .await;
+    let outbox = Outbox::start(h.clone(), &hook(&rx.url(), 1), links()).unwrap();
+    let reqs = rx.wait_for(2, Duration::from_secs(5)).await;
+    let gap = reqs[1].at - reqs[0].at;
+    // The back-off alone would be 25 to 50 ms.
+    assert!(gap >= Duration::from_millis(950), "retried after {gap:?}");
+    eventually("delivered", Duration::from_secs(3), || async {
+        delivery(&h, id).await == Delivery::Delivered
+    })
+    .await;
+    assert_eq!(get(&h, id).await.attempts, 2);
     outbox.stop().await;
     h.shutdown().await.unwrap();
 }
