@@ -2,19 +2,23 @@
 //! HTTP receiver on 127.0.0.1, with short back-offs so that each test takes seconds.
 #[path = "tickets/receiver.rs"]
 mod receiver;
+#[path = "tickets/rogue.rs"]
+mod rogue;
 
 use hmac::{Hmac, Mac};
 use hotline::config::WebhookConfig;
 use hotline::flow::model::Priority;
 use hotline::server::http;
-use hotline::store::{Delivery, NewTicket, Store, StoreHandle, TicketId};
+use hotline::store::{Delivery, NewTicket, Store, StoreHandle, Ticket, TicketId};
 use hotline::tickets::{Outbox, Recordings, TicketRoutes};
-use receiver::{Receiver, Reply, unused_port};
+use receiver::{Receiver, Reply, Req, unused_port};
+use rogue::{Act, Framing, Rogue};
 use sha2::Sha256;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "s3cret-for-tests";
@@ -585,4 +589,398 @@ fn a_url_without_a_secret_is_refused() {
         assert!(e.contains("webhook.secret"), "{e}");
         h.shutdown().await.unwrap();
     });
+}
+
+// Faults of the receiver. Each test files, next to the troubled ticket, one that the
+// receiver answers well (caller "good"): deliveries run side by side, so it must go
+// through while the other is retried, however that one's attempts end.
+
+async fn get(h: &StoreHandle, id: TicketId) -> Ticket {
+    h.get_ticket(id).await.unwrap().unwrap()
+}
+
+/// The ticket's caller; empty for a request that is not a ticket (a followed redirect).
+fn caller(r: &Req) -> String {
+    serde_json::from_slice::<serde_json::Value>(&r.body)
+        .ok()
+        .and_then(|j| j["caller"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+async fn attempted(h: &StoreHandle, id: TicketId, n: u32, within: Duration) {
+    eventually(&format!("{n} attempts of {id}"), within, || async {
+        get(h, id).await.attempts >= n
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_or_drips_is_cut_at_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = store(dir.path());
+    let silent = h
+        .file_ticket(ticket("silent", Priority::Emergency))
+        .await
+        .unwrap();
+    let drip = h
+        .file_ticket(ticket("drip", Priority::Emergency))
+        .await
+        .unwrap();
+    let good = h.file_ticket(ticket("good", Priority::Low)).await.unwrap();
+    let port = unused_port();
+    let mut rogue = Rogue::start(
+        port,
+        Arc::new(|r, _| match caller(r).as_str() {
+            "silent" => Act::Silent,
+            // The whole answer would take 100 s.
+            "drip" => Act::Drip {
+                every: Duration::from_millis(100),
+            },
+            _ => Act::Status(200),
+        }),
+    )
+    .await;
+    let mut cfg = hook(&rogue.url(), 3);
+    cfg.timeout = Duration::from_secs(1);
+    let outbox = Outbox::start(h.clone(), &cfg, links()).unwrap();
+
+    eventually("the good one delivered", Duration::from_secs(3), || async {
+        delivery(&h, good).await == Delivery::Delivered
+    })
+    .await;
+    for id in [silent, drip] {
+        assert_eq!(
+            get(&h, id).await.attempts,
+            0,
+            "the good one waited for {id}"
+        );
+    }
+    for id in [silent, drip] {
+        attempted(&h, id, 2, Duration::from_secs(5)).await;
+        let t = get(&h, id).await;
+        assert_eq!(t.delivery, Delivery::Pending);
+        assert_eq!(t.last_status, None, "{t:?}");
+        let err = t.last_error.unwrap_or_default();
+        assert!(err.contains("timed out after 1s"), "{err}");
+    }
+    for who in ["silent", "drip"] {
+        let reqs = rogue.requests_of(who);
+        assert!(reqs.len() >= 2);
+        // Each attempt lasted the timeout, no less (nor two at once), and no more
+        // than the timeout and the longest back-off.
+        for w in reqs.windows(2) {
+            let gap = w[1].at - w[0].at;
+            assert!(gap >= Duration::from_millis(900), "{who}: {gap:?}");
+            assert!(gap < Duration::from_millis(2500), "{who}: {gap:?}");
+        }
+    }
+    let s = outbox.handle().stats();
+    assert!(s.by_status["timeout"] >= 4, "{s:?}");
+    assert!(!s.receiver_unreachable && s.parked == 0, "{s:?}");
+
+    // The receiver mends, at the same address: both go through, with their keys.
+    rogue.stop().await;
+    let rx = Receiver::start(port, Arc::new(|_, _| Reply::status(201))).await;
+    for id in [silent, drip] {
+        eventually("delivered once mended", Duration::from_secs(5), || async {
+            delivery(&h, id).await == Delivery::Delivered
+        })
+        .await;
+        let t = get(&h, id).await;
+        assert!(t.attempts >= 3 && t.last_status == Some(201), "{t:?}");
+        assert!(t.last_error.is_none());
+    }
+    for who in ["silent", "drip"] {
+        let key = rogue.requests_of(who)[0].key();
+        let got = rx.requests();
+        let mended = got.iter().find(|r| caller(r) == who).unwrap();
+        assert_eq!(mended.key(), key, "{who}: the same idempotency key");
+    }
+    outbox.stop().await;
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_instead_of_http_is_retried_not_parked() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = store(dir.path());
+    let bad = h
+        .file_ticket(ticket("garbage", Priority::Emergency))
+        .await
+        .unwrap();
+    let good = h.file_ticket(ticket("good", Priority::Low)).await.unwrap();
+    // A different kind of garbage at each attempt.
+    let raw = |b: &[u8]| Act::Raw(b.to_vec());
+    let kinds = [
+        raw(b"SSH-2.0-OpenSSH_9.6\r\n"),
+        raw(&[
+            0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0xff, 0x00,
+        ]),
+        raw(b"HTTP/1.1 2OO OK\r\n\r\n"),
+        raw(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\ncut short"),
+        raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nnot a chunk\r\n"),
+        raw(b""),
+        // Never ends: only a bound on the head's size stops it before the timeout.
+        Act::EndlessHead,
+    ];
+    let n_kinds = kinds.len();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let rogue = Rogue::start(
+        0,
+        Arc::new(move |r, _| {
+            if caller(r) == "garbage" {
+                kinds[seen.fetch_add(1, Ordering::SeqCst) % kinds.len()].clone()
+            } else {
+                Act::Status(200)
+            }
+        }),
+    )
+    .await;
+    // A long timeout: garbage must end an attempt at once, not by the clock.
+    let mut cfg = hook(&rogue.url(), 2);
+    cfg.timeout = Duration::from_secs(10);
+    let outbox = Outbox::start(h.clone(), &cfg, links()).unwrap();
+    let stats = outbox.handle();
+    eventually("the good one delivered", Duration::from_secs(3), || async {
+        delivery(&h, good).await == Delivery::Delivered
+    })
+    .await;
+    attempted(&h, bad, n_kinds as u32 + 1, Duration::from_secs(5)).await;
+    outbox.stop().await;
+
+    let t = get(&h, bad).await;
+    assert_eq!(t.delivery, Delivery::Pending, "{t:?}");
+    assert_eq!(t.last_status, None, "{t:?}");
+    let err = t.last_error.clone().unwrap_or_default();
+    assert!(!err.is_empty() && !err.contains("timed out"), "{err}");
+    assert_eq!(rogue.requests_of("garbage").len() as u32, t.attempts);
+    // Every one an error of the answer: neither a refusal, nor a timeout, nor a
+    // receiver taken for down (which would slow every other ticket to one at a time).
+    let s = stats.stats();
+    assert_eq!(
+        s.by_status.get("error"),
+        Some(&u64::from(t.attempts)),
+        "{s:?}"
+    );
+    assert_eq!(
+        (s.by_status.len(), s.parked, s.deliveries),
+        (2, 0, 1),
+        "{s:?}"
+    );
+    assert!(!s.receiver_unreachable);
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_loop_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = store(dir.path());
+    let bad = h
+        .file_ticket(ticket("loop", Priority::Emergency))
+        .await
+        .unwrap();
+    let good = h.file_ticket(ticket("good", Priority::Low)).await.unwrap();
+    let port = unused_port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let to = url.clone();
+    let rx = Receiver::start(
+        port,
+        Arc::new(move |r, _| {
+            if caller(r) == "loop" {
+                Reply::status(302).header("Location", &to)
+            } else {
+                Reply::status(200)
+            }
+        }),
+    )
+    .await;
+    let outbox = Outbox::start(h.clone(), &hook(&url, 2), links()).unwrap();
+    let stats = outbox.handle();
+    eventually("the good one delivered", Duration::from_secs(3), || async {
+        delivery(&h, good).await == Delivery::Delivered
+    })
+    .await;
+    attempted(&h, bad, 3, Duration::from_secs(5)).await;
+    outbox.stop().await;
+
+    let t = get(&h, bad).await;
+    assert_eq!((t.delivery, t.last_status), (Delivery::Pending, Some(302)));
+    let err = t.last_error.unwrap_or_default();
+    assert!(
+        err.contains("redirect") && err.contains(&url) && err.contains("not followed"),
+        "{err}"
+    );
+    // One request an attempt, every one a ticket: the Location was never asked for.
+    let all = rx.requests();
+    let looped = all.iter().filter(|r| caller(r) == "loop").count();
+    assert_eq!(looped as u32, t.attempts);
+    assert_eq!(all.len(), looped + 1, "only the tickets were asked for");
+    let s = stats.stats();
+    assert_eq!(
+        s.by_status.get("302"),
+        Some(&u64::from(t.attempts)),
+        "{s:?}"
+    );
+    assert_eq!(s.parked, 0);
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_megabyte_answer_is_cut_at_max_body() {
+    const TEN_MB: usize = 10 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let h = store(dir.path());
+    let cases = [
+        ("length", 200, Framing::ContentLength),
+        ("chunked", 503, Framing::Chunked),
+        ("until-close", 200, Framing::UntilClose),
+    ];
+    let mut bad = Vec::new();
+    for (who, status, _) in cases {
+        let id = h
+            .file_ticket(ticket(who, Priority::Emergency))
+            .await
+            .unwrap();
+        bad.push((who, status, id));
+    }
+    let good = h.file_ticket(ticket("good", Priority::Low)).await.unwrap();
+    let rogue = Rogue::start(
+        0,
+        Arc::new(move |r, _| {
+            let who = caller(r);
+            match cases.iter().find(|c| c.0 == who) {
+                Some(&(_, status, framing)) => Act::Long {
+                    status,
+                    len: TEN_MB,
+                    framing,
+                },
+                None => Act::Status(200),
+            }
+        }),
+    )
+    .await;
+    // A long timeout: the rogue never ends its answers, so an attempt that ends
+    // before it is one that stopped reading at max_body.
+    let mut cfg = hook(&rogue.url(), 4);
+    cfg.timeout = Duration::from_secs(10);
+    cfg.max_body = 64 * 1024;
+    let outbox = Outbox::start(h.clone(), &cfg, links()).unwrap();
+    eventually("the good one delivered", Duration::from_secs(3), || async {
+        delivery(&h, good).await == Delivery::Delivered
+    })
+    .await;
+    for &(who, status, id) in &bad {
+        attempted(&h, id, 2, Duration::from_secs(5)).await;
+        let t = get(&h, id).await;
+        assert_eq!(
+            (t.delivery, t.last_status),
+            (Delivery::Pending, Some(status)),
+            "{who}"
+        );
+        let err = t.last_error.unwrap_or_default();
+        assert!(
+            err.contains("longer than webhook.max_body (65536 bytes)"),
+            "{who}: {err}"
+        );
+        let reqs = rogue.requests_of(who);
+        let gap = reqs[1].at - reqs[0].at;
+        assert!(
+            gap < Duration::from_secs(3),
+            "{who}: an attempt took {gap:?}"
+        );
+    }
+    let s = outbox.handle().stats();
+    assert_eq!((s.parked, s.deliveries), (0, 1), "{s:?}");
+    outbox.stop().await;
+    h.shutdown().await.unwrap();
+}
+
+/// `t` as an IMF-fixdate, worked out day by day (not the way hotline reads one).
+fn imf_fixdate(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let mut days = secs / 86_400;
+    // 1970-01-01 was a Thursday.
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    let leap = |y: u64| y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
+    let mut year = 1970;
+    while days >= if leap(year) { 366 } else { 365 } {
+        days -= if leap(year) { 366 } else { 365 };
+        year += 1;
+    }
+    let lens = [
+        31,
+        if leap(year) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let mut month = 0;
+    while days >= lens[month] {
+        days -= lens[month];
+        month += 1;
+    }
+    let s = secs % 86_400;
+    format!(
+        "{weekday}, {:02} {} {year} {:02}:{:02}:{:02} GMT",
+        days + 1,
+        MONTHS[month],
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+#[test]
+fn the_test_date_formatter_is_right() {
+    let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+    assert_eq!(
+        imf_fixdate(at(784_111_777)),
+        "Sun, 06 Nov 1994 08:49:37 GMT"
+    );
+    assert_eq!(
+        imf_fixdate(at(1_709_164_800)),
+        "Thu, 29 Feb 2024 00:00:00 GMT"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_as_an_http_date_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = store(dir.path());
+    let id = h.file_ticket(ticket("41", Priority::Normal)).await.unwrap();
+    let rx = Receiver::start(
+        0,
+        Arc::new(|_, n| {
+            if n == 0 {
+                // Two seconds on, to the second: between one and two from now.
+                let back = imf_fixdate(SystemTime::now() + Duration::from_secs(2));
+                Reply::status(503).header("Retry-After", &back)
+            } else {
+                Reply::status(200)
+            }
+        }),
+    )
+    .await;
+    let outbox = Outbox::start(h.clone(), &hook(&rx.url(), 1), links()).unwrap();
+    let reqs = rx.wait_for(2, Duration::from_secs(5)).await;
+    let gap = reqs[1].at - reqs[0].at;
+    // The back-off alone would be 25 to 50 ms.
+    assert!(gap >= Duration::from_millis(950), "retried after {gap:?}");
+    eventually("delivered", Duration::from_secs(3), || async {
+        delivery(&h, id).await == Delivery::Delivered
+    })
+    .await;
+    assert_eq!(get(&h, id).await.attempts, 2);
+    outbox.stop().await;
+    h.shutdown().await.unwrap();
 }

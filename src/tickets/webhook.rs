@@ -120,14 +120,14 @@ impl Webhook {
             .content_length()
             .is_some_and(|n| n > self.max_body as u64)
         {
-            return too_long(status, self.max_body);
+            return too_long(status, after, self.max_body);
         }
         let mut got = Vec::new();
         loop {
             match resp.chunk().await {
                 Ok(Some(c)) => {
                     if got.len() + c.len() > self.max_body {
-                        return too_long(status, self.max_body);
+                        return too_long(status, after, self.max_body);
                     }
                     got.extend_from_slice(&c);
                 }
@@ -184,11 +184,12 @@ fn classify(status: u16, after: Option<Duration>, location: Option<String>, body
     }
 }
 
-fn too_long(status: u16, max: usize) -> Answer {
+/// A `Retry-After` still counts: a 503 may come with a long maintenance page.
+fn too_long(status: u16, after: Option<Duration>, max: usize) -> Answer {
     Answer::Retry {
         status: Some(status),
         error: format!("HTTP {status}: answer longer than webhook.max_body ({max} bytes)"),
-        after: None,
+        after,
     }
 }
 
@@ -210,12 +211,151 @@ pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
     s
 }
 
-/// Seconds only: an HTTP-date is rare from an API and is ignored (the back-off holds).
+/// The longest wait a `Retry-After` is taken for: a broken header must not shelve a
+/// ticket for years.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(86_400);
+
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    let secs: u64 = v.trim().parse().ok()?;
-    // A day at most: a broken header must not shelve a ticket for years.
-    Some(Duration::from_secs(secs.min(86_400)))
+    retry_after_at(v, SystemTime::now())
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3), delay-seconds or an HTTP-date, as a wait from
+/// `now`. A date already past means no wait beyond the back-off; anything else
+/// unreadable is ignored, and the back-off holds.
+fn retry_after_at(v: &str, now: SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 still says "a long time", not "no idea".
+        let secs = v.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(RETRY_AFTER_MAX));
+    }
+    let now_secs = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    let at = http_date(v, now_secs)?;
+    let Ok(at) = u64::try_from(at) else {
+        return Some(Duration::ZERO);
+    };
+    let wait = (UNIX_EPOCH + Duration::from_secs(at))
+        .duration_since(now)
+        .unwrap_or(Duration::ZERO);
+    Some(wait.min(RETRY_AFTER_MAX))
+}
+
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const LONG_DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Seconds since the Unix epoch of an HTTP-date (RFC 9110 §5.6.7). Senders must use
+/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), but recipients must also read the
+/// obsolete RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime
+/// (`Sun Nov  6 08:49:37 1994`) forms, which old servers and proxies still send.
+/// `now` places RFC 850's two-digit year. The weekday is not checked against the date:
+/// a sender's slip there does not make the date itself any less meant.
+fn http_date(s: &str, now: u64) -> Option<i64> {
+    let t: Vec<&str> = s.split_ascii_whitespace().collect();
+    let weekday = |w: &str, names: &[&str]| w.strip_suffix(',').is_some_and(|w| names.contains(&w));
+    let (year, month, day, time) = match t.as_slice() {
+        [w, d, m, y, time, "GMT"] if weekday(w, &DAYS) => (
+            i64::from(digits(y, 4, 4)?),
+            month_of(m)?,
+            digits(d, 2, 2)?,
+            *time,
+        ),
+        [w, dmy, time, "GMT"] if weekday(w, &LONG_DAYS) => {
+            let mut p = dmy.split('-');
+            let (d, m, yy) = (p.next()?, p.next()?, p.next()?);
+            if p.next().is_some() {
+                return None;
+            }
+            let year = century_of(digits(yy, 2, 2)?, now);
+            (year, month_of(m)?, digits(d, 2, 2)?, *time)
+        }
+        [w, m, d, time, y] if DAYS.contains(w) => (
+            i64::from(digits(y, 4, 4)?),
+            month_of(m)?,
+            digits(d, 1, 2)?,
+            *time,
+        ),
+        _ => return None,
+    };
+    let mut hms = time.split(':');
+    let (h, mi, sec) = (
+        digits(hms.next()?, 2, 2)?,
+        digits(hms.next()?, 2, 2)?,
+        digits(hms.next()?, 2, 2)?,
+    );
+    // 60: a leap second, which the grammar allows.
+    if hms.next().is_some() || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    if day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    let days = days_since_epoch(year, month, day);
+    Some(days * 86_400 + i64::from(h * 3600 + mi * 60 + sec))
+}
+
+/// `min..=max` ASCII digits.
+fn digits(s: &str, min: usize, max: usize) -> Option<u32> {
+    if !(min..=max).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// 1..=12
+fn month_of(m: &str) -> Option<u32> {
+    let i = MONTHS.iter().position(|n| *n == m)?;
+    u32::try_from(i + 1).ok()
+}
+
+/// RFC 9110: a two-digit year more than 50 years ahead is the latest such year past.
+fn century_of(yy: u32, now: u64) -> i64 {
+    // Within a day of the true year is close enough for a 50-year window.
+    let this_year = 1970 + i64::try_from(now / 31_556_952).unwrap_or(0);
+    let mut year = this_year - this_year.rem_euclid(100) + i64::from(yy);
+    if year > this_year + 50 {
+        year -= 100;
+    } else if year <= this_year - 50 {
+        year += 100;
+    }
+    year
+}
+
+fn is_leap(y: i64) -> bool {
+    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to the date (negative before it).
+fn days_since_epoch(y: i64, m: u32, d: u32) -> i64 {
+    const BEFORE_MONTH: [i64; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+    // Leap years in 1..=y: the difference of two counts those from 1970 to y.
+    let leaps = |y: i64| y.div_euclid(4) - y.div_euclid(100) + y.div_euclid(400);
+    let month = usize::try_from(m.saturating_sub(1)).unwrap_or(0).min(11);
+    let mut days = 365 * (y - 1970) + leaps(y - 1) - leaps(1969) + BEFORE_MONTH[month];
+    if m > 2 && is_leap(y) {
+        days += 1;
+    }
+    days + i64::from(d) - 1
 }
 
 fn excerpt(body: &[u8]) -> String {
@@ -290,5 +430,127 @@ mod tests {
             a => panic!("{a:?}"),
         }
         assert!(excerpt(&[b'x'; 1000]).chars().count() <= EXCERPT + 1);
+    }
+
+    fn at(unix: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(unix)
+    }
+
+    #[test]
+    fn http_dates_in_all_three_forms() {
+        let now = 1_700_000_000;
+        for (s, want) in [
+            ("Sun, 06 Nov 1994 08:49:37 GMT", 784_111_777),
+            ("Sunday, 06-Nov-94 08:49:37 GMT", 784_111_777),
+            ("Sun Nov  6 08:49:37 1994", 784_111_777),
+            ("Wed, 21 Oct 2015 07:28:00 GMT", 1_445_412_480),
+            ("Thu, 01 Jan 1970 00:00:00 GMT", 0),
+            ("Wed, 31 Dec 1969 23:59:59 GMT", -1),
+            // Leap days: every 4th year, not every 100th, but every 400th.
+            ("Tue, 29 Feb 2000 12:00:00 GMT", 951_825_600),
+            ("Thu, 29 Feb 2024 00:00:00 GMT", 1_709_164_800),
+            ("Fri, 01 Mar 2024 00:00:00 GMT", 1_709_251_200),
+            ("Fri, 31 Dec 2100 23:59:59 GMT", 4_133_980_799),
+            ("Sat, 31 Dec 2016 23:59:60 GMT", 1_483_228_800),
+        ] {
+            assert_eq!(http_date(s, now), Some(want), "{s}");
+        }
+        for bad in [
+            "",
+            "Sun, 06 Nov 1994 08:49:37",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Nov 1994 08:49:37 gmt",
+            "Sun 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06 Nov 1994 08:49:37 GMT",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 nov 1994 08:49:37 GMT",
+            "Sun, 06 Nox 1994 08:49:37 GMT",
+            "Sun, 06 Nov 94 08:49:37 GMT",
+            "Sun, 06 Nov 1994 8:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 06 Nov 1994 08:49:37:00 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:60:00 GMT",
+            "Sun, 06 Nov 1994 08:49:61 GMT",
+            "Sun, 00 Nov 1994 08:49:37 GMT",
+            "Sun, 31 Nov 1994 08:49:37 GMT",
+            "Mon, 29 Feb 1900 00:00:00 GMT",
+            "Wed, 29 Feb 2023 00:00:00 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT extra",
+            "Sun, 06 Nov +994 08:49:37 GMT",
+            "Sunday, 06-Nov-94-1 08:49:37 GMT",
+            "Sun Nov 06 08:49:37 94",
+            "tomorrow",
+        ] {
+            assert_eq!(http_date(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_rfc850_year_is_never_more_than_50_years_ahead() {
+        let y2023 = 1_700_000_000;
+        let year = |s: &str, now| http_date(s, now).map(|t| 1970 + t / 31_556_952);
+        assert_eq!(year("Friday, 01-Jul-73 00:00:00 GMT", y2023), Some(2073));
+        assert_eq!(year("Monday, 01-Jul-74 00:00:00 GMT", y2023), Some(1974));
+        assert_eq!(year("Saturday, 01-Jul-23 00:00:00 GMT", y2023), Some(2023));
+        // In 2090, "10" is 2110, twenty years ahead, not 2010.
+        let y2090 = 3_800_000_000;
+        assert_eq!(year("Tuesday, 01-Jul-10 00:00:00 GMT", y2090), Some(2110));
+        assert_eq!(year("Thursday, 01-Jul-60 00:00:00 GMT", y2090), Some(2060));
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = at(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
+        let secs = Duration::from_secs;
+        assert_eq!(retry_after_at("120", now), Some(secs(120)));
+        assert_eq!(retry_after_at(" 0 ", now), Some(secs(0)));
+        assert_eq!(retry_after_at("9999999", now), Some(RETRY_AFTER_MAX));
+        assert_eq!(
+            retry_after_at("99999999999999999999999999", now),
+            Some(RETRY_AFTER_MAX)
+        );
+        assert_eq!(
+            retry_after_at("Wed, 21 Oct 2015 07:30:00 GMT", now),
+            Some(secs(120))
+        );
+        // Part of a second already gone: the wait is what is left of it.
+        assert_eq!(
+            retry_after_at(
+                "Wed, 21 Oct 2015 07:28:01 GMT",
+                now + Duration::from_millis(250)
+            ),
+            Some(Duration::from_millis(750))
+        );
+        assert_eq!(
+            retry_after_at("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            retry_after_at("Thu, 01 Jan 1970 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            retry_after_at("Mon, 01 Jan 1900 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            retry_after_at("Fri, 21 Oct 2016 07:28:00 GMT", now),
+            Some(RETRY_AFTER_MAX)
+        );
+        for bad in ["", "-5", "1.5", "soon", "120s", "Wed, 21 Oct 2015 07:30:00"] {
+            assert_eq!(retry_after_at(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_answer_keeps_its_retry_after() {
+        let after = Some(Duration::from_secs(30));
+        match too_long(503, after, 10) {
+            Answer::Retry {
+                status, after: a, ..
+            } => assert_eq!((status, a), (Some(503), after)),
+            a => panic!("{a:?}"),
+        }
     }
 }

@@ -163,7 +163,7 @@ impl Drop for Receiver {
     }
 }
 
-async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Req> {
+pub async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Req> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
