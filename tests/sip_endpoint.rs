@@ -317,6 +317,39 @@ async fn out_of_dialog_requests_and_garbage() {
 }
 
 #[tokio::test]
+async fn a_hangup_before_the_ack_waits_for_it_to_send_the_bye() {
+    let (ep, mut rx, cancel) = endpoint(50).await;
+    let uac = Uac::new(ep.local_addr()).await;
+    uac.send(&uac.invite("c9@test", "z9hG4bKc9", 1, None, OFFER))
+        .await;
+    uac.expect("SIP/2.0 100").await;
+    let call = next_call(&mut rx).await;
+    call.commands
+        .send(SipCommand::Answer {
+            sdp: ANSWER.to_owned(),
+        })
+        .await
+        .expect("cmd");
+    let ok = uac.expect("SIP/2.0 200").await;
+    call.commands.send(SipCommand::Hangup).await.expect("cmd");
+    // RFC 3261 §15: the 200 is retransmitted, but no BYE goes before the ACK.
+    let mut seen = Vec::new();
+    while let Some(m) = uac.recv(Duration::from_millis(400)).await {
+        seen.push(m.lines().next().unwrap_or_default().to_owned());
+    }
+    assert!(!seen.iter().any(|l| l.starts_with("BYE")), "{seen:?}");
+    assert!(
+        seen.iter().any(|l| l.starts_with("SIP/2.0 200")),
+        "{seen:?}"
+    );
+    uac.send(&uac.in_dialog("ACK", "c9@test", &to_tag(&ok), 1, "", ""))
+        .await;
+    let bye = uac.expect("BYE ").await;
+    assert_eq!(header(&bye, "CSeq"), Some("1 BYE"));
+    cancel.cancel();
+}
+
+#[tokio::test]
 async fn unacknowledged_200_is_retransmitted_then_bye_and_ack_timeout() {
     let (ep, mut rx, cancel) = endpoint(20).await;
     let uac = Uac::new(ep.local_addr()).await;

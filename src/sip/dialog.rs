@@ -82,6 +82,8 @@ pub(crate) struct CallTask {
     phase: Phase,
     last_invite_response: Option<Vec<u8>>,
     ack_wait: Option<(AckFor, Retx)>,
+    /// The call hung up before the caller's ACK: the BYE waits for it (RFC 3261 §15).
+    bye_after_ack: bool,
     reinvite: Option<(Message, Peer)>,
     reinvite_answer: Option<(String, Vec<u8>)>,
     replay: VecDeque<(String, Vec<u8>, Peer)>,
@@ -133,6 +135,7 @@ impl CallTask {
             phase: Phase::Early,
             last_invite_response: None,
             ack_wait: None,
+            bye_after_ack: false,
             reinvite: None,
             reinvite_answer: None,
             replay: VecDeque::with_capacity(REPLAY_SLOTS),
@@ -396,7 +399,10 @@ impl CallTask {
                 self.answer_invite(480, &[], None).await;
                 self.phase = Phase::Rejected;
             }
-            Phase::Answered | Phase::Confirmed => self.send_bye().await,
+            // RFC 3261 §15: no BYE before the ACK of our 200 or the end of its
+            // retransmissions; the 200 goes on being retransmitted meanwhile.
+            Phase::Answered => self.bye_after_ack = true,
+            Phase::Confirmed => self.send_bye().await,
             Phase::Rejected | Phase::Ending | Phase::Done => {}
         }
     }
@@ -608,6 +614,10 @@ impl CallTask {
             AckFor::InitialOk if self.in_this_dialog(msg) => {
                 self.ack_wait = None;
                 self.phase = Phase::Confirmed;
+                if self.bye_after_ack {
+                    self.send_bye().await;
+                    return;
+                }
                 let sdp = (!self.offer_in_invite && !msg.body.is_empty()).then(|| msg.body_text());
                 self.emit(SipEvent::Acked { sdp }).await;
             }
