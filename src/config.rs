@@ -44,6 +44,8 @@ pub struct Config {
     /// only SIGHUP and `POST /reload` reload.
     #[serde(deserialize_with = "duration")]
     pub reload_poll: Duration,
+    /// Threads that send and receive RTP; 0: one per core.
+    pub media_threads: usize,
 }
 
 /// Where and how tickets are POSTed (src/tickets).
@@ -115,6 +117,7 @@ impl Default for Config {
             sip_t1: Duration::from_millis(500),
             webhook: WebhookConfig::default(),
             reload_poll: Duration::from_secs(1),
+            media_threads: 0,
         }
     }
 }

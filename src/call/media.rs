@@ -24,6 +24,25 @@ pub fn media_codec(c: sdp::Codec) -> Codec {
     }
 }
 
+/// When each utterance of a play request starts, in ms from the start of the request:
+/// what the call record shows.
+pub fn play_starts(cache: &PromptCache, utterances: &[Utterance]) -> Vec<u64> {
+    let mut at_ms = 0u64;
+    let mut starts = Vec::with_capacity(utterances.len());
+    for u in utterances {
+        starts.push(at_ms);
+        for c in &u.clips {
+            at_ms += match c {
+                FlowClip::Audio(clip) => cache
+                    .get(clip)
+                    .map_or(0, |found| found.duration().as_millis() as u64),
+                FlowClip::Pause(d) => d.as_millis() as u64,
+            };
+        }
+    }
+    starts
+}
+
 /// The negotiated stream: what to send, where, and what arrives as keys.
 #[derive(Clone, Debug)]
 pub struct Stream {
@@ -85,28 +104,21 @@ impl MediaLeg {
     }
 
     /// Queues a flow play request, replacing whatever still sounds (the flow asks for
-    /// one thing at a time). Returns each utterance's start offset from now, in ms.
-    pub fn play(&mut self, cache: &PromptCache, id: u64, utterances: &[Utterance]) -> Vec<u64> {
+    /// one thing at a time).
+    pub fn play(&mut self, cache: &PromptCache, id: u64, utterances: &[Utterance]) {
         self.playout.clear();
-        let mut starts = Vec::with_capacity(utterances.len());
-        let mut at_ms = 0u64;
         let mut cues: Vec<Cue<'_>> = Vec::new();
         for u in utterances {
-            starts.push(at_ms);
             for c in &u.clips {
                 match c {
                     FlowClip::Audio(clip) => {
-                        if let Some(found) = cache.get(clip) {
-                            at_ms += found.duration().as_millis() as u64;
+                        if cache.contains(clip) {
                             cues.push(Cue::Clip(clip));
                         } else {
                             tracing::warn!(clip = %clip, "prompt clip not loaded; skipped");
                         }
                     }
-                    FlowClip::Pause(d) => {
-                        at_ms += d.as_millis() as u64;
-                        cues.push(Cue::SilenceMs(d.as_millis() as u32));
-                    }
+                    FlowClip::Pause(d) => cues.push(Cue::SilenceMs(d.as_millis() as u32)),
                 }
             }
         }
@@ -114,7 +126,6 @@ impl MediaLeg {
             tracing::warn!(error = %e, "prompt not played");
         }
         self.playing = Some(id);
-        starts
     }
 
     pub fn stop(&mut self) {

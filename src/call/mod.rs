@@ -2,6 +2,7 @@
 pub mod lifecycle;
 pub mod media;
 pub mod ports;
+pub mod pump;
 pub mod task;
 
 use crate::data::DataSource;
@@ -112,6 +113,8 @@ pub struct CallServices {
     library: RwLock<Arc<Library>>,
     pub backend: Arc<dyn Backend>,
     pub ports: ports::PortPool,
+    /// Sends and receives every call's RTP.
+    pub pump: pump::MediaPump,
     pub voice: VoiceSettings,
     pub media_ip: IpAddr,
     pub recordings_dir: PathBuf,
@@ -124,6 +127,7 @@ impl CallServices {
         library: Library,
         backend: Arc<dyn Backend>,
         ports: ports::PortPool,
+        pump: pump::MediaPump,
         voice: VoiceSettings,
         media_ip: IpAddr,
         recordings_dir: PathBuf,
@@ -132,6 +136,7 @@ impl CallServices {
             library: RwLock::new(Arc::new(library)),
             backend,
             ports,
+            pump,
             voice,
             media_ip,
             recordings_dir,

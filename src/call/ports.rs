@@ -1,9 +1,9 @@
 //! RTP ports: each call takes an even port from the configured range (RFC 3550 §11:
 //! RTP on even, RTCP on the next odd port) and gives it back when it ends.
 use std::collections::VecDeque;
+use std::net::UdpSocket;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use tokio::net::UdpSocket;
 
 #[derive(Clone)]
 pub struct PortPool {
@@ -11,7 +11,7 @@ pub struct PortPool {
     free: Arc<Mutex<VecDeque<u16>>>,
 }
 
-/// A bound RTP socket whose port returns to the pool when dropped.
+/// A bound, non-blocking RTP socket whose port returns to the pool when dropped.
 pub struct RtpPort {
     pub socket: UdpSocket,
     pub port: u16,
@@ -43,11 +43,13 @@ impl PortPool {
     }
 
     /// Binds the next free port; ports another program holds are skipped.
-    pub async fn take(&self) -> Option<RtpPort> {
+    pub fn take(&self) -> Option<RtpPort> {
         let tries = self.available();
         for _ in 0..tries {
             let port = self.free.lock().ok()?.pop_front()?;
-            match UdpSocket::bind(SocketAddr::new(self.ip, port)).await {
+            let bound = UdpSocket::bind(SocketAddr::new(self.ip, port))
+                .and_then(|s| s.set_nonblocking(true).map(|()| s));
+            match bound {
                 Ok(socket) => {
                     return Some(RtpPort {
                         socket,
@@ -71,11 +73,11 @@ impl PortPool {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn ports_are_even_and_come_back() {
+    #[test]
+    fn ports_are_even_and_come_back() {
         let pool = PortPool::new("127.0.0.1".parse().unwrap(), 41001, 41010);
         assert_eq!(pool.available(), 4);
-        let a = pool.take().await.unwrap();
+        let a = pool.take().unwrap();
         assert_eq!(a.port % 2, 0);
         assert_eq!(pool.available(), 3);
         drop(a);

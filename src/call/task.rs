@@ -2,7 +2,7 @@
 //! packets go into the flow session, its commands come out as audio, BYEs, REFERs,
 //! tickets and the call record.
 use super::lifecycle::{CallLifecycle, Input, Phase};
-use super::media::{MediaLeg, Stream, write_wav};
+use super::media::{Stream, play_starts, write_wav};
 use super::{CallEvent, CallRecord, CallServices, Library, RecordExt, TicketToFile, new_record};
 use crate::flow::{Command, Event, LookupResult, Outcome, Session};
 use crate::sip::sdp::{self, Prefs};
@@ -46,7 +46,7 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
     let mut record = new_record(&call, &flow.name, received_at, rings);
     let mut life = CallLifecycle::default();
 
-    let Some(port) = svc.ports.take().await else {
+    let Some(port) = svc.ports.take() else {
         tracing::error!("no free RTP port: call refused with 503");
         let _ = commands
             .send(SipCommand::Reject {
@@ -105,7 +105,8 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
     life.handle(Input::Answer);
     record.answered_at = Some(UtcMs::now());
     let answered = Instant::now();
-    let mut leg = MediaLeg::new(stream, &svc.voice, answered.into_std());
+    let port_number = port.port;
+    let mut leg = svc.pump.add(stream, &svc.voice, port);
 
     let mut vars = crate::flow::expr::Vars::new();
     vars.insert("caller".into(), call.caller.clone());
@@ -122,7 +123,6 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
     let mut recordings: HashMap<String, PathBuf> = HashMap::new();
     let mut transfer_id: Option<u64> = None;
     let mut pending: VecDeque<Event> = VecDeque::new();
-    let mut buf = [0u8; 1500];
 
     loop {
         // Flow commands first: they may queue audio, tickets, a BYE.
@@ -132,7 +132,7 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
             match cmd {
                 Command::Entered { state } => record.path.push(state),
                 Command::Play { id, utterances } => {
-                    let starts = leg.play(&library.prompts, id, &utterances);
+                    let starts = play_starts(&library.prompts, &utterances);
                     for (u, start) in utterances.iter().zip(starts) {
                         let detail = match &u.value {
                             Some(v) => format!("{} {v}", u.prompt),
@@ -140,11 +140,12 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
                         };
                         record.event(offset + start as i64, "prompt", detail);
                     }
+                    leg.play(id, library.prompts.clone(), utterances);
                 }
                 Command::StopPlay => leg.stop(),
                 Command::StartRecording { .. } => leg.start_recording(),
                 Command::StopRecording { name, keep } => {
-                    let samples = leg.stop_recording();
+                    let samples = leg.stop_recording().await;
                     if keep && !samples.is_empty() {
                         let path = svc.recording_path(&call.call_id, &name);
                         record.event(offset, "recording", path.display().to_string());
@@ -210,7 +211,6 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
         }
 
         let wake = session.poll_timeout().map(Instant::from_std);
-        let send_at = Instant::from_std(leg.next_due());
         tokio::select! {
             ev = events.recv() => {
                 let now = Instant::now();
@@ -227,7 +227,7 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
                                 .and_then(|a| sdp::parse(a).map_err(|e| e.to_string()))
                                 .and_then(|a| sdp::accept_answer(&ours, &a).map_err(|e| e.to_string()));
                             match got {
-                                Ok(n) => leg.stream = Stream::from_negotiated(&n),
+                                Ok(n) => leg.set_stream(Stream::from_negotiated(&n)),
                                 Err(why) => {
                                     // RFC 3264: no usable answer, no session; end it.
                                     record.finish("failed", Some(why));
@@ -261,10 +261,10 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
                         session.handle(Event::Dtmf(k), now.into_std());
                     }
                     Some(SipEvent::Reinvite { offer }) => {
-                        let result = reoffer(&svc, &offer, &local_sdp, port.port, &prefs);
+                        let result = reoffer(&svc, &offer, &local_sdp, port_number, &prefs);
                         let reply = match result {
                             Ok(a) => {
-                                leg.stream = Stream::from_negotiated(&a.media);
+                                leg.set_stream(Stream::from_negotiated(&a.media));
                                 local_sdp = a.sdp.clone();
                                 Ok(a.to_string())
                             }
@@ -282,32 +282,11 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
                     }
                 }
             }
-            r = port.socket.recv_from(&mut buf) => {
-                if let Ok((n, _from)) = r {
-                    let mut heard = super::media::Heard::default();
-                    leg.receive(&buf[..n], &mut heard);
-                    let now = Instant::now();
-                    for ev in heard.events {
-                        if started {
-                            record.voice_or_key(now.duration_since(answered).as_millis() as i64, &ev);
-                            session.handle(ev, now.into_std());
-                        }
-                    }
-                }
-            }
-            _ = tokio::time::sleep_until(send_at) => {
-                let remote = leg.stream.remote;
-                let sock = &port.socket;
-                let done = leg.tick(Instant::now().into_std(), |pkt| {
-                    if let Some(to) = remote {
-                        // A full socket buffer drops the frame: late audio is worse than none.
-                        let _ = sock.try_send_to(pkt, to);
-                    }
-                });
-                if let Some(ev) = done
-                    && started
-                {
-                    session.handle(ev, Instant::now().into_std());
+            Some(m) = leg.events.recv() => {
+                let at = Instant::from_std(m.at);
+                if started {
+                    record.voice_or_key(at.duration_since(answered).as_millis() as i64, &m.event);
+                    session.handle(m.event, m.at);
                 }
             }
             _ = sleep_opt(wake) => {

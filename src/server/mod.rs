@@ -6,6 +6,7 @@ pub mod reload;
 pub mod run;
 
 use crate::call::ports::PortPool;
+use crate::call::pump::MediaPump;
 use crate::call::{Backend, CallRecord, CallServices, Library, TicketFuture, TicketToFile};
 use crate::config::Config;
 use crate::data::{DataSource, YamlData};
@@ -59,15 +60,26 @@ pub fn load(cfg: &Config) -> Result<Library, Vec<String>> {
     })
 }
 
-pub fn services(cfg: &Config, library: Library, backend: Arc<dyn Backend>) -> Arc<CallServices> {
-    Arc::new(CallServices::new(
+pub fn services(
+    cfg: &Config,
+    library: Library,
+    backend: Arc<dyn Backend>,
+) -> Result<Arc<CallServices>, String> {
+    let threads = match cfg.media_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let pump =
+        MediaPump::start(threads).map_err(|e| format!("cannot start the media threads: {e}"))?;
+    Ok(Arc::new(CallServices::new(
         library,
         backend,
         PortPool::new(cfg.media_ip(), cfg.rtp_ports.lo, cfg.rtp_ports.hi),
+        pump,
         cfg.voice.clone(),
         cfg.media_ip(),
         cfg.data.join("recordings"),
-    ))
+    )))
 }
 
 /// Stops on SIGTERM or Ctrl-C.
@@ -215,7 +227,14 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         outbox: outbox.handle(),
     });
     let backend: Arc<dyn Backend> = Arc::new(StoreBackend(store.clone(), Some(outbox.handle())));
-    let svc = services(&cfg, loaded, backend.clone());
+    let svc = match services(&cfg, loaded, backend.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            outbox.stop().await;
+            let _ = store.shutdown().await;
+            return Err(format!("{e}\nhotline not started"));
+        }
+    };
     let reloader = Reloader::new(cfg.clone(), svc.clone());
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
