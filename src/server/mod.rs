@@ -161,6 +161,19 @@ impl http::Health for OutboxHealth {
     }
 }
 
+/// The media threads' `/healthz` lines: late visits mean the machine cannot keep up.
+struct MediaHealth(Arc<CallServices>);
+
+impl http::Health for MediaHealth {
+    fn health(&self) -> String {
+        let s = self.0.pump.stats();
+        format!(
+            "media_legs {}\nrtp_sent {}\nrtp_received {}\nrtp_send_errors {}\nmedia_late_visits {}\n",
+            s.legs, s.rtp_sent, s.rtp_received, s.rtp_send_errors, s.late_visits
+        )
+    }
+}
+
 /// The store's `/healthz` lines: a full disk or a locked database shows here first.
 struct StoreHealth(StoreHandle);
 
@@ -253,6 +266,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             reloader as Arc<dyn http::Health>,
             Arc::new(OutboxHealth(outbox.handle())),
             Arc::new(StoreHealth(store.clone())),
+            Arc::new(MediaHealth(svc.clone())),
         ],
     };
     let result = run::run(cfg, svc, backend, cancel, ops, |b| {
