@@ -18,6 +18,9 @@ const SOUND_LEVEL: u16 = 64;
 
 pub const FRAME_NS: u64 = 20_000_000;
 
+/// Sounding frames at each end of a clip that identify it.
+const EDGE_FRAMES: usize = 10;
+
 /// Sound per μ-law byte, so a frame is classified without decoding it.
 pub struct Loudness([bool; 256]);
 
@@ -90,6 +93,8 @@ impl Fingerprints {
             ends: HashMap::new(),
             longest_inner_pause: 0,
         };
+        let mut starts: HashMap<u64, Vec<u32>> = HashMap::new();
+        let mut ends: HashMap<u64, Vec<u32>> = HashMap::new();
         let mut ids: Vec<&str> = cache.ids().collect();
         ids.sort_unstable();
         for id in ids {
@@ -98,28 +103,59 @@ impl Fingerprints {
             let sounding: Vec<usize> = (0..n)
                 .filter(|&i| fp.loud.sounding(clip.frame(Codec::Pcmu, i)))
                 .collect();
-            let (Some(&first), Some(&last)) = (sounding.first(), sounding.last()) else {
+            if sounding.is_empty() {
                 continue;
-            };
+            }
             for w in sounding.windows(2) {
                 fp.longest_inner_pause = fp.longest_inner_pause.max(w[1] - w[0] - 1);
             }
             let (prompt, segment) = prompt_of(id);
-            if segment.is_none_or(|s| s == 1) {
-                let h = frame_hash(clip.frame(Codec::Pcmu, first));
+            // The first and last few sounding frames, so that a frame hotline's pacer
+            // skipped or the network lost still leaves the edge identified.
+            let opening = segment.is_none_or(|s| s == 1);
+            for &i in sounding.iter().take(EDGE_FRAMES) {
+                if opening {
+                    fp.edges.push(Edge {
+                        prompt: prompt.to_owned(),
+                        silent_frames: i as u32,
+                    });
+                    let e = fp.edges.len() as u32 - 1;
+                    starts
+                        .entry(frame_hash(clip.frame(Codec::Pcmu, i)))
+                        .or_default()
+                        .push(e);
+                }
+            }
+            for &i in sounding.iter().rev().take(EDGE_FRAMES) {
                 fp.edges.push(Edge {
                     prompt: prompt.to_owned(),
-                    silent_frames: first as u32,
+                    silent_frames: (n - 1 - i) as u32,
                 });
-                fp.starts.entry(h).or_insert(fp.edges.len() as u32 - 1);
+                let e = fp.edges.len() as u32 - 1;
+                ends.entry(frame_hash(clip.frame(Codec::Pcmu, i)))
+                    .or_default()
+                    .push(e);
             }
-            let h = frame_hash(clip.frame(Codec::Pcmu, last));
-            fp.edges.push(Edge {
-                prompt: prompt.to_owned(),
-                silent_frames: (n - 1 - last) as u32,
-            });
-            fp.ends.entry(h).or_insert(fp.edges.len() as u32 - 1);
         }
+        // Prompts that open alike (您好...) share frames: such a frame names no prompt.
+        let edges = &fp.edges;
+        let same = |v: &Vec<u32>| {
+            let e0 = &edges[v[0] as usize];
+            v.iter().all(|&i| {
+                let e = &edges[i as usize];
+                e.prompt == e0.prompt && e.silent_frames == e0.silent_frames
+            })
+        };
+        fp.starts = starts
+            .into_iter()
+            .filter(|(_, v)| same(v))
+            .map(|(h, v)| (h, v[0]))
+            .collect();
+        fp.ends = ends
+            .into_iter()
+            .filter(|(_, v)| same(v))
+            .map(|(h, v)| (h, v[0]))
+            .collect();
         if fp.starts.is_empty() {
             return Err(format!("no prompts with sound in {}", dir.display()));
         }
@@ -138,11 +174,9 @@ impl Fingerprints {
         i.and_then(|i| self.edges.get(i as usize))
     }
 
-    /// The hash of the frame that starts `prompt` as heard.
-    pub fn start_hash_of(&self, prompt: &str) -> Option<u64> {
-        self.starts
-            .iter()
-            .find(|(_, e)| self.edges[**e as usize].prompt == prompt)
-            .map(|(h, _)| *h)
+    /// Whether this frame is one of the first sounding frames of `prompt`.
+    pub fn opens(&self, hash: u64, prompt: &str) -> bool {
+        self.edge(self.start(hash))
+            .is_some_and(|e| e.prompt == prompt)
     }
 }

@@ -120,9 +120,9 @@ pub fn fd_count(pid: u32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-/// Datagrams the kernel dropped on 127.0.0.1 UDP sockets bound in `lo..=hi`
-/// (full receive buffers), and how many such sockets there are.
-pub fn udp_drops(lo: u16, hi: u16) -> (u64, usize) {
+/// Datagrams the kernel dropped on 127.0.0.1 UDP sockets bound in `lo..=hi` but not
+/// to `except` (full receive buffers), and how many such sockets there are.
+pub fn udp_drops(lo: u16, hi: u16, except: &[u16]) -> (u64, usize) {
     let Ok(s) = fs::read_to_string("/proc/net/udp") else {
         return (0, 0);
     };
@@ -137,7 +137,7 @@ pub fn udp_drops(lo: u16, hi: u16) -> (u64, usize) {
         else {
             continue;
         };
-        if (lo..=hi).contains(&port) {
+        if (lo..=hi).contains(&port) && !except.contains(&port) {
             n += 1;
             drops += f.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
         }
