@@ -174,3 +174,25 @@ pub fn raise_nofile() -> (u64, u64) {
         (r.rlim_cur, r.rlim_max)
     }
 }
+
+/// The machine's busy CPU seconds (all CPUs, every process and interrupt), from
+/// /proc/stat: what else ran besides hotline and the client shows up here.
+pub fn machine_busy() -> f64 {
+    let Ok(s) = fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(l) = s.lines().next() else {
+        return 0.0;
+    };
+    let f: Vec<u64> = l
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: u64 = [0, 1, 2, 5, 6]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum();
+    busy as f64 / ticks_per_s()
+}
