@@ -306,7 +306,7 @@ struct Snap {
     server_drops: u64,
     sip_drops: u64,
     client_drops: u64,
-    machine_busy: f64,
+    others: (f64, f64),
 }
 
 /// Ports the drop counters tell apart: hotline's RTP range and SIP port, the client's.
@@ -316,7 +316,7 @@ struct Ports {
     client: [u16; 2],
 }
 
-fn snap(sh: &Shared, pid: u32, p: &Ports) -> Snap {
+fn snap(sh: &Shared, pid: u32, p: &Ports, perf: Option<u32>) -> Snap {
     let not_rtp = [p.sip, p.client[0], p.client[1]];
     Snap {
         ns: sh.ns(),
@@ -331,7 +331,7 @@ fn snap(sh: &Shared, pid: u32, p: &Ports) -> Snap {
         sip_drops: procfs::udp_drops(p.sip, p.sip, &[]).0,
         client_drops: procfs::udp_drops(p.client[0], p.client[0], &[]).0
             + procfs::udp_drops(p.client[1], p.client[1], &[]).0,
-        machine_busy: procfs::machine_busy(),
+        others: procfs::others(&[pid, std::process::id(), perf.unwrap_or(0)]),
     }
 }
 
@@ -499,7 +499,7 @@ fn run(a: &Args) -> Result<(), String> {
         client: [sip_port, rtp_addr.port()],
     };
 
-    let run_start = snap(&shared, server.pid, &ports);
+    let run_start = snap(&shared, server.pid, &ports, None);
     let lines = a.calls;
     let pct = a.tickets.clamp(0.0, 100.0) / 100.0;
     // Ticket lines spread evenly among the others.
@@ -603,7 +603,12 @@ fn run(a: &Args) -> Result<(), String> {
             }
         }
         if w == 0 && open_at.is_some_and(|t| now >= t) {
-            snaps.push(snap(&shared, server.pid, &ports));
+            snaps.push(snap(
+                &shared,
+                server.pid,
+                &ports,
+                perf.as_ref().map(|p| p.child.id()),
+            ));
             shared.window.store(WINDOW_OPEN, Ordering::Relaxed);
             if a.perf_stat {
                 perf = Perf::stat(server.pid, &dir);
@@ -619,7 +624,12 @@ fn run(a: &Args) -> Result<(), String> {
                 rss_kb = procfs::status_kb(server.pid, "VmRSS").unwrap_or(0);
                 fds = procfs::fd_count(server.pid);
                 health = server.health();
-                snaps.push(snap(&shared, server.pid, &ports));
+                snaps.push(snap(
+                    &shared,
+                    server.pid,
+                    &ports,
+                    perf.as_ref().map(|p| p.child.id()),
+                ));
                 shared.window.store(WINDOW_CLOSED, Ordering::Relaxed);
                 shared.drain.store(true, Ordering::Relaxed);
                 eprintln!("load: window closed, {up} calls up; hanging up");
@@ -648,7 +658,7 @@ fn run(a: &Args) -> Result<(), String> {
     hwm_kb = hwm_kb.max(procfs::status_kb(server.pid, "VmHWM").unwrap_or(0));
     let perf_counts = perf.map(Perf::finish).unwrap_or_default();
     let sipr = sip.join().map_err(|_| "SIP thread panicked")?;
-    let run_end = snap(&shared, server.pid, &ports);
+    let run_end = snap(&shared, server.pid, &ports, None);
     // In-flight media of the last calls.
     std::thread::sleep(Duration::from_millis(200));
     shared.stop.store(true, Ordering::Relaxed);
@@ -728,7 +738,8 @@ fn run(a: &Args) -> Result<(), String> {
     let secs = (b0.ns - a0.ns) as f64 / 1e9;
     let cpu = b0.cpu.minus(&a0.cpu);
     let client = b0.client.minus(&a0.client);
-    let others = (b0.machine_busy - a0.machine_busy) - cpu.total() - client.total();
+    let others = b0.others.0 - a0.others.0;
+    let softirqd = b0.others.1 - a0.others.1;
     let rx_pkts = b0.rx - a0.rx;
     let tx_pkts = b0.tx - a0.tx;
     let pkts = (rx_pkts + tx_pkts).max(1) as f64;
@@ -765,6 +776,8 @@ fn run(a: &Args) -> Result<(), String> {
     let marks_total = summary_ms(&mut all_window, 50.0);
     let mut jitter: Vec<f64> = rxr.jitter_ns.iter().map(|j| j / 1e6).collect();
     jitter.sort_by(f64::total_cmp);
+    let mut max_gaps: Vec<f64> = rxr.max_gap_ns.iter().map(|j| j / 1e6).collect();
+    let max_gap_json = summary_ms(&mut max_gaps, 100.0);
     let mut setup = sipr.setup_ms.clone();
     let setup_json = summary_ms(&mut setup, 1e9);
     let mut sequences: Vec<(&String, &u64)> = rxr.sequences.iter().collect();
@@ -843,11 +856,16 @@ fn run(a: &Args) -> Result<(), String> {
         // Anything else that ran (another build, tests): above ~0.1 core the run is
         // contaminated and its figures are not the server's.
         "other_processes_cpu_cores": others / secs,
+        "ksoftirqd_cpu_cores": softirqd / secs,
         "client": {
             "cpu_cores": { "user": client.user / secs, "sys": client.sys / secs },
             "threads": thread_cpu(a0, b0, false),
             "socket_drops": b0.client_drops - a0.client_drops,
             "tick_lag": txr.lag.json_ms(),
+            "skipped_ms": txr.skipped_ms,
+            // The client's sender fell behind its 20 ms schedule: what hotline received
+            // was not a steady 50 packets/s per call.
+            "limited": txr.lag.quantile(0.99) > 5_000_000 || txr.skipped_ms > 0,
             "send_errors": txr.send_errors,
             "receive_errors": rxr.receive_errors,
             "packets_per_batch": rxr.packets as f64 / rxr.batches.max(1) as f64,
@@ -859,6 +877,8 @@ fn run(a: &Args) -> Result<(), String> {
         "rtp_from_hotline": {
             "lateness": rxr.lateness.json_ms(),
             "jitter_ms": { "calls": jitter.len(), "p50": report::quantile(&jitter, 0.5), "p99": report::quantile(&jitter, 0.99), "max": jitter.last().copied() },
+            "gaps": rxr.gaps.json_ms(),
+            "longest_gap_per_call": max_gap_json,
             "lost_in_window": rxr.lost_window,
             "lost_total": rxr.lost_total,
             "skipped_by_pacer_in_window": rxr.skipped_window,
@@ -996,13 +1016,30 @@ fn print_report(r: &Value) {
         println!("           perf per packet: {}", parts.join(", "));
     }
     println!(
-        "client     CPU user {:.2} sys {:.2} cores; tick lag p99 {:.2} ms max {:.2} ms; socket drops {}; {:.1} packets/recvmmsg",
+        "client     CPU user {:.2} sys {:.2} cores; tick lag p99 {:.2} ms max {:.2} ms, skipped {} ms{}; socket drops {}; {:.1} packets/recvmmsg",
         n("/client/cpu_cores/user"),
         n("/client/cpu_cores/sys"),
         n("/client/tick_lag/p99_ms"),
         n("/client/tick_lag/max_ms"),
+        g("/client/skipped_ms"),
+        if g("/client/limited").as_bool() == Some(true) {
+            "  ** CLIENT-LIMITED **"
+        } else {
+            ""
+        },
         g("/client/socket_drops"),
         n("/client/packets_per_batch"),
+    );
+    let others = n("/other_processes_cpu_cores");
+    println!(
+        "machine    other processes {:.2} cores, ksoftirqd {:.2} cores{}",
+        others,
+        n("/ksoftirqd_cpu_cores"),
+        if others > 0.1 {
+            "  ** CONTAMINATED: something else ran; run again **"
+        } else {
+            ""
+        }
     );
     println!("P-SIL marks as heard, measured − 5 s (in the window; all in parentheses):");
     if let Some(ms) = g("/marks").as_array() {
@@ -1043,6 +1080,15 @@ fn print_report(r: &Value) {
         g("/rtp_from_hotline/lost_total"),
         g("/rtp_from_hotline/skipped_by_pacer_total"),
         n("/rtp_from_hotline/skipped_share_in_window") * 100.0,
+    );
+    println!(
+        "           gaps between a call's packets p99 {:.1} ms p99.9 {:.1} ms max {:.1} ms; longest gap per call median {:.1} ms p99 {:.1} ms, {} calls over 100 ms",
+        n("/rtp_from_hotline/gaps/p99_ms"),
+        n("/rtp_from_hotline/gaps/p999_ms"),
+        n("/rtp_from_hotline/gaps/max_ms"),
+        n("/rtp_from_hotline/longest_gap_per_call/median_ms"),
+        n("/rtp_from_hotline/longest_gap_per_call/p99_ms"),
+        g("/rtp_from_hotline/longest_gap_per_call/outside_tolerance"),
     );
     println!(
         "tickets    {} ticket calls: {} confirmed, {} LOST; {} keyed but not thanked ({} of them filed); {} in store; failures {}",

@@ -159,6 +159,8 @@ struct RxCall {
     last_transit: i64,
     jitter: f64,
     max_jitter_window: f64,
+    last_arrival: u64,
+    max_gap_window: u64,
     packets: u64,
     seg: Segmenter,
     step: Step,
@@ -174,6 +176,10 @@ pub struct RxReport {
     pub lateness: Histo,
     /// RFC 3550 interarrival jitter, per call: the largest seen in the window, ns.
     pub jitter_ns: Vec<f64>,
+    /// Time between consecutive packets of a call, in the window.
+    pub gaps: Histo,
+    /// Per call, its longest gap in the window, ns.
+    pub max_gap_ns: Vec<f64>,
     pub lost_window: u64,
     pub lost_total: u64,
     pub out_of_order: u64,
@@ -218,6 +224,7 @@ pub fn rx_thread(s: RxSetup) -> RxReport {
         tickets_active: Vec::new(),
         r: RxReport {
             lateness: Histo::new(100_000, 2_000_000_000),
+            gaps: Histo::new(100_000, 10_000_000_000),
             ..RxReport::default()
         },
     };
@@ -342,6 +349,8 @@ impl Rx {
                     last_transit: 0,
                     jitter: 0.0,
                     max_jitter_window: 0.0,
+                    last_arrival: 0,
+                    max_gap_window: 0,
                     packets: 0,
                     seg: Segmenter::default(),
                     step: Step::Greeting,
@@ -413,7 +422,15 @@ impl Rx {
         if window {
             self.r.lateness.add((transit - c.min_transit) as u64);
             c.max_jitter_window = c.max_jitter_window.max(c.jitter);
+            // Silence on the line: a stalled call task skips frames instead of
+            // sending them late, so lateness alone would not show it.
+            if c.last_arrival > 0 {
+                let gap = now.saturating_sub(c.last_arrival);
+                self.r.gaps.add(gap);
+                c.max_gap_window = c.max_gap_window.max(gap);
+            }
         }
+        c.last_arrival = now;
 
         if pt != 0 {
             return;
@@ -503,6 +520,9 @@ impl Rx {
         c.seg.close(&self.fp, &mut self.r.unidentified_edges);
         if c.packets > 1 {
             self.r.jitter_ns.push(c.max_jitter_window);
+        }
+        if c.max_gap_window > 0 {
+            self.r.max_gap_ns.push(c.max_gap_window as f64);
         }
         match c.kind {
             Kind::Ticket => {
@@ -617,6 +637,8 @@ pub struct TxReport {
     /// How late the client's own 1 ms ticks ran: its health, not hotline's.
     pub lag: Histo,
     pub keys: u64,
+    /// Milliseconds of schedule the sender skipped because it fell behind.
+    pub skipped_ms: u64,
 }
 
 pub struct TxSetup {
@@ -690,6 +712,14 @@ pub fn tx_thread(s: TxSetup) -> TxReport {
             }
         }
         let now = s.shared.ns();
+        // More than 100 ms behind, the client skips rather than bursts, as hotline's
+        // pacer does: the run is then client-limited, and the report says so.
+        let now_ms = now / 1_000_000;
+        if now_ms > next_ms + 100 {
+            rep.skipped_ms += now_ms - next_ms;
+            rep.lag.add(now - next_ms * 1_000_000);
+            next_ms = now_ms;
+        }
         while next_ms * 1_000_000 <= now {
             rep.lag.add(now - next_ms * 1_000_000);
             let bucket = &mut buckets[(next_ms % 20) as usize];

@@ -175,24 +175,32 @@ pub fn raise_nofile() -> (u64, u64) {
     }
 }
 
-/// The machine's busy CPU seconds (all CPUs, every process and interrupt), from
-/// /proc/stat: what else ran besides hotline and the client shows up here.
-pub fn machine_busy() -> f64 {
-    let Ok(s) = fs::read_to_string("/proc/stat") else {
-        return 0.0;
+/// CPU of every other process (utime+stime, plus reaped children's, so a build's
+/// finished compiler runs count), and of the kernel's softirq threads (network
+/// receive work deferred there is neither hotline's nor the client's).
+pub fn others(except: &[u32]) -> (f64, f64) {
+    let hz = ticks_per_s();
+    let mut other = 0u64;
+    let mut softirqd = 0u64;
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return (0.0, 0.0);
     };
-    let Some(l) = s.lines().next() else {
-        return 0.0;
-    };
-    let f: Vec<u64> = l
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq steal ...
-    let busy: u64 = [0, 1, 2, 5, 6]
-        .iter()
-        .map(|&i| f.get(i).copied().unwrap_or(0))
-        .sum();
-    busy as f64 / ticks_per_s()
+    for e in dir.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if except.contains(&pid) {
+            continue;
+        }
+        let Some((comm, f)) = stat_fields(&format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let t: u64 = (11..=14).map(|i| f.get(i).copied().unwrap_or(0)).sum();
+        if comm.starts_with("ksoftirqd") {
+            softirqd += t;
+        } else {
+            other += t;
+        }
+    }
+    (other as f64 / hz, softirqd as f64 / hz)
 }
