@@ -17,6 +17,22 @@
 //! follow the filed ticket, and hang up; every ticket a caller was thanked for must
 //! be in the store. Lines call again as soon as a call ends, for `--hold` seconds
 //! after every line's first call is up: that is the measuring window.
+//!
+//! Reading the report:
+//!
+//! * CPU per RTP packet is all of hotline's CPU in the window over the packets it
+//!   sent and received. On loopback a send also pays for delivering the datagram into
+//!   the receiving socket, which a NIC would not charge to hotline: a bare `sendto`
+//!   costs ~5 µs of CPU on the 2-core VM this was written on, ~1.5 µs of it delivery.
+//! * A mark is measured − 5 s, as heard: from the end of a prompt's playout (its last
+//!   frame's arrival + 20 ms) to the next prompt's first frame, or to hotline's BYE.
+//!   On an idle server the silences come out at 0 ms (or −20 ms, when the flow's
+//!   timer loses the race with that tick's frame), and farewell → BYE at −20 ms,
+//!   because hotline's 5 s count from the moment it sends the last frame.
+//! * "CONTAMINATED": other processes took more than 0.1 core during the window.
+//!   "CLIENT-LIMITED": the client's sender fell behind its 20 ms schedule (with
+//!   `--rtp`, from ~2,000 calls on 2 cores): what hotline did then is not its own
+//!   limit.
 use clap::Parser;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
