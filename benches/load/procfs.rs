@@ -204,3 +204,10 @@ pub fn others(except: &[u32]) -> (f64, f64) {
     }
     (other as f64 / hz, softirqd as f64 / hz)
 }
+
+/// A process's soft open-file limit.
+pub fn nofile(pid: u32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let l = s.lines().find(|l| l.starts_with("Max open files"))?;
+    l.split_whitespace().nth(3)?.parse().ok()
+}
