@@ -58,10 +58,17 @@ impl PortPool {
                     });
                 }
                 Err(e) => {
-                    tracing::debug!(port, error = %e, "RTP port busy, skipped");
                     if let Ok(mut f) = self.free.lock() {
                         f.push_back(port);
                     }
+                    // Only a port another program holds means "try the next one"; out of
+                    // file descriptors or memory, every other port fails the same way,
+                    // and trying them all would burn the CPU the calls need.
+                    if e.kind() != std::io::ErrorKind::AddrInUse {
+                        tracing::error!(port, error = %e, "cannot open an RTP socket");
+                        return None;
+                    }
+                    tracing::debug!(port, "RTP port held by another program, skipped");
                 }
             }
         }

@@ -258,6 +258,30 @@ pub struct SipEndpoint {
     cancel: CancellationToken,
 }
 
+/// A burst of INVITEs (a mass call-in after an outage notice) must wait in the kernel,
+/// not be dropped there: the default ~200 KiB holds only a few hundred.
+const SIP_RECEIVE_BUFFER: usize = 8 << 20;
+
+/// Asks for a bigger receive buffer: forced if hotline may (CAP_NET_ADMIN), else up to
+/// the system's `net.core.rmem_max`.
+fn grow_receive_buffer(sock: &UdpSocket, bytes: usize) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let fd = sock.as_raw_fd();
+        let val = bytes as libc::c_int;
+        let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let ptr = (&val as *const libc::c_int).cast::<libc::c_void>();
+        // SAFETY: setsockopt on a socket this endpoint owns, with a pointer to a live int.
+        let forced =
+            unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, ptr, len) };
+        if forced != 0 {
+            // SAFETY: as above.
+            unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, ptr, len) };
+        }
+    }
+}
+
 impl SipEndpoint {
     /// Binds the sockets and starts serving; new calls arrive on the receiver.
     pub async fn start(
@@ -268,6 +292,7 @@ impl SipEndpoint {
             .await
             .map_err(|e| SipError::Bind(cfg.udp, e))?;
         let udp_addr = udp.local_addr().map_err(|e| SipError::Bind(cfg.udp, e))?;
+        grow_receive_buffer(&udp, SIP_RECEIVE_BUFFER);
         let tcp = match cfg.tcp {
             Some(a) => Some(
                 TcpListener::bind(a)
