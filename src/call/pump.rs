@@ -394,3 +394,99 @@ impl Shard {
         counters.send_errors.fetch_add(send_errors, Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::catalogue::Clip as FlowClip;
+    use crate::media::Codec;
+    use crate::media::prompt::Clip;
+
+    fn stream_to(remote: std::net::SocketAddr) -> Stream {
+        Stream {
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            telephone_event: Some(101),
+            remote: Some(remote),
+            send: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_leg_sends_its_prompt_on_the_20_ms_schedule_and_hears_keys() {
+        let pump = MediaPump::start(1).expect("pump");
+        let pool = super::super::ports::PortPool::new("127.0.0.1".parse().unwrap(), 42100, 42199);
+        let port = pool.take().expect("port");
+        let hotline_port = port.port;
+        let caller = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        caller
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut leg = pump.add(
+            stream_to(caller.local_addr().unwrap()),
+            &VoiceSettings::default(),
+            port,
+        );
+
+        // A 200 ms prompt: ten frames, then PlayDone at the last one.
+        let mut cache = PromptCache::new();
+        cache.insert("beep", Clip::from_samples(&[8000i16; 1600]));
+        let started = Instant::now();
+        leg.play(
+            7,
+            Arc::new(cache),
+            vec![Utterance {
+                prompt: "beep".into(),
+                value: None,
+                text: String::new(),
+                clips: vec![FlowClip::Audio("beep".into())],
+            }],
+        );
+        let done = tokio::time::timeout(Duration::from_secs(2), leg.events.recv())
+            .await
+            .expect("PlayDone in time")
+            .expect("an event");
+        assert!(matches!(done.event, Event::PlayDone { id: 7 }), "{done:?}");
+        let took = done.at - started;
+        assert!(
+            took >= Duration::from_millis(170) && took <= Duration::from_millis(260),
+            "{took:?}"
+        );
+        // The packets: consecutive sequence numbers, timestamps 160 apart.
+        let mut buf = [0u8; 512];
+        let mut last: Option<(u16, u32)> = None;
+        for _ in 0..8 {
+            let n = caller.recv(&mut buf).expect("RTP");
+            assert_eq!(n, 12 + 160);
+            let seq = u16::from_be_bytes([buf[2], buf[3]]);
+            let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+            if let Some((s, t)) = last {
+                assert_eq!(seq, s.wrapping_add(1));
+                assert_eq!(ts, t.wrapping_add(160));
+            }
+            last = Some((seq, ts));
+        }
+
+        // An RFC 4733 key from the caller: '5', end bit set.
+        let mut key = vec![0x80, 101, 0, 1, 0, 0, 0, 160, 0, 0, 0, 9];
+        key.extend_from_slice(&[5, 0x80, 0, 160]);
+        caller
+            .send_to(&key, ("127.0.0.1", hotline_port))
+            .expect("sent");
+        let heard = loop {
+            let ev = tokio::time::timeout(Duration::from_secs(2), leg.events.recv())
+                .await
+                .expect("key in time")
+                .expect("an event");
+            if matches!(ev.event, Event::Dtmf(_)) {
+                break ev;
+            }
+        };
+        assert!(matches!(heard.event, Event::Dtmf('5')), "{heard:?}");
+        assert_eq!(pump.stats().legs, 1);
+        drop(leg);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(pump.stats().legs, 0);
+        assert_eq!(pool.available(), 50, "the port is back in the pool");
+    }
+}
