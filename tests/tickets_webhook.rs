@@ -131,7 +131,7 @@ async fn a_ticket_arrives_signed_with_its_fields_and_recording_link() {
     http::serve(
         ([127, 0, 0, 1], http_port).into(),
         Arc::new(Ok),
-        Some(routes),
+        routes,
         cancel.clone(),
     )
     .await

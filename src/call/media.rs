@@ -99,10 +99,6 @@ impl MediaLeg {
         }
     }
 
-    pub fn next_due(&self) -> Instant {
-        self.pacer.next_due()
-    }
-
     /// Queues a flow play request, replacing whatever still sounds (the flow asks for
     /// one thing at a time).
     pub fn play(&mut self, cache: &PromptCache, id: u64, utterances: &[Utterance]) {

@@ -67,6 +67,7 @@ impl Admission {
                     self.waiting.fetch_sub(1, Ordering::SeqCst);
                     return refuse(
                         &svc,
+                        &flow.name,
                         &call,
                         &commands,
                         received_at,
@@ -79,12 +80,12 @@ impl Admission {
                     p = self.lines.clone().acquire_owned() => p.ok(),
                     _ = svc.stopping.cancelled() => {
                         self.waiting.fetch_sub(1, Ordering::SeqCst);
-                        return refuse(&svc, &call, &commands, received_at, 503, "hotline is stopping").await;
+                        return refuse(&svc, &flow.name, &call, &commands, received_at, 503, "hotline is stopping").await;
                     }
                     _ = tokio::time::sleep(self.queue_max_wait) => None,
                     cancelled = wait_for_hangup(&mut events) => {
                         self.waiting.fetch_sub(1, Ordering::SeqCst);
-                        return gave_up(&svc, &call, received_at, cancelled, "while waiting for a line");
+                        return gave_up(&svc, &flow.name, &call, received_at, cancelled, "while waiting for a line");
                     }
                 };
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -93,6 +94,7 @@ impl Admission {
                     None => {
                         return refuse(
                             &svc,
+                            &flow.name,
                             &call,
                             &commands,
                             received_at,
@@ -109,7 +111,7 @@ impl Admission {
             tokio::select! {
                 _ = tokio::time::sleep(settings.answer_after) => {}
                 cancelled = wait_for_hangup(&mut events) => {
-                    return gave_up(&svc, &call, received_at, cancelled, "before the answer");
+                    return gave_up(&svc, &flow.name, &call, received_at, cancelled, "before the answer");
                 }
             }
         }
@@ -148,13 +150,13 @@ async fn wait_for_hangup(events: &mut mpsc::Receiver<SipEvent>) -> bool {
 /// The caller left before the answer: the call still leaves a record (P-RECORD).
 fn gave_up(
     svc: &CallServices,
+    flow: &str,
     call: &IncomingCall,
     received_at: UtcMs,
     cancelled: bool,
     when: &str,
 ) {
-    let flow = svc.library().flow_for(&call.user);
-    let mut r = new_record(call, &flow.name, received_at, 0);
+    let mut r = new_record(call, flow, received_at, 0);
     r.finish(
         if cancelled {
             "cancelled"
@@ -168,6 +170,7 @@ fn gave_up(
 
 async fn refuse(
     svc: &CallServices,
+    flow: &str,
     call: &IncomingCall,
     commands: &mpsc::Sender<SipCommand>,
     received_at: UtcMs,
@@ -180,8 +183,7 @@ async fn refuse(
     let _ = commands
         .send(SipCommand::Reject { code, retry_after })
         .await;
-    let flow = svc.library().flow_for(&call.user);
-    let mut r = new_record(call, &flow.name, received_at, 0);
+    let mut r = new_record(call, flow, received_at, 0);
     r.finish("rejected", Some(format!("{code}: {why}")));
     svc.backend.record_call(r);
 }

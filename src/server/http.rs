@@ -81,7 +81,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 pub async fn serve(
     addr: SocketAddr,
     health: Arc<dyn Health>,
-    routes: Option<Arc<dyn Routes>>,
+    routes: Arc<dyn Routes>,
     cancel: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
@@ -108,12 +108,11 @@ pub async fn serve(
                 let resp = if method == "GET" && target == "/healthz" {
                     Response::text(200, health.health())
                 } else {
-                    let found = match &routes {
-                        Some(r) => r.handle(method, target).await,
-                        None => None,
-                    };
-                    found.unwrap_or_else(|| {
-                        Response::text(404, "not found: try GET /healthz or GET /tickets\n")
+                    routes.handle(method, target).await.unwrap_or_else(|| {
+                        Response::text(
+                            404,
+                            "not found: try GET /healthz, /tickets, /outbox or /reload\n",
+                        )
                     })
                 };
                 let head = format!(

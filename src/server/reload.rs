@@ -99,7 +99,7 @@ impl Reloader {
                     why,
                     errors = errors.len(),
                     generation = st.generation,
-                    "flows not reloaded: the flows already serving go on"
+                    "flows not reloaded: the flows already serving go on; fix the errors above (hotline check shows them too) and save again"
                 );
                 st.errors = errors;
             }

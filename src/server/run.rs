@@ -65,11 +65,7 @@ pub async fn run(
         .await
         .map_err(|e| e.to_string())?;
     let endpoint = Arc::new(endpoint);
-    let admission = Arc::new(Admission::new(
-        cfg.max_calls,
-        cfg.queue_max,
-        cfg.queue_max_wait,
-    ));
+    let admission = super::admission(&cfg);
     let status = Arc::new(Status {
         admission: admission.clone(),
         max_calls: cfg.max_calls,
@@ -79,7 +75,7 @@ pub async fn run(
     health.extend(ops.health);
     let routes: Arc<dyn http::Routes> = Arc::new(http::RouteList(ops.routes));
     let health = Arc::new(http::HealthList(health));
-    let http_addr = http::serve(cfg.http, health, Some(routes), cancel.child_token())
+    let http_addr = http::serve(cfg.http, health, routes, cancel.child_token())
         .await
         .map_err(|e| format!("cannot bind ops HTTP {}: {e}", cfg.http))?;
     let bound = Bound {

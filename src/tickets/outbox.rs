@@ -383,11 +383,13 @@ impl Worker {
                 due_at = %t.due_at.unwrap_or_default(),
                 attempts = t.attempts,
                 last_error = t.last_error.as_deref().unwrap_or("-"),
-                "TICKET {} ({} {}) IS PAST ITS DEADLINE AND NOT DELIVERED; caller {}",
+                "TICKET {} ({} {}) IS PAST ITS DEADLINE AND NOT DELIVERED; caller {}: \
+                 pass it on by hand (hotline tickets show {}) and look at the webhook",
                 t.id,
                 t.priority,
                 t.category,
-                t.caller
+                t.caller,
+                t.id
             );
         }
     }
