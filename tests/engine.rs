@@ -105,6 +105,38 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// P-EMERG: once a caller has said it is an emergency, an emergency ticket is filed
+    /// whatever they do next: speak, key, fall silent, mumble, make noise or hang up.
+    #[test]
+    fn an_emergency_once_chosen_is_always_filed(
+        steps in proptest::collection::vec(step(), 0..12),
+    ) {
+        let fx = fixture();
+        let mut script: VecDeque<Step> = ["press 1", "press 1"]
+            .iter()
+            .map(|s| Step::parse(s).unwrap())
+            .collect();
+        // A ticket store that fails is P-FAULT's business, not this property's.
+        script.extend(steps.into_iter().filter(|s| !matches!(s.action, Action::TicketFails)));
+        let mut sim = Sim::new(
+            fx.flows[0].clone(),
+            &fx.project.catalogue,
+            fx.project.catalogue.clone(),
+            fx.project.data.as_ref(),
+            CallSetup { rings: 0, vars: Default::default() },
+        );
+        sim.run(&mut script, &mut |_| {});
+        let entered = sim.timeline.iter().any(|e| matches!(e, Entry::State { name, .. } if name == "emergency"));
+        prop_assert!(entered);
+        let filed = sim.timeline.iter().any(|e| matches!(e, Entry::Ticket { ticket, .. }
+            if ticket.category == "emergency-repair" && ticket.priority == flow::model::Priority::Emergency));
+        prop_assert!(filed, "no emergency ticket: {:#?}", sim.timeline);
+    }
+}
+
 /// Drives a session with raw events, including ones that make no sense (stale ids,
 /// answers nobody asked for), completing its commands as a call layer would.
 fn drive(flow: Arc<Flow>, cat: &Arc<Catalogue>, events: Vec<(u64, Event)>) -> (Duration, bool) {

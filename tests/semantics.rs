@@ -188,3 +188,90 @@ fn a_slow_lookup_is_waited_for_politely_and_a_fast_one_is_not() {
     assert!((s[1].1 - 10.0).abs() < 0.01, "{s:?}");
     let _ = Duration::ZERO;
 }
+
+/// Two states that loop into each other: without a group each entry starts the count
+/// again and `3:` never fires; in one group the third wrong key leaves the loop.
+#[test]
+fn a_group_keeps_its_counts_across_states_and_leaving_it_starts_them_again() {
+    let looped = |group: &str| {
+        format!(
+            "  a:\n{group}    say: main_menu\n    menu: {{ \"1\": done }}\n    on:\n      no_match:\n        1: {{ say: key_not_recognised, goto: b }}\n        3: {{ goto: c }}\n  b:\n{group}    next: a\n  c:\n    say: out_of_scope\n    menu: {{ \"1\": a }}\n"
+        )
+    };
+    let (s, _) = call(
+        flow(&looped("")),
+        &["press 9", "press 9", "press 9", "press 9", "hangup"],
+    );
+    assert_eq!(
+        names(&s),
+        [
+            "main_menu",
+            "key_not_recognised",
+            "main_menu",
+            "key_not_recognised",
+            "main_menu",
+            "key_not_recognised",
+            "main_menu",
+            "key_not_recognised",
+            "main_menu",
+        ],
+        "counts start again on every entry of another state"
+    );
+    let (s, _) = call(
+        flow(&looped("    group: g\n")),
+        &[
+            "press 9", "press 9", "press 9", "press 1", "press 9", "hangup",
+        ],
+    );
+    assert_eq!(
+        names(&s),
+        [
+            "main_menu",
+            "key_not_recognised",
+            "main_menu",
+            "key_not_recognised",
+            "main_menu",
+            "out_of_scope",
+            // c is outside the group: back in a, the count starts again
+            "main_menu",
+            "key_not_recognised",
+            "main_menu",
+        ]
+    );
+}
+
+/// `on: hangup` runs whoever ends the call: the caller, hotline after P-SIL, or max_call.
+#[test]
+fn a_hangup_handler_files_what_is_left_whoever_hangs_up() {
+    let text = "  a:\n    say: say_address\n    record: { into: address, next: done }\n    on:\n      hangup: { goto: kept }\n  kept:\n    say: thanks_goodbye\n    ticket: { category: emergency-repair, priority: emergency, fields: { caller: \"{caller}\" }, recordings: [address] }\n    hangup: 0s\n";
+    // hotline hangs up on a silent caller, then files
+    let (s, tl) = call(flow(text), &[]);
+    assert_eq!(
+        names(&s),
+        ["say_address", "how_can_i_help", "hangup", "ticket caller=",]
+    );
+    let outcome = tl.iter().find_map(|e| match e {
+        Entry::End { outcome, .. } => Some(outcome.clone()),
+        _ => None,
+    });
+    assert_eq!(outcome, Some(flow::Outcome::HotlineHungUp));
+    // the caller hangs up mid-sentence: the recording goes with the ticket
+    let (_, tl) = call(flow(text), &["voice 3s", "hangup"]);
+    let rec = tl.iter().find_map(|e| match e {
+        Entry::Ticket { ticket, .. } => Some(ticket.recordings.clone()),
+        _ => None,
+    });
+    assert_eq!(rec, Some(vec!["address".to_string()]));
+    // the caller hangs up before saying anything: no recording to attach
+    let (_, tl) = call(flow(text), &["at 1s: hangup"]);
+    let rec = tl.iter().find_map(|e| match e {
+        Entry::Ticket { ticket, .. } => Some(ticket.recordings.clone()),
+        _ => None,
+    });
+    assert_eq!(rec, Some(vec![]));
+    assert!(
+        !tl.iter()
+            .any(|e| matches!(e, Entry::Heard { prompt, .. } if prompt == "thanks_goodbye")),
+        "nobody hears the prompts of a state entered after the hang-up"
+    );
+}

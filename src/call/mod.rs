@@ -66,6 +66,8 @@ pub trait RecordExt {
     fn event(&mut self, offset_ms: i64, kind: &str, detail: String);
     /// Sets the outcome once; later calls keep the first (the first cause wins).
     fn finish(&mut self, outcome: &str, reason: Option<String>);
+    /// Playback stopped at `offset_ms`: prompts listed to start later were never heard.
+    fn cut_prompts(&mut self, offset_ms: i64);
 }
 
 impl RecordExt for CallRecord {
@@ -75,6 +77,11 @@ impl RecordExt for CallRecord {
             kind: kind.to_string(),
             detail,
         });
+    }
+
+    fn cut_prompts(&mut self, offset_ms: i64) {
+        self.events
+            .retain(|e| e.kind != "prompt" || e.offset_ms <= offset_ms);
     }
 
     fn finish(&mut self, outcome: &str, reason: Option<String>) {

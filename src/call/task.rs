@@ -132,6 +132,8 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
             match cmd {
                 Command::Entered { state } => record.path.push(state),
                 Command::Play { id, utterances } => {
+                    // A new play replaces the one still going: its unplayed rest is not heard.
+                    record.cut_prompts(offset);
                     let starts = play_starts(&library.prompts, &utterances);
                     for (u, start) in utterances.iter().zip(starts) {
                         let detail = match &u.value {
@@ -142,7 +144,10 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
                     }
                     leg.play(id, library.prompts.clone(), utterances);
                 }
-                Command::StopPlay => leg.stop(),
+                Command::StopPlay => {
+                    record.cut_prompts(offset);
+                    leg.stop();
+                }
                 Command::StartRecording { .. } => leg.start_recording(),
                 Command::StopRecording { name, keep } => {
                     let samples = leg.stop_recording().await;
@@ -192,6 +197,7 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
                 }
                 Command::Hangup => {
                     record.event(offset, "hangup", "hotline".into());
+                    record.cut_prompts(offset);
                     leg.stop();
                     if life.handle(Input::HangUp) {
                         let _ = commands.send(SipCommand::Hangup).await;
@@ -253,6 +259,7 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
                     }
                     Some(SipEvent::Hangup { .. }) => {
                         life.handle(Input::CallerGone);
+                        record.cut_prompts(now.duration_since(answered).as_millis() as i64);
                         leg.stop();
                         session.handle(Event::Hangup, now.into_std());
                     }
@@ -294,6 +301,7 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
             }
             _ = svc.stopping.cancelled() => {
                 record.finish("hotline-hung-up", Some("hotline stopped".into()));
+                record.cut_prompts(Instant::now().duration_since(answered).as_millis() as i64);
                 leg.stop();
                 if life.handle(Input::HangUp) {
                     let _ = commands.send(SipCommand::Hangup).await;
@@ -312,6 +320,7 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
     if record.outcome.is_empty() {
         record.finish("caller-hung-up", None);
     }
+    record.cut_prompts(Instant::now().duration_since(answered).as_millis() as i64);
     // Tickets filed after the caller left land before the record closes.
     drop(done_tx);
     while done_rx.recv().await.is_some() {}

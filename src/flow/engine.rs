@@ -118,6 +118,9 @@ impl Outcome {
     }
 }
 
+/// The longest utterance a listening state waits out before it counts as no match.
+const MAX_UTTERANCE: Duration = Duration::from_secs(30);
+
 /// Chains of states that neither wait nor listen longer than this are a loop in the
 /// flow; the call ends rather than spin.
 const MAX_HOPS: u32 = 64;
@@ -197,6 +200,9 @@ pub struct Session {
     owe_thanks: bool,
     hops: u32,
     outcome: Option<Outcome>,
+    /// Hotline sent the BYE; a `hangup` handler that files what is left after it does
+    /// not make the caller the one who hung up.
+    hotline_hung_up: bool,
     /// Counts the times the session started listening, so a driver can tell a fresh
     /// question from the same one still waiting.
     listen_epoch: u64,
@@ -230,6 +236,7 @@ impl Session {
             owe_thanks: false,
             hops: 0,
             outcome: None,
+            hotline_hung_up: false,
             listen_epoch: 0,
             held: None,
         }
@@ -320,12 +327,12 @@ impl Session {
         self.hops = 0;
         if now >= self.end_at {
             self.out.push_back(Command::StopPlay);
-            self.hang_up();
+            self.hang_up(now);
             return;
         }
         match self.phase.clone() {
             Phase::Listening { deadline: Some(d) } if now >= d => {
-                let ev = if self.heard_voice {
+                let ev = if self.heard_voice || self.speaking {
                     EventKind::NoMatch
                 } else {
                     EventKind::NoInput
@@ -337,7 +344,7 @@ impl Session {
                 deadline: Some(d),
             } if now >= d => {
                 if digits.is_empty() {
-                    let ev = if self.heard_voice {
+                    let ev = if self.heard_voice || self.speaking {
                         EventKind::NoMatch
                     } else {
                         EventKind::NoInput
@@ -387,7 +394,7 @@ impl Session {
                     };
                 }
             }
-            Phase::HangupPause { at } if now >= at => self.hang_up(),
+            Phase::HangupPause { at } if now >= at => self.hang_up(now),
             _ => {}
         }
     }
@@ -404,7 +411,7 @@ impl Session {
             self.fail(msg);
             return;
         }
-        if idx != self.state {
+        if !self.flow.states[idx].same_group(&self.flow.states[self.state]) {
             self.counters = [0; EventKind::ALL.len()];
         }
         self.state = idx;
@@ -538,7 +545,7 @@ impl Session {
         }
         let timeout = st.timeout.unwrap_or(flow.settings.no_input);
         // The silence timer runs from when the caller stops speaking, not while they speak.
-        let deadline = (!self.speaking).then_some(now + timeout);
+        let deadline = Some(self.listen_deadline(now, timeout));
         match &st.action {
             Action::Menu(_) | Action::Listen => self.phase = Phase::Listening { deadline },
             Action::Collect(_) => {
@@ -555,7 +562,7 @@ impl Session {
                 self.phase = Phase::Recording {
                     name: r.into.clone(),
                     voice_seen: self.speaking,
-                    deadline,
+                    deadline: (!self.speaking).then_some(now + timeout),
                     max_at: now + max,
                 };
             }
@@ -763,11 +770,23 @@ impl Session {
         }
     }
 
-    fn voice_start(&mut self, _now: Instant) {
+    /// While the caller speaks, the silence timer waits; an utterance that never ends
+    /// (a television, a caller reading out a letter at a menu) is no match after
+    /// [`MAX_UTTERANCE`], or the call would hang on it until `max_call`.
+    fn listen_deadline(&self, now: Instant, timeout: Duration) -> Instant {
+        if self.speaking {
+            now + MAX_UTTERANCE
+        } else {
+            now + timeout
+        }
+    }
+
+    fn voice_start(&mut self, now: Instant) {
         self.speaking = true;
+        let deadline_now = self.listen_deadline(now, Duration::ZERO);
         match &mut self.phase {
             Phase::Listening { deadline } | Phase::Collecting { deadline, .. } => {
-                *deadline = None;
+                *deadline = Some(deadline_now);
             }
             Phase::Recording {
                 voice_seen,
@@ -916,21 +935,45 @@ impl Session {
         if self.detached {
             return;
         }
-        self.detached = true;
-        self.speaking = false;
-        if let Phase::Recording { name, .. } = &self.phase {
-            // What the caller said before hanging up is kept: a complaint half told is
-            // still a complaint (P-RECORD).
-            let name = name.clone();
-            self.out.push_back(Command::StopRecording {
-                name: name.clone(),
-                keep: true,
-            });
-            self.vars.insert(format!("recording.{name}"), name);
-        }
         if matches!(self.phase, Phase::NotAnswered) {
+            self.detached = true;
             self.end(Outcome::CallerHungUp);
             return;
+        }
+        self.leave(now);
+    }
+
+    /// The line is gone, whoever hung up. What the caller said before is kept (a
+    /// complaint half told is still a complaint, P-RECORD), and the state's `hangup`
+    /// handler may still go where a ticket is filed with what is known: an emergency
+    /// whose caller stopped before giving the address is still an emergency (P-EMERG).
+    fn leave(&mut self, now: Instant) {
+        self.detached = true;
+        self.speaking = false;
+        if matches!(
+            self.phase,
+            Phase::Playing { .. }
+                | Phase::Waiting {
+                    asking: Some(_),
+                    ..
+                }
+        ) {
+            // Nobody hears the rest: the call record and the test timeline end here.
+            self.out.push_back(Command::StopPlay);
+        }
+        if let Phase::Recording {
+            name, voice_seen, ..
+        } = &self.phase
+        {
+            // A recording the caller never spoke into is no recording.
+            let (name, keep) = (name.clone(), *voice_seen);
+            self.out.push_back(Command::StopRecording {
+                name: name.clone(),
+                keep,
+            });
+            if keep {
+                self.vars.insert(format!("recording.{name}"), name);
+            }
         }
         let flow = self.flow.clone();
         let st = &flow.states[self.state];
@@ -949,9 +992,14 @@ impl Session {
 
     // ----- ending -------------------------------------------------------------------
 
-    fn hang_up(&mut self) {
+    fn hang_up(&mut self, now: Instant) {
         self.out.push_back(Command::Hangup);
-        self.end(Outcome::HotlineHungUp);
+        self.hotline_hung_up = true;
+        if self.detached {
+            self.end(Outcome::HotlineHungUp);
+        } else {
+            self.leave(now);
+        }
     }
 
     fn fail(&mut self, why: String) {
@@ -973,6 +1021,10 @@ impl Session {
                 keep: true,
             });
         }
+        let outcome = match outcome {
+            Outcome::CallerHungUp if self.hotline_hung_up => Outcome::HotlineHungUp,
+            o => o,
+        };
         self.outcome = Some(outcome.clone());
         self.out.push_back(Command::Ended { outcome });
         self.phase = Phase::Ended;

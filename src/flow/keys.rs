@@ -88,6 +88,10 @@ pub const STATE: &[(&str, &str)] = &[
     ),
     ("say", "prompts to play, in order"),
     ("timeout", "overrides settings.no_input for this state"),
+    (
+        "group",
+        "states of one group share their event counts, kept until the call leaves the group",
+    ),
     ("on", "event handlers of this state"),
     ("menu", "a key chooses what happens next"),
     ("collect", "collect digits into a variable"),

@@ -351,6 +351,7 @@ impl Loader<'_> {
             say: Vec::new(),
             action: Action::Listen,
             timeout: None,
+            group: None,
             on: Handlers::default(),
         };
         let mut action: Option<(&str, Action)> = None;
@@ -379,6 +380,10 @@ impl Loader<'_> {
                 }
                 "on" => {
                     st.on = self.handlers(v, &format!("{what} on"));
+                    None
+                }
+                "group" => {
+                    st.group = self.name(v, "group");
                     None
                 }
                 "menu" => self.menu(v).map(Action::Menu),

@@ -18,7 +18,8 @@ pub enum EventKind {
     Noise,
     /// The caller said something (an utterance ended).
     Voice,
-    /// The caller hung up; the handler can only file what is left to file.
+    /// The call ended, whichever side hung up; the handler can only file what is left
+    /// to file (its prompts are not played).
     Hangup,
     /// A lookup found nothing.
     NotFound,
@@ -168,7 +169,21 @@ pub struct State {
     pub action: Action,
     /// Overrides the flow's `no_input` for this state.
     pub timeout: Option<Duration>,
+    /// States of one group share their event counters (a VoiceXML form): the counts
+    /// start again only when the call enters a state of another group. Without
+    /// `group:` a state is a group of its own.
+    pub group: Option<String>,
     pub on: Handlers,
+}
+
+impl State {
+    /// Whether moving from `self` to `other` keeps the event counts.
+    pub fn same_group(&self, other: &State) -> bool {
+        match (&self.group, &other.group) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.name == other.name,
+        }
+    }
 }
 
 /// What a state does once its prompts have been said.
