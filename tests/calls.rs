@@ -383,6 +383,26 @@ fn the_callers_own_words_are_recorded_and_attached_to_the_ticket() {
     while !path.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The caller hung up while the ticket number was being read: the call record lists
+    // what was played up to then, not the rest of the sentence list.
+    let call = &h.records(1)[0];
+    let end = call["duration_ms"].as_i64().unwrap();
+    let prompts: Vec<(i64, &str)> = call["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "prompt")
+        .map(|e| (e["offset_ms"].as_i64().unwrap(), e["detail"].as_str().unwrap()))
+        .collect();
+    assert!(
+        prompts.iter().all(|(at, _)| *at <= end),
+        "prompts after the end at {end} ms: {prompts:?}"
+    );
+    assert!(
+        prompts.iter().any(|(_, p)| *p == "emergency_filed")
+            && !prompts.iter().any(|(_, p)| *p == "repeat_or_go_on"),
+        "{prompts:?}"
+    );
     let rec = common::wav::read_wav(&path);
     let spoken = talk_spurts(&path);
     assert!(
