@@ -392,7 +392,12 @@ fn the_callers_own_words_are_recorded_and_attached_to_the_ticket() {
         .unwrap()
         .iter()
         .filter(|e| e["kind"] == "prompt")
-        .map(|e| (e["offset_ms"].as_i64().unwrap(), e["detail"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["offset_ms"].as_i64().unwrap(),
+                e["detail"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert!(
         prompts.iter().all(|(at, _)| *at <= end),

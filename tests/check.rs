@@ -201,3 +201,109 @@ fn prompts_catalogue_problems_are_found() {
         c.check_files()
     );
 }
+
+/// The designer's silent failures: counts that can never be reached, a silent caller
+/// asked forever, and variables that nothing sets.
+const SILENT_FAILURES: &str = r#"flow: quiet
+start: ask
+on:
+  no_input:
+    1: { say: how_can_i_help }
+    2: { say: no_sound_goodbye, hangup: 5s }
+  no_match: { say: key_not_recognised }
+  fault: { hangup: 0s }
+states:
+  ask:
+    say: ask_account
+    collect: { into: account, min: 6, max: 10, next: find }
+  find:
+    lookup: { source: accounts, key: "{acount}", into: acct }
+    next: tell
+    on:
+      not_found:
+        1: { say: account_not_found, goto: ask }
+        3: { goto: bye }
+  tell:
+    set: { amount: "{acct.amount}", month: "{mnth}" }
+    say: bill_amount
+    menu: { "1": bye }
+    on:
+      no_input:
+        1: { repeat: true }
+      hangup:
+        2: { goto: bye }
+  bye:
+    say: thanks_goodbye
+    next:
+      - { when: "callr == 1", goto: bye2 }
+      - { goto: bye2 }
+  bye2:
+    hangup: 0s
+"#;
+
+#[test]
+fn counts_that_cannot_be_reached_and_unset_variables_are_reported() {
+    let e = check_text(SILENT_FAILURES);
+    has(&e, 19, "'not_found 3:' can never run in state 'find'");
+    has(&e, 19, "common `group:`");
+    has(&e, 14, "{acount} is used in 'find' but nothing sets it");
+    has(&e, 14, "did you mean 'account'?");
+    has(&e, 20, "{mnth} is used in 'tell' but nothing sets it");
+    has(
+        &e,
+        26,
+        "a silent caller in state 'tell' is asked again forever",
+    );
+    has(&e, 28, "'hangup: 2:' can never run");
+    has(&e, 32, "{callr} is used in 'bye'");
+    has(&e, 32, "did you mean 'caller'?");
+}
+
+#[test]
+fn a_group_makes_the_count_reachable_and_a_set_variable_is_known() {
+    let fixed = SILENT_FAILURES
+        .replace("  ask:\n", "  ask:\n    group: bill\n")
+        .replace("  find:\n", "  find:\n    group: bill\n")
+        .replace("{acount}", "{account}")
+        .replace("{mnth}", "{acct.month}")
+        .replace(
+            "        1: { repeat: true }\n",
+            "        1: { repeat: true }\n        2: { hangup: 0s }\n",
+        )
+        .replace("        2: { goto: bye }\n", "        1: { goto: bye }\n")
+        .replace("callr == 1", "caller == 1");
+    let e = check_text(&fixed);
+    assert!(
+        e.is_empty(),
+        "{}",
+        e.iter().map(|e| format!("{e}\n")).collect::<String>()
+    );
+}
+
+#[test]
+fn a_key_written_twice_is_reported_with_the_other_errors() {
+    let e = check_text(
+        "flow: x\nstart: a\non:\n  no_input: { hangup: 0s }\nstates:\n  a:\n    say: greeting\n    menu:\n      \"1\": b\n      \"1\": b\n      \"2\": nowhere\n  b:\n    hangup: 0s\n",
+    );
+    has(
+        &e,
+        10,
+        "'1' is used twice in this mapping (first at line 9)",
+    );
+    has(&e, 11, "there is no state 'nowhere'");
+}
+
+#[test]
+fn a_misspelt_start_gets_a_suggestion_and_a_tab_is_named_plainly() {
+    let e = check_text(
+        "flow: x\nstart: greeting\non:\n  no_input: { hangup: 0s }\nstates:\n  greet:\n    hangup: 0s\n",
+    );
+    has(
+        &e,
+        2,
+        "start state 'greeting' does not exist (did you mean 'greet'?)",
+    );
+    let e = check_text("flow: x\nstart: a\nstates:\n  a:\n\tsay: greeting\n");
+    has(&e, 5, "a tab is used for indentation here");
+    assert!(!e[0].message.contains("line 5"), "{}", e[0].message);
+}

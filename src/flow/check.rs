@@ -35,7 +35,7 @@ fn effective<'a>(flow: &'a Flow, st: &'a State, ev: EventKind) -> &'a [(u32, Han
 }
 
 /// Every state a state can lead to, with whether that leads away by hanging up.
-fn successors<'a>(flow: &'a Flow, st: &'a State) -> (Vec<&'a Target>, bool) {
+pub(crate) fn successors<'a>(flow: &'a Flow, st: &'a State) -> (Vec<&'a Target>, bool) {
     let mut targets = Vec::new();
     let mut ends = matches!(st.action, Action::Hangup(_) | Action::Transfer(_));
     let mut handler = |h: &'a Handler, targets: &mut Vec<&'a Target>| match &h.then {
@@ -62,6 +62,8 @@ pub fn check(flow: &Flow, cat: Option<&Catalogue>, sources: Option<&[String]>, d
     check_targets(flow, d);
     check_graph(flow, d);
     check_handlers(flow, d);
+    check_counts(flow, d);
+    super::setvars::check(flow, cat, &|_| None, d);
     check_tickets(flow, sources, d);
     if let Some(cat) = cat {
         check_prompts(flow, cat, d);
@@ -87,13 +89,8 @@ fn check_targets(flow: &Flow, d: &mut Diags) {
     let mut seen = HashSet::new();
     for t in all {
         if !flow.index.contains_key(&t.name) && seen.insert((t.pos, t.name.clone())) {
-            let hint = flow
-                .states
-                .iter()
-                .map(|s| (super::keys::edit_distance(&s.name, &t.name), &s.name))
-                .filter(|(dist, _)| *dist <= 2)
-                .min()
-                .map(|(_, n)| format!(" (did you mean '{n}'?)"))
+            let hint = super::keys::closest(flow.states.iter().map(|s| s.name.as_str()), &t.name)
+                .map(|n| format!(" (did you mean '{n}'?)"))
                 .unwrap_or_default();
             d.error(t.pos, format!("there is no state '{}'{hint}", t.name));
         }
@@ -230,6 +227,89 @@ fn check_handlers(flow: &Flow, d: &mut Diags) {
                 "on hangup: the caller is gone and hears nothing; remove 'say'",
             );
         }
+    }
+}
+
+/// Whether the call is still in `st`'s group after `h` ran, so the event can come again
+/// and be counted on.
+fn stays(flow: &Flow, st: &State, h: Option<&Handler>, ev: EventKind) -> bool {
+    match h.map(|h| &h.then) {
+        Some(Then::Listen | Then::Repeat) => true,
+        Some(Then::Goto(t)) => flow.state(&t.name).is_some_and(|s| s.same_group(st)),
+        Some(Then::Hangup(_)) => false,
+        // Without a handler: no_input and no_match ask again, media events are ignored,
+        // the rest end the call.
+        None => matches!(
+            ev,
+            EventKind::NoInput
+                | EventKind::NoMatch
+                | EventKind::TooQuiet
+                | EventKind::Noise
+                | EventKind::Voice
+        ),
+    }
+}
+
+fn pick(hs: &[(u32, Handler)], count: u32) -> Option<&Handler> {
+    hs.iter()
+        .filter(|(n, _)| *n <= count)
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, h)| h)
+}
+
+/// Counted handlers that can run: `3:` runs only if the first two leave the call in
+/// the state's group. A silent caller's last `no_input` must end the silence.
+fn check_counts(flow: &Flow, d: &mut Diags) {
+    // Per handler position: whether it can run in some state that uses it.
+    let mut can_run: std::collections::BTreeMap<Pos, (bool, String)> = Default::default();
+    let mut endless: std::collections::BTreeMap<Pos, String> = Default::default();
+    for st in &flow.states {
+        for ev in possible_events(st) {
+            let hs = effective(flow, st, ev);
+            for (n, h) in hs {
+                let runs = if ev == EventKind::Hangup {
+                    // The call ends once: only `1:` (or a bare handler) ever runs.
+                    *n <= 1
+                } else {
+                    (1..*n).all(|k| stays(flow, st, pick(hs, k), ev))
+                };
+                let why = if ev == EventKind::Hangup {
+                    format!("'hangup: {n}:' can never run: a call hangs up once")
+                } else {
+                    let k = (1..*n)
+                        .find(|&k| !stays(flow, st, pick(hs, k), ev))
+                        .unwrap_or(1);
+                    format!(
+                        "'{} {n}:' can never run in state '{}': the handler for {} {k} leaves the state, and the count starts again when the call comes back (states that should count together need a common `group:`)",
+                        ev.name(),
+                        st.name,
+                        ev.name(),
+                    )
+                };
+                let e = can_run.entry(h.pos).or_insert((false, why));
+                e.0 |= runs;
+            }
+            if ev == EventKind::NoInput
+                && st.action.listens()
+                && let Some((n, last)) = hs.iter().max_by_key(|(n, _)| *n)
+                && stays(flow, st, Some(last), ev)
+            {
+                endless.entry(last.pos).or_insert_with(|| {
+                    format!(
+                        "a silent caller in state '{}' is asked again forever: its last no_input handler ({n}:) must hang up or goto a state outside the state's group (P-SIL)",
+                        st.name
+                    )
+                });
+            }
+        }
+    }
+    for (pos, (runs, why)) in can_run {
+        if !runs {
+            d.error(pos, why);
+        }
+    }
+    for (pos, why) in endless {
+        d.error(pos, why);
     }
 }
 

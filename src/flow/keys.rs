@@ -205,6 +205,27 @@ pub fn suggest(table: &[(&'static str, &str)], key: &str) -> Option<&'static str
         .map(|(k, _)| k)
 }
 
+/// The designer's name closest to a misspelt one: a typo or two, or one a shortening of
+/// the other (`greeting` for `greet`).
+pub fn closest<'a>(names: impl IntoIterator<Item = &'a str>, key: &str) -> Option<&'a str> {
+    names
+        .into_iter()
+        .filter(|n| *n != key)
+        .map(|n| {
+            let d = edit_distance(n, key);
+            let (short, long) = if n.len() < key.len() {
+                (n, key)
+            } else {
+                (key, n)
+            };
+            let prefix = short.len() >= 3 && long.starts_with(short);
+            (if prefix { d.min(2) } else { d }, n)
+        })
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, n)| n)
+}
+
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();

@@ -257,7 +257,13 @@ impl Loader<'_> {
             Some(t) => match index.get(&t.name) {
                 Some(&i) => i,
                 None => {
-                    self.err(t.pos, format!("start state '{}' does not exist", t.name));
+                    let hint = keys::closest(index.keys().map(String::as_str), &t.name)
+                        .map(|n| format!(" (did you mean '{n}'?)"))
+                        .unwrap_or_default();
+                    self.err(
+                        t.pos,
+                        format!("start state '{}' does not exist{hint}", t.name),
+                    );
                     return None;
                 }
             },

@@ -137,6 +137,9 @@ fn options() -> serde_saphyr::Options {
     o.strict_booleans = true;
     // Account and agent numbers keep their leading zeros.
     o.leading_zero_numbers_as_strings = true;
+    // A key written twice (a menu's "1") reaches the loader, which reports it with the
+    // file's other errors; as a parse error it would hide them all.
+    o.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
     o
 }
 
@@ -159,7 +162,10 @@ pub fn parse(text: &str, diags: &mut Diags) -> Option<Node> {
         return None;
     }
     match serde_saphyr::from_str_with_options::<Node>(text, options()) {
-        Ok(n) => Some(n),
+        Ok(mut n) => {
+            drop_repeated_keys(&mut n, diags);
+            Some(n)
+        }
         Err(e) => {
             let pos = e
                 .location()
@@ -168,6 +174,37 @@ pub fn parse(text: &str, diags: &mut Diags) -> Option<Node> {
             diags.error(pos, clean_message(&e.without_snippet().to_string()));
             None
         }
+    }
+}
+
+/// Reports a key written twice in one mapping and keeps the first, so that the file's
+/// other errors are still found (`1:` and `"1":` are the same key to a designer).
+fn drop_repeated_keys(n: &mut Node, diags: &mut Diags) {
+    match &mut n.value {
+        Value::Map(entries) => {
+            let mut seen: Vec<(String, u32)> = Vec::new();
+            entries.retain(|(k, _)| {
+                let Some(key) = k.scalar() else {
+                    return true;
+                };
+                if let Some((_, line)) = seen.iter().find(|(s, _)| *s == key) {
+                    diags.error(
+                        k.pos,
+                        format!(
+                            "'{key}' is used twice in this mapping (first at line {line}); keep one"
+                        ),
+                    );
+                    return false;
+                }
+                seen.push((key, k.pos.line));
+                true
+            });
+            for (_, v) in entries.iter_mut() {
+                drop_repeated_keys(v, diags);
+            }
+        }
+        Value::Seq(items) => items.iter_mut().for_each(|i| drop_repeated_keys(i, diags)),
+        _ => {}
     }
 }
 
@@ -181,7 +218,14 @@ fn clean_message(s: &str) -> String {
         _ => first,
     };
     let msg = msg.split(", set DuplicateKeyPolicy").next().unwrap_or(msg);
-    if msg.contains("budget breached") {
+    // The position is the diagnostic's own; the parser repeats it at the end.
+    let msg = match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(", column ") => &msg[..i],
+        _ => msg,
+    };
+    if msg.contains("tabs disallowed") || msg.contains("tab character") {
+        "a tab is used for indentation here: YAML indents with spaces only".to_string()
+    } else if msg.contains("budget breached") {
         format!("{msg} (the document expands too far: YAML alias bombs are refused)")
     } else {
         msg.to_string()
