@@ -224,7 +224,7 @@ fn check(paths: &[PathBuf], dirs: &Dirs) -> ExitCode {
                     if let Some(prev) = seen_names.insert(fl.name.clone(), f.clone()) {
                         errors.push(Diagnostic {
                             file: f.clone(),
-                            pos: flow::Pos { line: 1, col: 1 },
+                            pos: flow::Pos::at(1, 1),
                             message: format!(
                                 "flow name '{}' is also used by {}",
                                 fl.name,

@@ -307,3 +307,39 @@ fn a_misspelt_start_gets_a_suggestion_and_a_tab_is_named_plainly() {
     has(&e, 5, "a tab is used for indentation here");
     assert!(!e[0].message.contains("line 5"), "{}", e[0].message);
 }
+
+/// A mistake in a shared piece is reported at the piece's own file and line; the flow's
+/// own handler for an event replaces the piece's.
+#[test]
+fn an_included_file_is_checked_at_its_own_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("common")).unwrap();
+    std::fs::write(
+        dir.path().join("common/end.yaml"),
+        "on:\n  no_input:\n    1: { say: how_can_i_help }\n    2: { hangup: 5s }\n  fault: { goto: nowhere }\nstates:\n  bye:\n    say: thanks_goodbye\n    hangup: 0s\n  extra:\n    sayy: greeting\n    hangup: 0s\n",
+    )
+    .unwrap();
+    let flow = dir.path().join("f.yaml");
+    std::fs::write(
+        &flow,
+        "flow: f\nstart: a\ninclude: [common/end.yaml, common/missing.yaml]\non:\n  fault: { hangup: 0s }\nstates:\n  a:\n    say: greeting\n    menu: { \"1\": bye }\n",
+    )
+    .unwrap();
+    let (p, _) = Project::load(Path::new("prompts"), Path::new("data"));
+    let e = flow::load_flow(&flow, Some(&p.catalogue), Some(&p.sources)).unwrap_err();
+    let shown: Vec<String> = e.iter().map(|d| d.to_string()).collect();
+    let piece = dir.path().join("common/end.yaml");
+    let at = |line: u32, needle: &str| {
+        assert!(
+            e.iter()
+                .any(|d| d.file == piece && d.pos.line == line && d.message.contains(needle)),
+            "no {needle:?} at {}:{line}; got {shown:#?}",
+            piece.display()
+        )
+    };
+    at(11, "unknown key 'sayy'");
+    at(10, "state 'extra' is never reached");
+    has(&e, 3, "include 'common/missing.yaml'");
+    // The flow's own fault handler replaced the piece's goto nowhere.
+    assert!(!shown.iter().any(|s| s.contains("nowhere")), "{shown:#?}");
+}

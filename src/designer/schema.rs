@@ -113,6 +113,9 @@ pub fn schema() -> Value {
         "settings" => settings.clone(),
         "vars" => assignments.clone(),
         "categories" => json!({ "type": "array", "items": name.clone(), "minItems": 1 }),
+        "include" => {
+            json!({ "oneOf": [ { "type": "string" }, { "type": "array", "items": { "type": "string" } } ] })
+        }
         "start" => name.clone(),
         "on" => json!({ "$ref": "#/$defs/on" }),
         "states" => {

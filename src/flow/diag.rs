@@ -3,20 +3,30 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A 1-based position in a source file; 0 means "the whole file".
+/// A 1-based position in a source file; line 0 means "the whole file". `file` is 0 for
+/// the file being loaded, or the number of a file it includes (see [`Diags::add_file`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pos {
+    pub file: u16,
     pub line: u32,
     pub col: u32,
 }
 
 impl Pos {
-    pub const FILE: Pos = Pos { line: 0, col: 0 };
+    pub const FILE: Pos = Pos {
+        file: 0,
+        line: 0,
+        col: 0,
+    };
     pub fn new(line: u64, col: u64) -> Pos {
         Pos {
+            file: 0,
             line: u32::try_from(line).unwrap_or(u32::MAX),
             col: u32::try_from(col).unwrap_or(u32::MAX),
         }
+    }
+    pub fn at(line: u32, col: u32) -> Pos {
+        Pos { file: 0, line, col }
     }
 }
 
@@ -49,6 +59,8 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, Default)]
 pub struct Diags {
     file: PathBuf,
+    /// Files the loaded file includes, numbered from 1 as in [`Pos::file`].
+    included: Vec<PathBuf>,
     pub list: Vec<Diagnostic>,
 }
 
@@ -56,16 +68,30 @@ impl Diags {
     pub fn new(file: &Path) -> Diags {
         Diags {
             file: file.to_path_buf(),
+            included: Vec::new(),
             list: Vec::new(),
         }
     }
     pub fn file(&self) -> &Path {
         &self.file
     }
+    /// Numbers an included file, so that positions inside it report its own path.
+    pub fn add_file(&mut self, path: &Path) -> u16 {
+        self.included.push(path.to_path_buf());
+        u16::try_from(self.included.len()).unwrap_or(u16::MAX)
+    }
     pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        let file = match pos.file {
+            0 => self.file.clone(),
+            n => self
+                .included
+                .get(usize::from(n) - 1)
+                .cloned()
+                .unwrap_or_else(|| self.file.clone()),
+        };
         self.list.push(Diagnostic {
-            file: self.file.clone(),
-            pos,
+            file,
+            pos: Pos { file: 0, ..pos },
             message: message.into(),
         });
     }

@@ -14,6 +14,10 @@ pub const TOP: &[(&str, &str)] = &[
         "the ticket categories this flow may file (default: the standard list)",
     ),
     ("start", "the state a call begins in"),
+    (
+        "include",
+        "shared files (e.g. common/endings.yaml, relative to this file) whose states and on: handlers this flow uses",
+    ),
     ("on", "event handlers every state falls back to"),
     ("states", "the states, by name"),
 ];

@@ -14,6 +14,7 @@ use std::time::Duration;
 /// Structural loading of one flow file. `None` when the file is too broken to go on.
 pub fn load_str(text: &str, file: &Path, diags: &mut Diags) -> Option<Flow> {
     let root = yaml::parse(text, diags)?;
+    let root = super::include::merge(root, file, diags);
     let mut l = Loader { d: diags };
     l.flow(&root, file)
 }

@@ -5,6 +5,7 @@ pub mod check;
 pub mod diag;
 pub mod engine;
 pub mod expr;
+pub mod include;
 pub mod keys;
 pub mod load;
 pub mod model;

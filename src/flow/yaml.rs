@@ -158,7 +158,7 @@ pub fn parse(text: &str, diags: &mut Diags) -> Option<Node> {
         return None;
     }
     if text.trim().is_empty() {
-        diags.error(Pos { line: 1, col: 1 }, "file is empty");
+        diags.error(Pos::at(1, 1), "file is empty");
         return None;
     }
     match serde_saphyr::from_str_with_options::<Node>(text, options()) {
@@ -170,7 +170,7 @@ pub fn parse(text: &str, diags: &mut Diags) -> Option<Node> {
             let pos = e
                 .location()
                 .map(|l| Pos::new(l.line(), l.column()))
-                .unwrap_or(Pos { line: 1, col: 1 });
+                .unwrap_or(Pos::at(1, 1));
             diags.error(pos, clean_message(&e.without_snippet().to_string()));
             None
         }

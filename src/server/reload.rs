@@ -172,7 +172,8 @@ fn hangups() -> tokio::sync::mpsc::Receiver<()> {
     rx
 }
 
-/// Every file directly in the directories, with its size and modification time.
+/// Every file in the directories and their subdirectories, with its size and
+/// modification time.
 /// A file that cannot be read is in it too, as such, so that fixing it is a change.
 fn fingerprint(dirs: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     let mut v = Vec::new();
@@ -185,6 +186,16 @@ fn fingerprint(dirs: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
             let path = e.path();
             match std::fs::metadata(&path) {
                 Ok(m) if m.is_file() => v.push((path, m.len(), m.modified().ok())),
+                // One level down: the shared pieces flows include (flows/common/).
+                Ok(m) if m.is_dir() => {
+                    for f in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+                        if let Ok(m) = f.metadata()
+                            && m.is_file()
+                        {
+                            v.push((f.path(), m.len(), m.modified().ok()));
+                        }
+                    }
+                }
                 Ok(_) => {}
                 Err(_) => v.push((path, u64::MAX, None)),
             }
