@@ -3,12 +3,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hotline::designer::flowtest;
 use hotline::designer::graph::{self, Format};
 use hotline::designer::project::{Project, sibling};
-use hotline::designer::script::{HELP, Step};
+use hotline::designer::script::{self, HELP, Step};
 use hotline::designer::sim::{Caller, Sim};
 use hotline::designer::{render_entry, schema};
 use hotline::flow::{self, Diagnostic, Flow};
-use std::collections::BTreeSet;
-use std::io::Write;
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -328,20 +328,19 @@ fn test(paths: &[PathBuf], dirs: &Dirs, verbose: bool) -> ExitCode {
     }
 }
 
-/// The designer at a terminal, or a script file, as the caller.
-struct LineCaller {
-    lines: Box<dyn Iterator<Item = String>>,
-    interactive: bool,
+/// The designer at a terminal as the caller: a step is asked for when the hotline
+/// waits for one, and a mistyped step is said and asked for again, since a person can
+/// retype it. Scripts and piped input are read whole instead (`script::parse_script`).
+struct TerminalCaller {
+    lines: std::io::Lines<std::io::StdinLock<'static>>,
 }
 
-impl Caller for LineCaller {
+impl Caller for TerminalCaller {
     fn next(&mut self, now: Duration) -> Option<Step> {
         loop {
-            if self.interactive {
-                print!("[{:>7.3}s] caller> ", now.as_secs_f64());
-                let _ = std::io::stdout().flush();
-            }
-            let line = self.lines.next()?;
+            print!("[{:>7.3}s] caller> ", now.as_secs_f64());
+            let _ = std::io::stdout().flush();
+            let line = self.lines.next()?.ok()?;
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
@@ -352,13 +351,30 @@ impl Caller for LineCaller {
             }
             match Step::parse(line) {
                 Ok(s) => return Some(s),
-                Err(e) => {
-                    eprintln!("{e}");
-                    if !self.interactive {
-                        return None;
-                    }
-                }
+                Err(e) => eprintln!("{e}"),
             }
+        }
+    }
+}
+
+/// The caller's steps from a script's text; a bad line stops the simulation before
+/// the call starts, each one named with its line.
+fn script_caller(name: &str, text: &str) -> Result<VecDeque<Step>, ExitCode> {
+    match script::parse_script(text) {
+        Ok(steps) => Ok(steps.into()),
+        Err(errors) => {
+            for e in &errors {
+                // `at 3s: pres 1`: the message names the step, the line says where it was.
+                let whole = if e.message.contains(&e.text) {
+                    String::new()
+                } else {
+                    format!(" in '{}'", e.text)
+                };
+                eprintln!("{name}:{}: {}{whole}", e.line, e.message);
+            }
+            eprintln!("{HELP}");
+            eprintln!("{} bad step(s): the simulation did not start", errors.len());
+            Err(ExitCode::FAILURE)
         }
     }
 }
@@ -379,28 +395,30 @@ fn simulate(
             return ExitCode::FAILURE;
         }
     };
-    let mut caller = match script {
-        Some(s) => match std::fs::read_to_string(s) {
-            Ok(text) => LineCaller {
-                lines: Box::new(
-                    text.lines()
-                        .map(str::to_string)
-                        .collect::<Vec<_>>()
-                        .into_iter(),
-                ),
-                interactive: false,
+    let stdin = std::io::stdin();
+    let mut caller: Box<dyn Caller> = match script {
+        Some(s) => match flow::read_limited(s) {
+            Ok(text) => match script_caller(&s.display().to_string(), &text) {
+                Ok(steps) => Box::new(steps),
+                Err(code) => return code,
             },
             Err(e) => {
                 eprintln!("{}: {e}", s.display());
                 return ExitCode::FAILURE;
             }
         },
+        None if std::io::IsTerminal::is_terminal(&stdin) => Box::new(TerminalCaller {
+            lines: stdin.lock().lines(),
+        }),
         None => {
-            let stdin = std::io::stdin();
-            let interactive = std::io::IsTerminal::is_terminal(&stdin);
-            LineCaller {
-                lines: Box::new(stdin.lines().map_while(Result::ok)),
-                interactive,
+            let mut text = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut stdin.lock(), &mut text) {
+                eprintln!("standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            match script_caller("stdin", &text) {
+                Ok(steps) => Box::new(steps),
+                Err(code) => return code,
             }
         }
     };
@@ -409,7 +427,7 @@ fn simulate(
         flow.name, rings
     );
     let mut sim = Sim::in_project(flow.clone(), &project, rings, vars.into_iter().collect());
-    sim.run(&mut caller, &mut |e| println!("{}", render_entry(e)));
+    sim.run(caller.as_mut(), &mut |e| println!("{}", render_entry(e)));
     ExitCode::SUCCESS
 }
 

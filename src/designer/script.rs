@@ -110,6 +110,45 @@ impl Step {
     }
 }
 
+/// A line of a script that is not a caller step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScriptError {
+    /// 1-based line in the script.
+    pub line: usize,
+    /// The line as written.
+    pub text: String,
+    /// Why it is not a step (one line; `HELP` lists the steps).
+    pub message: String,
+}
+
+/// A whole script (a `--script` file, piped input): one step a line, blank lines and
+/// lines starting with `#` skipped. Every line is read before the call starts, so that a
+/// bad step stops the simulation instead of leaving a silent caller, and so that an
+/// `at` step can act during a prompt exactly as it does in a flow test.
+pub fn parse_script(text: &str) -> Result<Vec<Step>, Vec<ScriptError>> {
+    let mut steps = Vec::new();
+    let mut errors = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        match Step::parse(t) {
+            Ok(s) => steps.push(s),
+            Err(e) => errors.push(ScriptError {
+                line: i + 1,
+                text: t.to_string(),
+                message: e.lines().next().unwrap_or_default().to_string(),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(steps)
+    } else {
+        Err(errors)
+    }
+}
+
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(at) = self.at {
@@ -171,5 +210,18 @@ mod tests {
         ] {
             assert!(Step::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_script_names_every_bad_line() {
+        let ok =
+            parse_script("# a caller who knows the menu\n\nat 2s: press 1\n  press 2\n").unwrap();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].at, Some(Duration::from_secs(2)));
+        let errors = parse_script("press 1\npres 1\nhangup\nat 3s: fly\n").unwrap_err();
+        let lines: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.text.as_str())).collect();
+        assert_eq!(lines, [(2, "pres 1"), (4, "at 3s: fly")]);
+        assert_eq!(errors[0].message, "unknown step 'pres 1'");
+        assert_eq!(errors[1].message, "unknown step 'fly'");
     }
 }
