@@ -9,6 +9,7 @@ pub mod keys;
 pub mod load;
 pub mod model;
 pub mod say;
+pub mod trace;
 pub mod yaml;
 
 pub use catalogue::Catalogue;
