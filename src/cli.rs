@@ -87,7 +87,11 @@ enum Cmd {
     /// Answer calls: a SIP/RTP endpoint running the flows
     Serve(ServeArgs),
     /// JSON Schema of the flow format, for editors
-    Schema,
+    Schema {
+        /// The schema of flow test files (flows/tests/*.yaml) instead
+        #[arg(long)]
+        tests: bool,
+    },
     /// The prompt recordings the catalogue needs (used by scripts/gen-prompts.sh)
     Prompts {
         #[arg(long, default_value = "prompts")]
@@ -181,11 +185,13 @@ pub fn run(cli: Cli) -> ExitCode {
             dirs,
         } => simulate(&flow, script.as_deref(), rings, vars, &dirs),
         Cmd::Graph { flow, format } => graph_cmd(&flow, format),
-        Cmd::Schema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&schema::schema()).unwrap_or_default()
-            );
+        Cmd::Schema { tests } => {
+            let s = if tests {
+                schema::test_schema()
+            } else {
+                schema::schema()
+            };
+            println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Cmd::Prompts { dir, stale } => prompts(&dir, stale),

@@ -222,6 +222,43 @@ fn text(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
     }
 }
 
+/// The items of a list; anything else is an error, not an empty list.
+fn list<'n>(n: &'n Node, what: &str, d: &mut Diags) -> &'n [Node] {
+    match &n.value {
+        Value::Seq(items) => items,
+        _ => {
+            d.error(n.pos, format!("{what} must be a list, found {}", n.kind()));
+            &[]
+        }
+    }
+}
+
+/// `name: value` pairs of plain values; anything else is an error, not left out.
+fn pairs(n: &Node, what: &str, d: &mut Diags) -> Vec<(String, String)> {
+    let Some(map) = n.as_map() else {
+        d.error(
+            n.pos,
+            format!(
+                "{what} must be a mapping of name: value, found {}",
+                n.kind()
+            ),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, v) in map {
+        match (k.scalar(), v.scalar()) {
+            (Some(k), Some(v)) => out.push((k, v)),
+            (Some(k), None) => d.error(
+                v.pos,
+                format!("{what}.{k} must be a plain value, found {}", v.kind()),
+            ),
+            (None, _) => d.error(k.pos, format!("a name in {what} must be text")),
+        }
+    }
+    out
+}
+
 fn duration(n: &Node, what: &str, d: &mut Diags) -> Option<Duration> {
     let s = text(n, what, d)?;
     match parse_duration(&s) {
@@ -293,8 +330,11 @@ fn parse_test(n: &Node, d: &mut Diags) -> Option<FlowTest> {
         expect: Vec::new(),
         outcome: None,
     };
-    if let Some(Value::Seq(c)) = get(n, "covers").map(|v| &v.value) {
-        t.covers = c.iter().filter_map(|v| text(v, "covers", d)).collect();
+    if let Some(c) = get(n, "covers") {
+        t.covers = list(c, "covers", d)
+            .iter()
+            .filter_map(|v| text(v, "covers", d))
+            .collect();
     }
     if let Some(r) = get(n, "rings") {
         match r.value {
@@ -303,11 +343,7 @@ fn parse_test(n: &Node, d: &mut Diags) -> Option<FlowTest> {
         }
     }
     if let Some(v) = get(n, "vars") {
-        for (k, val) in v.as_map().unwrap_or_default() {
-            if let (Some(k), Some(val)) = (k.scalar(), val.scalar()) {
-                t.vars.insert(k, val);
-            }
-        }
+        t.vars.extend(pairs(v, "vars", d));
     }
     match get(n, "caller").map(|v| &v.value) {
         Some(Value::Seq(steps)) => {
@@ -404,8 +440,12 @@ fn parse_ticket(n: &Node, d: &mut Diags) -> Option<TicketExpect> {
         });
     }
     unknown_keys(n, TICKET_KEYS, "a ticket expectation", d);
+    let Some(category) = get(n, "category") else {
+        d.error(n.pos, "a ticket expectation needs a 'category'");
+        return None;
+    };
     let mut t = TicketExpect {
-        category: get(n, "category").and_then(|v| text(v, "category", d))?,
+        category: text(category, "category", d)?,
         ..TicketExpect::default()
     };
     if let Some(p) = get(n, "priority") {
@@ -418,14 +458,15 @@ fn parse_ticket(n: &Node, d: &mut Diags) -> Option<TicketExpect> {
     t.due = get(n, "due").and_then(|v| duration(v, "due", d));
     t.department = get(n, "department").and_then(|v| text(v, "department", d));
     if let Some(f) = get(n, "fields") {
-        for (k, v) in f.as_map().unwrap_or_default() {
-            if let (Some(k), Some(v)) = (k.scalar(), v.scalar()) {
-                t.fields.push((k, v));
-            }
-        }
+        t.fields = pairs(f, "fields", d);
     }
-    if let Some(Value::Seq(r)) = get(n, "recordings").map(|v| &v.value) {
-        t.recordings = Some(r.iter().filter_map(|v| v.scalar()).collect());
+    if let Some(r) = get(n, "recordings") {
+        t.recordings = Some(
+            list(r, "recordings", d)
+                .iter()
+                .filter_map(|v| text(v, "a recording", d))
+                .collect(),
+        );
     }
     Some(t)
 }

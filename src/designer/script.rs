@@ -95,8 +95,9 @@ impl Step {
             ("press", [k]) if keys_ok(k) => Action::Press(k.to_string()),
             ("press", _) => return Err("press takes keys 0-9 * #, e.g. press 1".into()),
             (k, []) if keys_ok(k) => Action::Press(k.to_string()),
-            ("silence" | "wait", a) => Action::Silence(dur(a.first(), None)?),
-            ("voice", a) => Action::Voice(dur(a.first(), Some(DEFAULT_VOICE))?),
+            // One word more at most: `silence 5 s` or `voice 2s 3s` is a typo, not 5 s.
+            ("silence" | "wait", a) if a.len() <= 1 => Action::Silence(dur(a.first(), None)?),
+            ("voice", a) if a.len() <= 1 => Action::Voice(dur(a.first(), Some(DEFAULT_VOICE))?),
             ("quiet", []) => Action::Quiet,
             ("noise", []) => Action::Noise,
             ("hangup", []) => Action::Hangup,
@@ -108,6 +109,18 @@ impl Step {
         };
         Ok(Step { at: None, action })
     }
+}
+
+/// A regular expression (ECMA 262 and `regex` alike) for the lines `Step::parse` takes,
+/// for the JSON Schema of test files; a test keeps the two in step.
+pub fn step_pattern() -> String {
+    let dur = r"([0-9]+(\.[0-9]+)?(ms|s|m|min|h))+";
+    // `silence 5` means seconds.
+    let d = format!(r"([0-9]+(\.[0-9]+)?|{dur})");
+    let step = format!(
+        r"(press\s+[0-9*#]+|[0-9*#]+|(silence|wait)\s+{d}|voice(\s+{d})?|quiet|noise|hangup|lookup\s+fails|lookup\s+slow\s+{d}|ticket\s+fails|transfer\s+fails)"
+    );
+    format!(r"^\s*(at \s*{dur}\s*:\s*)?{step}\s*$")
 }
 
 /// A line of a script that is not a caller step.
@@ -209,6 +222,61 @@ mod tests {
             "lookup",
         ] {
             assert!(Step::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_schema_pattern_takes_exactly_the_steps_the_parser_takes() {
+        let re = regex::Regex::new(&step_pattern()).unwrap();
+        for line in [
+            "press 1",
+            "press 100234#",
+            "  press   *9#  ",
+            "12#",
+            "silence 5s",
+            "silence 5",
+            "silence 2.5",
+            "wait 1m30s",
+            "voice",
+            "voice 2s",
+            "voice 3",
+            "quiet",
+            "noise",
+            "hangup",
+            "lookup fails",
+            "lookup slow 3s",
+            "lookup slow 4",
+            "ticket fails",
+            "transfer fails",
+            "at 2s: press 1",
+            "at 2.5s:press 9",
+            "at 1m 30s: hangup",
+            "at 45s : voice 2s",
+            "",
+            "press",
+            "press x",
+            "press 1 2",
+            "pres 1",
+            "silence",
+            "silence 5 s",
+            "silence 5x",
+            "voice 2s 3s",
+            "quiet please",
+            "hang up",
+            "lookup",
+            "lookup slow",
+            "at 2s press 1",
+            "at 2s: pres 1",
+            "at two: press 1",
+            "at: press 1",
+            "fly",
+            "1a",
+        ] {
+            assert_eq!(
+                re.is_match(line),
+                Step::parse(line).is_ok(),
+                "{line:?}: the schema's pattern and the parser disagree"
+            );
         }
     }
 
