@@ -1,14 +1,14 @@
 //! The `hotline` command: the designer's tools now, the server later.
 use clap::{Parser, Subcommand, ValueEnum};
-use hotline::designer::flowtest;
 use hotline::designer::graph::{self, Format};
 use hotline::designer::project::{Project, sibling};
-use hotline::designer::script::{HELP, Step};
+use hotline::designer::runner::{self, Verdict};
+use hotline::designer::script::{self, HELP, Step};
 use hotline::designer::sim::{Caller, Sim};
-use hotline::designer::{render_entry, schema};
+use hotline::designer::{coverage, junit, render_entry, schema};
 use hotline::flow::{self, Diagnostic, Flow};
-use std::collections::BTreeSet;
-use std::io::Write;
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -47,7 +47,8 @@ enum Cmd {
     },
     /// Run flow tests (scripted calls in flows/tests/)
     Test {
-        /// Test files or directories
+        /// Test files or folders of them; or flow files or folders of flows (`flows`),
+        /// meaning the tests in flows/tests/ that call those flows
         #[arg(default_value = "flows/tests")]
         paths: Vec<PathBuf>,
         #[command(flatten)]
@@ -55,6 +56,12 @@ enum Cmd {
         /// Print every test's timeline, not only failing ones
         #[arg(long, short)]
         verbose: bool,
+        /// Also write the results as JUnit XML to this file, for CI
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Report, per flow, the states and transitions no test visited
+        #[arg(long)]
+        coverage: bool,
     },
     /// An interactive text call through a flow, on a simulated clock
     Simulate {
@@ -80,7 +87,11 @@ enum Cmd {
     /// Answer calls: a SIP/RTP endpoint running the flows
     Serve(ServeArgs),
     /// JSON Schema of the flow format, for editors
-    Schema,
+    Schema {
+        /// The schema of flow test files (flows/tests/*.yaml) instead
+        #[arg(long)]
+        tests: bool,
+    },
     /// The prompt recordings the catalogue needs (used by scripts/gen-prompts.sh)
     Prompts {
         #[arg(long, default_value = "prompts")]
@@ -163,7 +174,9 @@ pub fn run(cli: Cli) -> ExitCode {
             paths,
             dirs,
             verbose,
-        } => test(&paths, &dirs, verbose),
+            junit,
+            coverage,
+        } => test(&paths, &dirs, verbose, junit.as_deref(), coverage),
         Cmd::Simulate {
             flow,
             script,
@@ -172,11 +185,13 @@ pub fn run(cli: Cli) -> ExitCode {
             dirs,
         } => simulate(&flow, script.as_deref(), rings, vars, &dirs),
         Cmd::Graph { flow, format } => graph_cmd(&flow, format),
-        Cmd::Schema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&schema::schema()).unwrap_or_default()
-            );
+        Cmd::Schema { tests } => {
+            let s = if tests {
+                schema::test_schema()
+            } else {
+                schema::schema()
+            };
+            println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Cmd::Prompts { dir, stale } => prompts(&dir, stale),
@@ -255,93 +270,132 @@ fn load_one(path: &Path, project: &Project) -> Result<Arc<Flow>, Vec<Diagnostic>
     flow::load_flow(path, Some(&project.catalogue), Some(&project.sources)).map(Arc::new)
 }
 
-fn test_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut out = Vec::new();
-    for p in paths {
-        out.extend(flow::flow_files(p)?);
+impl Dirs {
+    fn runner(&self) -> runner::Dirs {
+        runner::Dirs {
+            prompts: self.prompts.clone(),
+            data: self.data.clone(),
+        }
     }
-    Ok(out)
 }
 
-fn test(paths: &[PathBuf], dirs: &Dirs, verbose: bool) -> ExitCode {
-    let files = match test_files(paths) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let (mut passed, mut failed) = (0, 0);
+fn test(
+    paths: &[PathBuf],
+    dirs: &Dirs,
+    verbose: bool,
+    junit_file: Option<&Path>,
+    coverage: bool,
+) -> ExitCode {
+    let sel = runner::select(paths);
+    for p in &sel.problems {
+        eprintln!("{p}");
+    }
+    for f in &sel.untested {
+        println!(
+            "note: no test file in {} calls {}",
+            f.parent().unwrap_or(Path::new(".")).join("tests").display(),
+            f.display()
+        );
+    }
+    let dirs = dirs.runner();
+    let mut runs = Vec::new();
     let mut covered = BTreeSet::new();
-    for file in files {
-        let tf = match flowtest::load(&file) {
-            Ok(t) => t,
-            Err(e) => {
-                print_errors(&e);
-                failed += 1;
-                continue;
+    for file in &sel.test_files {
+        let r = runner::run_file(file, &dirs);
+        print_errors(&r.warnings);
+        if !r.errors.is_empty() {
+            println!("BROKEN {}: the file cannot be read", file.display());
+            for e in &r.errors {
+                println!("      {e}");
             }
-        };
-        let (project, perrs) = project_for(&tf.flow, dirs);
-        if !perrs.is_empty() {
-            print_errors(&perrs);
         }
-        let flow = match load_one(&tf.flow, &project) {
-            Ok(f) => f,
-            Err(e) => {
-                print_errors(&e);
-                failed += tf.tests.len().max(1);
-                continue;
-            }
-        };
-        for t in &tf.tests {
-            let r = flowtest::run_test(&flow, &project, t);
-            match &r.failure {
-                None => {
-                    passed += 1;
-                    covered.extend(r.covers.iter().cloned());
-                    println!("ok    {}: {}", file.display(), r.name);
+        for c in &r.cases {
+            match &c.verdict {
+                Verdict::Passed => {
+                    covered.extend(c.covers.iter().cloned());
+                    println!("ok    {}: {}", file.display(), c.name);
                     if verbose {
-                        for e in &r.timeline {
+                        for e in &c.timeline {
                             println!("        {}", render_entry(e));
                         }
                     }
                 }
-                Some(why) => {
-                    failed += 1;
-                    println!("FAIL  {}:{}: {}", file.display(), t.pos.line, r.name);
+                Verdict::Failed(why) => {
+                    println!("FAIL  {}:{}: {}", file.display(), c.line, c.name);
                     for l in why.lines() {
                         println!("      {l}");
                     }
                 }
+                Verdict::Broken(errors) => {
+                    println!("BROKEN {}:{}: {}", file.display(), c.line, c.name);
+                    for e in errors {
+                        println!("      {e}");
+                    }
+                }
             }
         }
+        runs.push(r);
     }
+    let t = runner::Totals::of(&runs);
     println!(
-        "\n{passed} passed, {failed} failed; protocol rules covered: {}",
+        "\n{} passed, {} failed{}; protocol rules covered: {}",
+        t.passed,
+        t.failed,
+        if t.broken > 0 {
+            format!(", {} broken", t.broken)
+        } else {
+            String::new()
+        },
         covered.into_iter().collect::<Vec<_>>().join(" ")
     );
-    if failed == 0 {
+    let mut ok = t.failed == 0 && t.broken == 0 && sel.problems.is_empty();
+    if sel.test_files.is_empty() && sel.problems.is_empty() {
+        eprintln!("no flow tests found");
+        ok = false;
+    }
+    if coverage {
+        // Flows named on the command line that no test calls are shown too, at 0 %.
+        let untested: Vec<Arc<Flow>> = sel
+            .untested
+            .iter()
+            .filter_map(|f| {
+                let (project, _) = dirs.project(f);
+                load_one(f, &project).ok()
+            })
+            .collect();
+        let untested: Vec<&Flow> = untested.iter().map(Arc::as_ref).collect();
+        print!(
+            "\n{}",
+            coverage::render(&coverage::compute(&runs, &untested))
+        );
+    }
+    if let Some(path) = junit_file {
+        let written = junit::render(&runs).and_then(|xml| std::fs::write(path, xml));
+        if let Err(e) = written {
+            eprintln!("{}: cannot write the JUnit report: {e}", path.display());
+            ok = false;
+        }
+    }
+    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
 }
 
-/// The designer at a terminal, or a script file, as the caller.
-struct LineCaller {
-    lines: Box<dyn Iterator<Item = String>>,
-    interactive: bool,
+/// The designer at a terminal as the caller: a step is asked for when the hotline
+/// waits for one, and a mistyped step is said and asked for again, since a person can
+/// retype it. Scripts and piped input are read whole instead (`script::parse_script`).
+struct TerminalCaller {
+    lines: std::io::Lines<std::io::StdinLock<'static>>,
 }
 
-impl Caller for LineCaller {
+impl Caller for TerminalCaller {
     fn next(&mut self, now: Duration) -> Option<Step> {
         loop {
-            if self.interactive {
-                print!("[{:>7.3}s] caller> ", now.as_secs_f64());
-                let _ = std::io::stdout().flush();
-            }
-            let line = self.lines.next()?;
+            print!("[{:>7.3}s] caller> ", now.as_secs_f64());
+            let _ = std::io::stdout().flush();
+            let line = self.lines.next()?.ok()?;
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
@@ -352,13 +406,30 @@ impl Caller for LineCaller {
             }
             match Step::parse(line) {
                 Ok(s) => return Some(s),
-                Err(e) => {
-                    eprintln!("{e}");
-                    if !self.interactive {
-                        return None;
-                    }
-                }
+                Err(e) => eprintln!("{e}"),
             }
+        }
+    }
+}
+
+/// The caller's steps from a script's text; a bad line stops the simulation before
+/// the call starts, each one named with its line.
+fn script_caller(name: &str, text: &str) -> Result<VecDeque<Step>, ExitCode> {
+    match script::parse_script(text) {
+        Ok(steps) => Ok(steps.into()),
+        Err(errors) => {
+            for e in &errors {
+                // `at 3s: pres 1`: the message names the step, the line says where it was.
+                let whole = if e.message.contains(&e.text) {
+                    String::new()
+                } else {
+                    format!(" in '{}'", e.text)
+                };
+                eprintln!("{name}:{}: {}{whole}", e.line, e.message);
+            }
+            eprintln!("{HELP}");
+            eprintln!("{} bad step(s): the simulation did not start", errors.len());
+            Err(ExitCode::FAILURE)
         }
     }
 }
@@ -379,28 +450,30 @@ fn simulate(
             return ExitCode::FAILURE;
         }
     };
-    let mut caller = match script {
-        Some(s) => match std::fs::read_to_string(s) {
-            Ok(text) => LineCaller {
-                lines: Box::new(
-                    text.lines()
-                        .map(str::to_string)
-                        .collect::<Vec<_>>()
-                        .into_iter(),
-                ),
-                interactive: false,
+    let stdin = std::io::stdin();
+    let mut caller: Box<dyn Caller> = match script {
+        Some(s) => match flow::read_limited(s) {
+            Ok(text) => match script_caller(&s.display().to_string(), &text) {
+                Ok(steps) => Box::new(steps),
+                Err(code) => return code,
             },
             Err(e) => {
                 eprintln!("{}: {e}", s.display());
                 return ExitCode::FAILURE;
             }
         },
+        None if std::io::IsTerminal::is_terminal(&stdin) => Box::new(TerminalCaller {
+            lines: stdin.lock().lines(),
+        }),
         None => {
-            let stdin = std::io::stdin();
-            let interactive = std::io::IsTerminal::is_terminal(&stdin);
-            LineCaller {
-                lines: Box::new(stdin.lines().map_while(Result::ok)),
-                interactive,
+            let mut text = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut stdin.lock(), &mut text) {
+                eprintln!("standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            match script_caller("stdin", &text) {
+                Ok(steps) => Box::new(steps),
+                Err(code) => return code,
             }
         }
     };
@@ -409,7 +482,7 @@ fn simulate(
         flow.name, rings
     );
     let mut sim = Sim::in_project(flow.clone(), &project, rings, vars.into_iter().collect());
-    sim.run(&mut caller, &mut |e| println!("{}", render_entry(e)));
+    sim.run(caller.as_mut(), &mut |e| println!("{}", render_entry(e)));
     ExitCode::SUCCESS
 }
 

@@ -29,6 +29,17 @@ pub struct TestFile {
     pub file: PathBuf,
     pub flow: PathBuf,
     pub tests: Vec<FlowTest>,
+    /// Tests that could not be read (a typo in a key, a bad step): reported, not run,
+    /// while the file's other tests run.
+    pub broken: Vec<BrokenTest>,
+}
+
+#[derive(Clone, Debug)]
+pub struct BrokenTest {
+    /// Its name, if it has one.
+    pub name: Option<String>,
+    pub pos: Pos,
+    pub errors: Vec<Diagnostic>,
 }
 
 #[derive(Clone, Debug)]
@@ -73,23 +84,80 @@ pub struct TicketExpect {
     pub recordings: Option<Vec<String>>,
 }
 
-const TEST_KEYS: &[&str] = &[
-    "name", "covers", "rings", "vars", "caller", "expect", "outcome",
+/// The words of a test file, each with what it means: the loader and the JSON Schema
+/// (`hotline schema --tests`) both read these tables.
+pub const FILE_KEYS: &[(&str, &str)] = &[
+    (
+        "flow",
+        "the flow file the tests call, relative to this file",
+    ),
+    (
+        "tests",
+        "the tests: scripted calls and what must happen on them",
+    ),
 ];
-const EXPECT_KEYS: &[&str] = &[
-    "heard", "value", "ticket", "transfer", "hangup", "at", "after",
+pub const TEST_KEYS: &[(&str, &str)] = &[
+    ("name", "what the test shows, in a sentence"),
+    (
+        "covers",
+        "rule ids of docs/PROTOCOL.md the test demonstrates",
+    ),
+    (
+        "rings",
+        "rings before the answer (3 or more: the busy apology, P-RING)",
+    ),
+    ("vars", "call variables, e.g. caller"),
+    (
+        "caller",
+        "the caller's steps: press 1, silence 5s, voice 2s, quiet, noise, hangup, lookup fails, lookup slow 3s, ticket fails, transfer fails; at 2s: STEP acts at a fixed time",
+    ),
+    (
+        "expect",
+        "the whole ordered list of what the caller hears, tickets filed, transfers and hotline's hang-up",
+    ),
+    ("outcome", "how the call ends"),
 ];
-const TICKET_KEYS: &[&str] = &[
-    "category",
-    "priority",
-    "due",
-    "department",
-    "fields",
-    "recordings",
+pub const EXPECT_KEYS: &[(&str, &str)] = &[
+    ("heard", "a prompt id the caller hears"),
+    (
+        "value",
+        "the value a spoken prompt says (digits, a number, a date)",
+    ),
+    (
+        "ticket",
+        "a ticket filed: its category, or the fields to compare",
+    ),
+    ("transfer", "a transfer to this SIP URI"),
+    ("hangup", "hotline hangs up"),
+    ("at", "when it happens, since the answer"),
+    ("after", "when it happens, since the previous thing ended"),
+];
+pub const TICKET_KEYS: &[(&str, &str)] = &[
+    ("category", "the ticket's category"),
+    ("priority", "emergency, high, normal or low"),
+    ("due", "due this long after filing"),
+    ("department", "the department it goes to"),
+    (
+        "fields",
+        "fields that must have these values (others may be there too)",
+    ),
+    ("recordings", "the recordings attached, all of them"),
 ];
 pub const OUTCOMES: &[&str] = &["caller-hung-up", "hotline-hung-up", "transferred", "failed"];
 
+/// Reads a test file whose every test must be readable: a broken test is an error of
+/// the whole file (for the shipped tests, which must all run).
 pub fn load(path: &Path) -> Result<TestFile, Vec<Diagnostic>> {
+    let tf = load_each(path)?;
+    if tf.broken.is_empty() {
+        return Ok(tf);
+    }
+    Err(tf.broken.into_iter().flat_map(|b| b.errors).collect())
+}
+
+/// Reads a test file, setting aside each test that cannot be read (`broken`), so that a
+/// typo in one test does not stop the others.
+pub fn load_each(path: &Path) -> Result<TestFile, Vec<Diagnostic>> {
     let mut d = Diags::new(path);
     let text = match crate::flow::read_limited(path) {
         Ok(t) => t,
@@ -101,7 +169,8 @@ pub fn load(path: &Path) -> Result<TestFile, Vec<Diagnostic>> {
     parse_str(&text, path, &mut d)
 }
 
-/// Parses a test file's text; `path` places the flow path and the messages.
+/// Parses a test file's text; `path` places the flow path and the messages. Problems
+/// with the file itself are an error; a test with a problem is set aside as broken.
 pub fn parse_str(text: &str, path: &Path, d: &mut Diags) -> Result<TestFile, Vec<Diagnostic>> {
     let parsed = yaml::parse(text, d).and_then(|root| parse_file(&root, path, d));
     let d = std::mem::take(&mut d.list);
@@ -115,17 +184,23 @@ pub fn parse_str(text: &str, path: &Path, d: &mut Diags) -> Result<TestFile, Vec
     }
 }
 
-fn unknown_keys(n: &Node, allowed: &[&str], what: &str, d: &mut Diags) {
+fn unknown_keys(n: &Node, allowed: &[(&'static str, &str)], what: &str, d: &mut Diags) {
     for (k, _) in n.as_map().unwrap_or_default() {
         let key = k.scalar().unwrap_or_default();
-        if !allowed.contains(&key.as_str()) {
-            d.error(
-                k.pos,
-                format!(
-                    "unknown key '{key}' in {what} (expected one of: {})",
-                    allowed.join(", ")
+        if !crate::flow::keys::known(allowed, &key) {
+            // The flow checker's wording, so a typo reads the same in both kinds of file.
+            let hint = match crate::flow::keys::suggest(allowed, &key) {
+                Some(s) => format!("did you mean '{s}'?"),
+                None => format!(
+                    "expected one of: {}",
+                    allowed
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
-            );
+            };
+            d.error(k.pos, format!("unknown key '{key}' in {what} ({hint})"));
         }
     }
 }
@@ -147,6 +222,43 @@ fn text(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
     }
 }
 
+/// The items of a list; anything else is an error, not an empty list.
+fn list<'n>(n: &'n Node, what: &str, d: &mut Diags) -> &'n [Node] {
+    match &n.value {
+        Value::Seq(items) => items,
+        _ => {
+            d.error(n.pos, format!("{what} must be a list, found {}", n.kind()));
+            &[]
+        }
+    }
+}
+
+/// `name: value` pairs of plain values; anything else is an error, not left out.
+fn pairs(n: &Node, what: &str, d: &mut Diags) -> Vec<(String, String)> {
+    let Some(map) = n.as_map() else {
+        d.error(
+            n.pos,
+            format!(
+                "{what} must be a mapping of name: value, found {}",
+                n.kind()
+            ),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, v) in map {
+        match (k.scalar(), v.scalar()) {
+            (Some(k), Some(v)) => out.push((k, v)),
+            (Some(k), None) => d.error(
+                v.pos,
+                format!("{what}.{k} must be a plain value, found {}", v.kind()),
+            ),
+            (None, _) => d.error(k.pos, format!("a name in {what} must be text")),
+        }
+    }
+    out
+}
+
 fn duration(n: &Node, what: &str, d: &mut Diags) -> Option<Duration> {
     let s = text(n, what, d)?;
     match parse_duration(&s) {
@@ -159,7 +271,7 @@ fn duration(n: &Node, what: &str, d: &mut Diags) -> Option<Duration> {
 }
 
 fn parse_file(root: &Node, path: &Path, d: &mut Diags) -> Option<TestFile> {
-    unknown_keys(root, &["flow", "tests"], "a flow test file", d);
+    unknown_keys(root, FILE_KEYS, "a flow test file", d);
     let flow = get(root, "flow").and_then(|n| text(n, "flow", d));
     let Some(flow) = flow else {
         d.error(
@@ -170,11 +282,20 @@ fn parse_file(root: &Node, path: &Path, d: &mut Diags) -> Option<TestFile> {
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tests = Vec::new();
+    let mut broken = Vec::new();
     match get(root, "tests").map(|n| &n.value) {
         Some(Value::Seq(items)) => {
             for item in items {
-                if let Some(t) = parse_test(item, d) {
-                    tests.push(t);
+                // Each test on its own: a typo in one leaves the others to run.
+                let mut td = Diags::new(d.file());
+                let test = parse_test(item, &mut td);
+                match test {
+                    Some(t) if td.is_empty() => tests.push(t),
+                    _ => broken.push(BrokenTest {
+                        name: get(item, "name").and_then(Node::scalar),
+                        pos: item.pos,
+                        errors: td.into_sorted(),
+                    }),
                 }
             }
         }
@@ -184,6 +305,7 @@ fn parse_file(root: &Node, path: &Path, d: &mut Diags) -> Option<TestFile> {
         file: path.to_path_buf(),
         flow: super::project::normalize(&dir.join(flow)),
         tests,
+        broken,
     })
 }
 
@@ -208,8 +330,11 @@ fn parse_test(n: &Node, d: &mut Diags) -> Option<FlowTest> {
         expect: Vec::new(),
         outcome: None,
     };
-    if let Some(Value::Seq(c)) = get(n, "covers").map(|v| &v.value) {
-        t.covers = c.iter().filter_map(|v| text(v, "covers", d)).collect();
+    if let Some(c) = get(n, "covers") {
+        t.covers = list(c, "covers", d)
+            .iter()
+            .filter_map(|v| text(v, "covers", d))
+            .collect();
     }
     if let Some(r) = get(n, "rings") {
         match r.value {
@@ -218,11 +343,7 @@ fn parse_test(n: &Node, d: &mut Diags) -> Option<FlowTest> {
         }
     }
     if let Some(v) = get(n, "vars") {
-        for (k, val) in v.as_map().unwrap_or_default() {
-            if let (Some(k), Some(val)) = (k.scalar(), val.scalar()) {
-                t.vars.insert(k, val);
-            }
-        }
+        t.vars.extend(pairs(v, "vars", d));
     }
     match get(n, "caller").map(|v| &v.value) {
         Some(Value::Seq(steps)) => {
@@ -319,8 +440,12 @@ fn parse_ticket(n: &Node, d: &mut Diags) -> Option<TicketExpect> {
         });
     }
     unknown_keys(n, TICKET_KEYS, "a ticket expectation", d);
+    let Some(category) = get(n, "category") else {
+        d.error(n.pos, "a ticket expectation needs a 'category'");
+        return None;
+    };
     let mut t = TicketExpect {
-        category: get(n, "category").and_then(|v| text(v, "category", d))?,
+        category: text(category, "category", d)?,
         ..TicketExpect::default()
     };
     if let Some(p) = get(n, "priority") {
@@ -333,14 +458,15 @@ fn parse_ticket(n: &Node, d: &mut Diags) -> Option<TicketExpect> {
     t.due = get(n, "due").and_then(|v| duration(v, "due", d));
     t.department = get(n, "department").and_then(|v| text(v, "department", d));
     if let Some(f) = get(n, "fields") {
-        for (k, v) in f.as_map().unwrap_or_default() {
-            if let (Some(k), Some(v)) = (k.scalar(), v.scalar()) {
-                t.fields.push((k, v));
-            }
-        }
+        t.fields = pairs(f, "fields", d);
     }
-    if let Some(Value::Seq(r)) = get(n, "recordings").map(|v| &v.value) {
-        t.recordings = Some(r.iter().filter_map(|v| v.scalar()).collect());
+    if let Some(r) = get(n, "recordings") {
+        t.recordings = Some(
+            list(r, "recordings", d)
+                .iter()
+                .filter_map(|v| text(v, "a recording", d))
+                .collect(),
+        );
     }
     Some(t)
 }
@@ -475,6 +601,8 @@ pub struct TestResult {
     pub covers: Vec<String>,
     pub failure: Option<String>,
     pub timeline: Vec<Entry>,
+    /// The states and transitions the call visited.
+    pub visited: super::coverage::Visited,
 }
 
 /// Runs one test and compares what happened with what was expected.
@@ -483,12 +611,14 @@ pub fn run_test(flow: &Arc<Flow>, project: &Project, t: &FlowTest) -> TestResult
     let mut caller: VecDeque<Step> = t.caller.iter().cloned().collect();
     sim.run(&mut caller, &mut |_| {});
     let timeline = std::mem::take(&mut sim.timeline);
+    let visited = super::coverage::visited(flow, &timeline, &sim.take_trace());
     let failure = compare(t, &timeline);
     TestResult {
         name: t.name.clone(),
         covers: t.covers.clone(),
         failure,
         timeline,
+        visited,
     }
 }
 
@@ -590,4 +720,69 @@ fn compare(t: &FlowTest, timeline: &[Entry]) -> Option<String> {
         out += &format!("    {}\n", super::render_entry(e));
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<TestFile, Vec<Diagnostic>> {
+        let path = Path::new("flows/tests/t.yaml");
+        parse_str(text, path, &mut Diags::new(path))
+    }
+
+    #[test]
+    fn a_broken_test_is_set_aside_and_the_others_are_read() {
+        let tf = parse(
+            "flow: ../f.yaml\ntests:\n  - name: good\n    expect: [hangup]\n  - name: typo\n    caler: [press 1]\n    expect: [hangup]\n  - name: bad step\n    caller: [pres 1]\n    expect: [{ heard: x, aftr: 5s }]\n  - name: also good\n    caller: [press 1]\n    expect: [hangup]\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = tf.tests.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["good", "also good"]);
+        assert_eq!(tf.flow, Path::new("flows/f.yaml"));
+        let broken: Vec<(Option<&str>, u32, Vec<String>)> = tf
+            .broken
+            .iter()
+            .map(|b| {
+                (
+                    b.name.as_deref(),
+                    b.pos.line,
+                    b.errors.iter().map(|e| e.to_string()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            broken,
+            [
+                (
+                    Some("typo"),
+                    5,
+                    vec![
+                        "flows/tests/t.yaml:6:5: unknown key 'caler' in a test (did you mean 'caller'?)"
+                            .to_string()
+                    ]
+                ),
+                (
+                    Some("bad step"),
+                    8,
+                    vec![
+                        "flows/tests/t.yaml:9:14: unknown step 'pres 1'".to_string(),
+                        "flows/tests/t.yaml:10:26: unknown key 'aftr' in an expectation (did you mean 'after'?)".to_string()
+                    ]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_problem_with_the_file_itself_is_an_error_of_the_file() {
+        for bad in [
+            "tests:\n  - name: x\n    expect: []\n",
+            "flow: f.yaml\n",
+            "flow: f.yaml\ntset: []\n",
+            "flow: [f.yaml\n",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
 }

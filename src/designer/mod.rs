@@ -1,7 +1,10 @@
 //! The IVR designer's tools: simulated calls, flow tests, diagrams, the JSON Schema.
+pub mod coverage;
 pub mod flowtest;
 pub mod graph;
+pub mod junit;
 pub mod project;
+pub mod runner;
 pub mod schema;
 pub mod script;
 pub mod sim;

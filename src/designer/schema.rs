@@ -141,3 +141,78 @@ pub fn schema() -> Value {
     }
     top
 }
+
+/// A JSON Schema of flow test files (`flows/tests/*.yaml`), from the tables the test
+/// loader reads, with the caller's steps as the pattern the step parser takes.
+pub fn test_schema() -> Value {
+    use super::flowtest::{EXPECT_KEYS, FILE_KEYS, OUTCOMES, TEST_KEYS, TICKET_KEYS};
+    let duration = json!({ "type": "string", "pattern": DURATION });
+    let text = json!({ "type": ["string", "number"] });
+    let values = json!({ "type": "object", "additionalProperties": { "type": ["string", "number", "boolean"] } });
+    let ticket = json!({
+        "oneOf": [
+            { "type": "string" },
+            {
+                "allOf": [
+                    object(TICKET_KEYS, |k| match k {
+                        "priority" => json!({ "enum": Priority::ALL.map(|p| p.name()) }),
+                        "due" => duration.clone(),
+                        "fields" => values.clone(),
+                        "recordings" => json!({ "type": "array", "items": { "type": "string" } }),
+                        _ => json!({ "type": "string" }),
+                    }),
+                    { "required": ["category"] }
+                ]
+            }
+        ]
+    });
+    let mut expect_object = object(EXPECT_KEYS, |k| match k {
+        "heard" | "transfer" => json!({ "type": "string" }),
+        "value" => text.clone(),
+        "ticket" => ticket.clone(),
+        "at" | "after" => duration.clone(),
+        // `hangup: hotline`: only hotline's hang-up is an expectation; the value is a note.
+        _ => json!({}),
+    });
+    if let Value::Object(o) = &mut expect_object {
+        o.insert(
+            "anyOf".into(),
+            json!(["heard", "ticket", "transfer", "hangup"].map(|k| json!({ "required": [k] }))),
+        );
+    }
+    let expect = json!({ "oneOf": [ { "const": "hangup" }, expect_object ] });
+    let mut test = object(TEST_KEYS, |k| match k {
+        "name" => json!({ "type": "string" }),
+        "covers" => json!({ "type": "array", "items": { "type": "string" } }),
+        "rings" => json!({ "type": "integer", "minimum": 0, "maximum": 1000 }),
+        "vars" => values.clone(),
+        "caller" => json!({
+            "type": "array",
+            "items": { "type": ["string", "integer"], "pattern": super::script::step_pattern() }
+        }),
+        "expect" => json!({ "type": "array", "items": { "$ref": "#/$defs/expect" } }),
+        "outcome" => json!({ "enum": OUTCOMES }),
+        _ => json!({}),
+    });
+    if let Value::Object(o) = &mut test {
+        o.insert("required".into(), json!(["name", "expect"]));
+    }
+    let mut top = object(FILE_KEYS, |k| match k {
+        "flow" => json!({ "type": "string" }),
+        _ => json!({ "type": "array", "items": { "$ref": "#/$defs/test" } }),
+    });
+    if let Value::Object(o) = &mut top {
+        o.insert(
+            "$schema".into(),
+            json!("https://json-schema.org/draft/2020-12/schema"),
+        );
+        o.insert(
+            "$id".into(),
+            json!("https://hotline.invalid/flow-test.schema.json"),
+        );
+        o.insert("title".into(), json!("hotline flow tests"));
+        o.insert("required".into(), json!(["flow", "tests"]));
+        o.insert("$defs".into(), json!({ "test": test, "expect": expect }));
+    }
+    top
+}

@@ -95,8 +95,9 @@ impl Step {
             ("press", [k]) if keys_ok(k) => Action::Press(k.to_string()),
             ("press", _) => return Err("press takes keys 0-9 * #, e.g. press 1".into()),
             (k, []) if keys_ok(k) => Action::Press(k.to_string()),
-            ("silence" | "wait", a) => Action::Silence(dur(a.first(), None)?),
-            ("voice", a) => Action::Voice(dur(a.first(), Some(DEFAULT_VOICE))?),
+            // One word more at most: `silence 5 s` or `voice 2s 3s` is a typo, not 5 s.
+            ("silence" | "wait", a) if a.len() <= 1 => Action::Silence(dur(a.first(), None)?),
+            ("voice", a) if a.len() <= 1 => Action::Voice(dur(a.first(), Some(DEFAULT_VOICE))?),
             ("quiet", []) => Action::Quiet,
             ("noise", []) => Action::Noise,
             ("hangup", []) => Action::Hangup,
@@ -107,6 +108,57 @@ impl Step {
             _ => return Err(format!("unknown step '{line}'\n{HELP}")),
         };
         Ok(Step { at: None, action })
+    }
+}
+
+/// A regular expression (ECMA 262 and `regex` alike) for the lines `Step::parse` takes,
+/// for the JSON Schema of test files; a test keeps the two in step.
+pub fn step_pattern() -> String {
+    let dur = r"([0-9]+(\.[0-9]+)?(ms|s|m|min|h))+";
+    // `silence 5` means seconds.
+    let d = format!(r"([0-9]+(\.[0-9]+)?|{dur})");
+    let step = format!(
+        r"(press\s+[0-9*#]+|[0-9*#]+|(silence|wait)\s+{d}|voice(\s+{d})?|quiet|noise|hangup|lookup\s+fails|lookup\s+slow\s+{d}|ticket\s+fails|transfer\s+fails)"
+    );
+    format!(r"^\s*(at \s*{dur}\s*:\s*)?{step}\s*$")
+}
+
+/// A line of a script that is not a caller step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScriptError {
+    /// 1-based line in the script.
+    pub line: usize,
+    /// The line as written.
+    pub text: String,
+    /// Why it is not a step (one line; `HELP` lists the steps).
+    pub message: String,
+}
+
+/// A whole script (a `--script` file, piped input): one step a line, blank lines and
+/// lines starting with `#` skipped. Every line is read before the call starts, so that a
+/// bad step stops the simulation instead of leaving a silent caller, and so that an
+/// `at` step can act during a prompt exactly as it does in a flow test.
+pub fn parse_script(text: &str) -> Result<Vec<Step>, Vec<ScriptError>> {
+    let mut steps = Vec::new();
+    let mut errors = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        match Step::parse(t) {
+            Ok(s) => steps.push(s),
+            Err(e) => errors.push(ScriptError {
+                line: i + 1,
+                text: t.to_string(),
+                message: e.lines().next().unwrap_or_default().to_string(),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(steps)
+    } else {
+        Err(errors)
     }
 }
 
@@ -171,5 +223,73 @@ mod tests {
         ] {
             assert!(Step::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_schema_pattern_takes_exactly_the_steps_the_parser_takes() {
+        let re = regex::Regex::new(&step_pattern()).unwrap();
+        for line in [
+            "press 1",
+            "press 100234#",
+            "  press   *9#  ",
+            "12#",
+            "silence 5s",
+            "silence 5",
+            "silence 2.5",
+            "wait 1m30s",
+            "voice",
+            "voice 2s",
+            "voice 3",
+            "quiet",
+            "noise",
+            "hangup",
+            "lookup fails",
+            "lookup slow 3s",
+            "lookup slow 4",
+            "ticket fails",
+            "transfer fails",
+            "at 2s: press 1",
+            "at 2.5s:press 9",
+            "at 1m 30s: hangup",
+            "at 45s : voice 2s",
+            "",
+            "press",
+            "press x",
+            "press 1 2",
+            "pres 1",
+            "silence",
+            "silence 5 s",
+            "silence 5x",
+            "voice 2s 3s",
+            "quiet please",
+            "hang up",
+            "lookup",
+            "lookup slow",
+            "at 2s press 1",
+            "at 2s: pres 1",
+            "at two: press 1",
+            "at: press 1",
+            "fly",
+            "1a",
+        ] {
+            assert_eq!(
+                re.is_match(line),
+                Step::parse(line).is_ok(),
+                "{line:?}: the schema's pattern and the parser disagree"
+            );
+        }
+    }
+
+    #[test]
+    fn a_script_names_every_bad_line() {
+        let ok =
+            parse_script("# a caller who knows the menu\n\nat 2s: press 1\n  press 2\n").unwrap();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].at, Some(Duration::from_secs(2)));
+        let errors = parse_script("press 1\npres 1\nhangup\nat 3s: fly\n").unwrap_err();
+        let lines: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.text.as_str())).collect();
+        assert_eq!(lines, [(2, "pres 1"), (4, "at 3s: fly")]);
+        assert_eq!(errors[0].message, "unknown step 'pres 1'");
+        assert_eq!(errors[1].message, "unknown step 'fly'");
     }
 }

@@ -189,6 +189,8 @@ impl<'a> Sim<'a> {
     ) -> Sim<'a> {
         let t0 = Instant::now();
         let mut session = Session::new(flow, cat_arc, setup.vars, t0);
+        // For `hotline test --coverage`: which keys, handlers and branches the call took.
+        session.trace_transitions();
         session.handle(Event::Answered { rings: setup.rings }, t0);
         Sim {
             cat,
@@ -229,6 +231,11 @@ impl<'a> Sim<'a> {
             project.data.as_ref(),
             CallSetup { rings, vars },
         )
+    }
+
+    /// The menu keys, handlers and branches the call took so far.
+    pub fn take_trace(&mut self) -> Vec<crate::flow::trace::Taken> {
+        self.session.take_trace()
     }
 
     fn push(&mut self, at: Duration, p: Pending) {

@@ -6,6 +6,7 @@
 use super::catalogue::{Catalogue, Utterance};
 use super::expr::Vars;
 use super::model::*;
+use super::trace::{HandlerId, Taken};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -209,6 +210,8 @@ pub struct Session {
     /// A back-end answer that came while "please wait" was still playing: the prompt is
     /// finished first, a sentence cut in half is worse than a second's wait.
     held: Option<Event>,
+    /// The transitions taken, when a designer's tool asked for them (coverage).
+    trace: Option<Vec<Taken>>,
 }
 
 impl Session {
@@ -239,6 +242,23 @@ impl Session {
             hotline_hung_up: false,
             listen_epoch: 0,
             held: None,
+            trace: None,
+        }
+    }
+
+    /// From now on, records which menu keys, handlers and branches the call takes.
+    pub fn trace_transitions(&mut self) {
+        self.trace.get_or_insert_with(Vec::new);
+    }
+
+    /// The transitions recorded since the last call (none unless traced).
+    pub fn take_trace(&mut self) -> Vec<Taken> {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn took(&mut self, t: Taken) {
+        if let Some(trace) = &mut self.trace {
+            trace.push(t);
         }
     }
 
@@ -585,10 +605,16 @@ impl Session {
     }
 
     fn branch(&mut self, branches: &[Branch], now: Instant) {
-        let target = branches
+        let chosen = branches
             .iter()
-            .find(|b| b.when.as_ref().is_none_or(|c| c.eval(&self.vars)))
-            .and_then(|b| self.flow.index.get(&b.goto.name).copied());
+            .position(|b| b.when.as_ref().is_none_or(|c| c.eval(&self.vars)));
+        if let Some(index) = chosen {
+            self.took(Taken::Branch {
+                state: self.state,
+                index,
+            });
+        }
+        let target = chosen.and_then(|i| self.flow.index.get(&branches[i].goto.name).copied());
         match target {
             Some(i) => self.enter(i, now),
             None => self.fail("no next branch applies".into()),
@@ -636,6 +662,7 @@ impl Session {
     }
 
     fn run_handler(&mut self, h: &Handler, now: Instant) {
+        self.took(Taken::Handler(HandlerId::of(h)));
         for (k, t) in &h.set {
             let v = t.render(&self.vars);
             self.vars.insert(k.clone(), v);
@@ -747,6 +774,7 @@ impl Session {
             return;
         }
         self.vars.insert(c.into.clone(), digits);
+        self.took(Taken::Next { state: self.state });
         match flow.index.get(&c.next.name) {
             Some(&i) => self.enter(i, now),
             None => self.fail(format!("collect.next: unknown state '{}'", c.next.name)),
@@ -764,6 +792,7 @@ impl Session {
             Action::Record(r) => flow.index.get(&r.next.name).copied(),
             _ => None,
         };
+        self.took(Taken::Next { state: self.state });
         match next {
             Some(i) => self.enter(i, now),
             None => self.fail("record.next: unknown state".into()),
@@ -981,6 +1010,9 @@ impl Session {
             .on
             .pick(EventKind::Hangup, 1)
             .or_else(|| flow.on.pick(EventKind::Hangup, 1));
+        if let Some(h) = h {
+            self.took(Taken::Handler(HandlerId::of(h)));
+        }
         match h.map(|h| &h.then) {
             Some(Then::Goto(t)) => match flow.index.get(&t.name) {
                 Some(&i) => self.enter(i, now),

@@ -11,6 +11,7 @@ pub mod load;
 pub mod model;
 pub mod say;
 pub mod setvars;
+pub mod trace;
 pub mod yaml;
 
 pub use catalogue::Catalogue;
