@@ -41,6 +41,8 @@ pub struct FlowTest {
     pub caller: Vec<Step>,
     pub expect: Vec<Expect>,
     pub outcome: Option<String>,
+    /// `at: 2026-10-01T22:00`: the local time the call is answered at.
+    pub at: Option<jiff::civil::DateTime>,
 }
 
 #[derive(Clone, Debug)]
@@ -74,7 +76,7 @@ pub struct TicketExpect {
 }
 
 const TEST_KEYS: &[&str] = &[
-    "name", "covers", "rings", "vars", "caller", "expect", "outcome",
+    "name", "covers", "rings", "vars", "caller", "expect", "outcome", "at",
 ];
 const EXPECT_KEYS: &[&str] = &[
     "heard", "value", "ticket", "transfer", "hangup", "at", "after",
@@ -207,7 +209,15 @@ fn parse_test(n: &Node, d: &mut Diags) -> Option<FlowTest> {
         caller: Vec::new(),
         expect: Vec::new(),
         outcome: None,
+        at: None,
     };
+    if let Some(a) = get(n, "at") {
+        match text(a, "at", d).map(|s| crate::flow::clock::parse_civil(&s)) {
+            Some(Ok(dt)) => t.at = Some(dt),
+            Some(Err(e)) => d.error(a.pos, format!("at: {e}")),
+            None => {}
+        }
+    }
     if let Some(Value::Seq(c)) = get(n, "covers").map(|v| &v.value) {
         t.covers = c.iter().filter_map(|v| text(v, "covers", d)).collect();
     }
@@ -479,7 +489,10 @@ pub struct TestResult {
 
 /// Runs one test and compares what happened with what was expected.
 pub fn run_test(flow: &Arc<Flow>, project: &Project, t: &FlowTest) -> TestResult {
-    let mut sim = Sim::in_project(flow.clone(), project, t.rings, t.vars.clone());
+    let at = t
+        .at
+        .and_then(|dt| crate::flow::clock::in_zone(dt, &flow.settings.timezone).ok());
+    let mut sim = Sim::in_project_at(flow.clone(), project, t.rings, t.vars.clone(), at);
     let mut caller: VecDeque<Step> = t.caller.iter().cloned().collect();
     sim.run(&mut caller, &mut |_| {});
     let timeline = std::mem::take(&mut sim.timeline);

@@ -203,6 +203,8 @@ pub struct Session {
     /// A back-end answer that came while "please wait" was still playing: the prompt is
     /// finished first, a sentence cut in half is worse than a second's wait.
     held: Option<Event>,
+    /// The driver's wall clock, for `now.*`; the engine reads none itself.
+    wall: Option<super::clock::WallClock>,
 }
 
 impl Session {
@@ -232,6 +234,18 @@ impl Session {
             outcome: None,
             listen_epoch: 0,
             held: None,
+            wall: None,
+        }
+    }
+
+    /// Gives the session the wall-clock time, before the answer: `now.*` follows it.
+    pub fn set_wall_clock(&mut self, clock: super::clock::WallClock) {
+        self.wall = Some(clock);
+    }
+
+    fn tick(&mut self, now: Instant) {
+        if let Some(w) = &mut self.wall {
+            w.update(now, &self.flow.settings.timezone, &mut self.vars);
         }
     }
 
@@ -292,6 +306,7 @@ impl Session {
         if self.is_ended() {
             return;
         }
+        self.tick(now);
         self.hops = 0;
         match ev {
             Event::Answered { rings } => {
@@ -317,6 +332,7 @@ impl Session {
         if self.is_ended() || matches!(self.phase, Phase::NotAnswered) {
             return;
         }
+        self.tick(now);
         self.hops = 0;
         if now >= self.end_at {
             self.out.push_back(Command::StopPlay);
@@ -417,6 +433,7 @@ impl Session {
             let v = t.render(&self.vars);
             self.vars.insert(k.clone(), v);
         }
+        super::expr::count(&mut self.vars, &flow.states[idx].inc);
         self.stage = Stage::Ticket;
         self.advance(now);
     }
@@ -633,6 +650,7 @@ impl Session {
             let v = t.render(&self.vars);
             self.vars.insert(k.clone(), v);
         }
+        super::expr::count(&mut self.vars, &h.inc);
         if let Phase::Recording { name, .. } = &self.phase {
             self.out.push_back(Command::StopRecording {
                 name: name.clone(),

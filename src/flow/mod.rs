@@ -1,7 +1,9 @@
 //! The flow engine: model, loader, checker, interpreter. Pure: the interpreter does no
 //! I/O and reads no clock; only the loading functions below touch files.
+pub mod builtins;
 pub mod catalogue;
 pub mod check;
+pub mod clock;
 pub mod diag;
 pub mod engine;
 pub mod expr;
