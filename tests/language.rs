@@ -110,7 +110,12 @@ fn counters_count_across_visits_and_start_from_zero() {
         ]
     );
     // Two entries are not enough: the call is still asking.
-    let seen = call(flow(COUNTING), &[], None, &["press 123", "press 456", "hangup"]);
+    let seen = call(
+        flow(COUNTING),
+        &[],
+        None,
+        &["press 123", "press 456", "hangup"],
+    );
     assert!(!seen.iter().any(|s| s.starts_with("tries=")), "{seen:?}");
 }
 
@@ -138,8 +143,16 @@ fn patterns_on_the_caller_and_the_called_number() {
     let land = call(f.clone(), &[("caller", "02188886666")], None, &[]);
     assert_eq!(land[0], "kind=landline,called=t");
     let short = call(f.clone(), &[("caller", "1380013800")], None, &[]);
-    assert_eq!(short[0], "kind=landline,called=t", "ten digits is no mobile");
-    let other = call(f, &[("caller", "02188886666"), ("called", "8001")], None, &[]);
+    assert_eq!(
+        short[0], "kind=landline,called=t",
+        "ten digits is no mobile"
+    );
+    let other = call(
+        f,
+        &[("caller", "02188886666"), ("called", "8001")],
+        None,
+        &[],
+    );
     assert_eq!(other[0], "kind=other,called=8001");
 }
 
@@ -150,7 +163,9 @@ fn a_bad_pattern_or_counter_is_a_load_error_with_its_place() {
     )
     .unwrap_err();
     assert!(
-        e.iter().any(|m| m.starts_with("t.yaml:12:17: condition \"caller matches \"[0-9\"\": not a valid regular expression")),
+        e.iter().any(|m| m.starts_with(
+            "t.yaml:12:17: condition \"caller matches \"[0-9\"\": not a valid regular expression"
+        )),
         "{e:?}"
     );
     let e = load("  a:\n    inc: { tries: 0, \"bad name\": 1 }\n    next: done\n").unwrap_err();
@@ -196,10 +211,7 @@ fn local_time_and_the_holiday_calendar_decide() {
     // A Saturday worked instead of a holiday (調休).
     assert_eq!(at("2026-10-10T12:00"), "open=yes,at=2026-10-10 12:0 6");
     // Without `at`, a simulated call is on Monday 2026-01-05 at 10:00.
-    assert_eq!(
-        call(f, &[], None, &[])[0],
-        "open=yes,at=2026-01-05 10:0 1"
-    );
+    assert_eq!(call(f, &[], None, &[])[0], "open=yes,at=2026-01-05 10:0 1");
 }
 
 #[test]
@@ -237,12 +249,16 @@ fn the_time_zone_is_a_setting() {
     assert_eq!(fields.unwrap(), [("at".to_string(), "02:00".to_string())]);
     std::fs::write(
         &path,
-        body.replace("start: a\n", "start: a\nsettings:\n  timezone: Asia/Shangai\n"),
+        body.replace(
+            "start: a\n",
+            "start: a\nsettings:\n  timezone: Asia/Shangai\n",
+        ),
     )
     .unwrap();
     let e = flow::load_flow(&path, Some(&p.catalogue), Some(&p.sources)).unwrap_err();
     assert!(
-        e[0].to_string().contains(":4:13: settings.timezone: 'Asia/Shangai' is not a time zone"),
+        e[0].to_string()
+            .contains(":4:13: settings.timezone: 'Asia/Shangai' is not a time zone"),
         "{e:?}"
     );
 }

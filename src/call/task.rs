@@ -130,7 +130,8 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
     let mut transfer_id: Option<u64> = None;
     let mut pending: VecDeque<Event> = VecDeque::new();
     // Dropped with the call: a lookup nobody waits for any more is not finished.
-    let mut lookups: tokio::task::JoinSet<(u64, String, LookupResult)> = tokio::task::JoinSet::new();
+    let mut lookups: tokio::task::JoinSet<(u64, String, LookupResult)> =
+        tokio::task::JoinSet::new();
 
     loop {
         // Flow commands first: they may queue audio, tickets, a BYE.

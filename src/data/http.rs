@@ -36,13 +36,31 @@ pub type LookupFuture = Pin<Box<dyn Future<Output = LookupResult> + Send>>;
 /// The keys of an HTTP source file.
 pub const KEYS: &[(&str, &str)] = &[
     ("description", "free text"),
-    ("url", "http(s) URL; {key} is replaced by the lookup key, percent-encoded"),
+    (
+        "url",
+        "http(s) URL; {key} is replaced by the lookup key, percent-encoded",
+    ),
     ("method", "GET (default) or POST"),
-    ("body", "POST only: the JSON body; \"{key}\" in its strings is the key"),
-    ("headers", "request headers; ${NAME} in a value reads hotline's environment"),
-    ("timeout", "no answer within this is a failure (fault); default 10s"),
-    ("record", "JSON pointer (/a/b) or path (a.b) of the record in the answer; default the whole answer"),
-    ("fields", "field: JSON pointer or path in the record; each becomes {into.field}"),
+    (
+        "body",
+        "POST only: the JSON body; \"{key}\" in its strings is the key",
+    ),
+    (
+        "headers",
+        "request headers; ${NAME} in a value reads hotline's environment",
+    ),
+    (
+        "timeout",
+        "no answer within this is a failure (fault); default 10s",
+    ),
+    (
+        "record",
+        "JSON pointer (/a/b) or path (a.b) of the record in the answer; default the whole answer",
+    ),
+    (
+        "fields",
+        "field: JSON pointer or path in the record; each becomes {into.field}",
+    ),
 ];
 
 /// RFC 3986 unreserved characters stay; everything else in a key is escaped.
@@ -83,7 +101,10 @@ impl HttpSource {
     ) -> Option<HttpSource> {
         let root = yaml::parse(text, d)?;
         let Some(map) = root.as_map() else {
-            d.error(root.pos, "an HTTP source is a mapping with url: and fields:");
+            d.error(
+                root.pos,
+                "an HTTP source is a mapping with url: and fields:",
+            );
             return None;
         };
         let mut src = HttpSource {
@@ -144,11 +165,18 @@ impl HttpSource {
                             KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
                         ),
                     };
-                    d.error(k.pos, format!("unknown key '{key}' in an HTTP source{hint}"));
+                    d.error(
+                        k.pos,
+                        format!("unknown key '{key}' in an HTTP source{hint}"),
+                    );
                 }
             }
         }
-        if src.url.is_empty() && !map.iter().any(|(k, _)| k.scalar().as_deref() == Some("url")) {
+        if src.url.is_empty()
+            && !map
+                .iter()
+                .any(|(k, _)| k.scalar().as_deref() == Some("url"))
+        {
             d.error(root.pos, "an HTTP source needs 'url:'");
         }
         if !fields_seen {
@@ -321,7 +349,10 @@ fn url(n: &Node, d: &mut Diags) -> Option<String> {
         Ok(u) => {
             d.error(
                 n.pos,
-                format!("url \"{s}\" must be http:// or https:// with a host, not {}:", u.scheme()),
+                format!(
+                    "url \"{s}\" must be http:// or https:// with a host, not {}:",
+                    u.scheme()
+                ),
             );
             None
         }
@@ -332,11 +363,7 @@ fn url(n: &Node, d: &mut Diags) -> Option<String> {
     }
 }
 
-fn headers(
-    n: &Node,
-    env: Option<&dyn Fn(&str) -> Option<String>>,
-    d: &mut Diags,
-) -> HeaderMap {
+fn headers(n: &Node, env: Option<&dyn Fn(&str) -> Option<String>>, d: &mut Diags) -> HeaderMap {
     let mut out = HeaderMap::new();
     let Some(map) = n.as_map() else {
         d.error(n.pos, "headers must be a mapping of name: value");
@@ -365,7 +392,10 @@ fn headers(
                 out.append(hn, hv);
             }
             // Never echo the value: it may hold a secret.
-            Err(_) => d.error(v.pos, format!("header {name}: the value is not a valid header value")),
+            Err(_) => d.error(
+                v.pos,
+                format!("header {name}: the value is not a valid header value"),
+            ),
         }
     }
     out
@@ -411,14 +441,20 @@ fn pointer(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
     let s = n.scalar().unwrap_or_default();
     let s = s.trim();
     if s.is_empty() {
-        d.error(n.pos, format!("{what} must be a JSON pointer (/a/b) or a path (a.b)"));
+        d.error(
+            n.pos,
+            format!("{what} must be a JSON pointer (/a/b) or a path (a.b)"),
+        );
         return None;
     }
     if s.starts_with('/') {
         return Some(s.to_string());
     }
     if s.split('.').any(str::is_empty) {
-        d.error(n.pos, format!("{what} \"{s}\" has an empty step (write a.b.c)"));
+        d.error(
+            n.pos,
+            format!("{what} \"{s}\" has an empty step (write a.b.c)"),
+        );
         return None;
     }
     Some(
@@ -440,7 +476,10 @@ fn fields(n: &Node, d: &mut Diags) -> Vec<(String, String)> {
     for (k, v) in map {
         let f = k.scalar().unwrap_or_default();
         if !valid_var_name(&f) || f.contains('.') {
-            d.error(k.pos, format!("field name '{f}' must be a name (letters, digits, '_', '-')"));
+            d.error(
+                k.pos,
+                format!("field name '{f}' must be a name (letters, digits, '_', '-')"),
+            );
             continue;
         }
         if let Some(p) = pointer(v, &format!("field {f}"), d) {
@@ -482,11 +521,19 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<HttpSource, Vec<String>> {
-        let env: Vec<(String, String)> =
-            env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         let look = move |k: &str| env.iter().find(|(a, _)| a == k).map(|(_, b)| b.clone());
         let mut d = Diags::new(Path::new("data/accounts.http.yaml"));
-        let s = HttpSource::parse("accounts", Path::new("data/accounts.http.yaml"), text, Some(&look), &mut d);
+        let s = HttpSource::parse(
+            "accounts",
+            Path::new("data/accounts.http.yaml"),
+            text,
+            Some(&look),
+            &mut d,
+        );
         match s {
             Some(s) if d.is_empty() => Ok(s),
             _ => Err(d.into_sorted().iter().map(|e| e.to_string()).collect()),
@@ -509,8 +556,20 @@ mod tests {
                 ("paid".into(), "false".into()),
             ])
         );
-        for empty in ["", "  \n", "null", "{}", "{\"data\": null}", "{\"data\": []}", "{\"other\": 1}"] {
-            assert_eq!(s.answer(empty.as_bytes()), LookupResult::NotFound, "{empty}");
+        for empty in [
+            "",
+            "  \n",
+            "null",
+            "{}",
+            "{\"data\": null}",
+            "{\"data\": []}",
+            "{\"other\": 1}",
+        ] {
+            assert_eq!(
+                s.answer(empty.as_bytes()),
+                LookupResult::NotFound,
+                "{empty}"
+            );
         }
         assert!(matches!(s.answer(b"<html>"), LookupResult::Failed(e) if e.contains("not JSON")));
         assert!(
@@ -538,9 +597,17 @@ mod tests {
             assert!(e.contains(want), "missing {want:?} in\n{e}");
         }
         let e = parse("url: http://h/{account}\nfields: { a: b }\n", &[]).unwrap_err();
-        assert!(e[0].contains(":1:6: url \"http://h/{account}\": only {key}"), "{e:?}");
-        let e = parse("fields: { a: \"x..y\" }\n", &[]).unwrap_err().join("\n");
-        assert!(e.contains("needs 'url:'") && e.contains("empty step"), "{e}");
+        assert!(
+            e[0].contains(":1:6: url \"http://h/{account}\": only {key}"),
+            "{e:?}"
+        );
+        let e = parse("fields: { a: \"x..y\" }\n", &[])
+            .unwrap_err()
+            .join("\n");
+        assert!(
+            e.contains("needs 'url:'") && e.contains("empty step"),
+            "{e}"
+        );
         // Unresolved for check and simulate: the secret is not needed there.
         let mut d = Diags::new(Path::new("a.http.yaml"));
         assert!(HttpSource::parse("a", Path::new("a.http.yaml"), GOOD, None, &mut d).is_some());
@@ -554,6 +621,9 @@ mod tests {
             fill(&body, "a\"b").to_string(),
             r#"{"account":"a\"b","n":[1,"k=a\"b"]}"#
         );
-        assert_eq!(utf8_percent_encode("1/2 3?", KEY_ESCAPE).to_string(), "1%2F2%203%3F");
+        assert_eq!(
+            utf8_percent_encode("1/2 3?", KEY_ESCAPE).to_string(),
+            "1%2F2%203%3F"
+        );
     }
 }

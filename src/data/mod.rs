@@ -54,12 +54,21 @@ pub struct Data {
 }
 
 impl Data {
+    /// Loads a data directory; HTTP sources read `${NAME}` from hotline's environment.
     pub fn load_dir(dir: &Path, mode: Mode) -> Result<Data, Vec<Diagnostic>> {
+        Data::load_dir_with_env(dir, mode, &|k| std::env::var(k).ok())
+    }
+
+    /// As [`Data::load_dir`], with `env` for the environment.
+    pub fn load_dir_with_env(
+        dir: &Path,
+        mode: Mode,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Data, Vec<Diagnostic>> {
         let files = YamlData::default();
         let mut http = BTreeMap::new();
         let mut calendar = Calendar::default();
         let mut errors = Vec::new();
-        let env = |k: &str| std::env::var(k).ok();
         for f in crate::flow::flow_files(dir).unwrap_or_default() {
             let fname = f.file_name().and_then(|s| s.to_str()).unwrap_or_default();
             if fname == CALENDAR_FILE {
@@ -78,7 +87,7 @@ impl Data {
                     }
                 };
                 let resolve: Option<&dyn Fn(&str) -> Option<String>> = match mode {
-                    Mode::Live => Some(&env),
+                    Mode::Live => Some(env),
                     Mode::Offline => None,
                 };
                 let src = HttpSource::parse(name, &f, &text, resolve, &mut d);
@@ -159,6 +168,16 @@ impl Data {
     }
 }
 
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Data")
+            .field("sources", &self.sources())
+            .field("http", &self.http.values().collect::<Vec<_>>())
+            .field("holidays", &self.calendar.len())
+            .finish()
+    }
+}
+
 impl DataSource for Data {
     fn sources(&self) -> Vec<String> {
         let mut v = self.files.sources();
@@ -178,10 +197,12 @@ impl DataSource for Data {
     fn lookup(&self, source: &str, key: &str) -> Answer {
         match (self.http.get(source), &self.client) {
             (Some(h), Some(c)) => Answer::Later(h.clone().fetch(c.clone(), key.to_string())),
-            (Some(h), None) if !self.files.has(source) => Answer::Now(LookupResult::Failed(format!(
-                "'{source}' is an HTTP source ({}): simulate and flow tests send nothing and answer from {source}.yaml beside it, which does not exist",
-                h.file.display()
-            ))),
+            (Some(h), None) if !self.files.has(source) => {
+                Answer::Now(LookupResult::Failed(format!(
+                    "'{source}' is an HTTP source ({}): simulate and flow tests send nothing and answer from {source}.yaml beside it, which does not exist",
+                    h.file.display()
+                )))
+            }
             _ => self.files.lookup(source, key),
         }
     }

@@ -489,9 +489,8 @@ pub struct TestResult {
 
 /// Runs one test and compares what happened with what was expected.
 pub fn run_test(flow: &Arc<Flow>, project: &Project, t: &FlowTest) -> TestResult {
-    let at = t
-        .at
-        .and_then(|dt| crate::flow::clock::in_zone(dt, &flow.settings.timezone).ok());
+    let at =
+        t.at.and_then(|dt| crate::flow::clock::in_zone(dt, &flow.settings.timezone).ok());
     let mut sim = Sim::in_project_at(flow.clone(), project, t.rings, t.vars.clone(), at);
     let mut caller: VecDeque<Step> = t.caller.iter().cloned().collect();
     sim.run(&mut caller, &mut |_| {});

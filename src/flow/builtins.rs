@@ -47,7 +47,10 @@ pub const BUILTINS: &[Builtin] = &[
     b("now.weekday", "1 (Monday) to 7 (Sunday)"),
     b("now.date", "local date, YYYY-MM-DD"),
     b("now.time", "local time, HH:MM"),
-    b("now.holiday", "true on a day of the holiday calendar, else false"),
+    b(
+        "now.holiday",
+        "true on a day of the holiday calendar, else false",
+    ),
     b("now.holiday_name", "the holiday's name, else empty"),
     b(
         "now.workday",
@@ -79,7 +82,14 @@ mod tests {
 
     #[test]
     fn builtins_are_known_and_others_are_not() {
-        for n in ["caller", "called", "call_id", "rings", "now.hour", "now.holiday"] {
+        for n in [
+            "caller",
+            "called",
+            "call_id",
+            "rings",
+            "now.hour",
+            "now.holiday",
+        ] {
             assert!(is_builtin(n), "{n}");
         }
         assert!(is_builtin("ticket_id") && !is_always_set("ticket_id"));

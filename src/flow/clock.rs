@@ -321,8 +321,8 @@ mod tests {
     #[test]
     fn the_clock_gives_local_time_in_the_flows_zone() {
         let tz = time_zone("Asia/Shanghai").unwrap();
-        let c = cal("holidays:\n  2026-10-01..2026-10-07: 國慶節\nworkdays: [2026-10-10]\n")
-            .unwrap();
+        let c =
+            cal("holidays:\n  2026-10-01..2026-10-07: 國慶節\nworkdays: [2026-10-10]\n").unwrap();
         let t = parse_local("2026-10-01T22:00", &tz).unwrap();
         assert_eq!(t.to_string(), "2026-10-01T14:00:00Z");
         let t0 = Instant::now();
@@ -345,8 +345,8 @@ mod tests {
 
     #[test]
     fn weekends_holidays_and_workdays() {
-        let c = cal("holidays:\n  2026-10-01..2026-10-07: 國慶節\nworkdays: [2026-10-10]\n")
-            .unwrap();
+        let c =
+            cal("holidays:\n  2026-10-01..2026-10-07: 國慶節\nworkdays: [2026-10-10]\n").unwrap();
         let day = |s: &str| s.parse::<Date>().unwrap();
         assert!(c.is_workday(day("2026-09-30")));
         assert!(!c.is_workday(day("2026-10-05")));
@@ -359,13 +359,19 @@ mod tests {
     fn a_bad_calendar_says_where() {
         let e = cal("holidays:\n  2026-13-01: x\n  2026-10-01: \"\"\n  2026-10-09..2026-10-01: y\nworkdays: [2026-10-05]\nextra: 1\n").unwrap_err();
         let all = e.join("\n");
-        assert!(all.contains("holidays.yaml:2:3: '2026-13-01' is not a date"), "{all}");
+        assert!(
+            all.contains("holidays.yaml:2:3: '2026-13-01' is not a date"),
+            "{all}"
+        );
         assert!(all.contains(":3:15: a holiday needs a name"), "{all}");
         assert!(all.contains(":4:3: '2026-10-09..2026-10-01'"), "{all}");
         assert!(all.contains(":5:12: 2026-10-05 is a Monday"), "{all}");
         assert!(all.contains(":6:1: unknown key 'extra'"), "{all}");
         let e = cal("holidays:\n  2026-10-01: a\n  2026-09-30..2026-10-02: b\n").unwrap_err();
-        assert!(e[0].contains(":3:3: 2026-10-01 is listed twice (first at line 2)"), "{e:?}");
+        assert!(
+            e[0].contains(":3:3: 2026-10-01 is listed twice (first at line 2)"),
+            "{e:?}"
+        );
         assert!(cal("holidays:\n").unwrap().is_empty());
     }
 
