@@ -366,4 +366,22 @@ fn water_bills_asked_over_http_on_real_calls() {
         !h.server.output().contains(TOKEN),
         "the token is never logged"
     );
+
+    // The source reloads with the rest of the data: a broken edit is refused with its
+    // place, a good one serves.
+    let file = data.path().join("accounts.http.yaml");
+    std::fs::write(
+        &file,
+        accounts_source(addr, "20s").replace("BILLING_TOKEN", "NO_SUCH_VAR"),
+    )
+    .unwrap();
+    let (status, body) = h.http("POST", "/reload");
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("accounts.http.yaml:4:18: header Authorization: environment variable NO_SUCH_VAR is not set"),
+        "{body}"
+    );
+    std::fs::write(&file, accounts_source(addr, "5s")).unwrap();
+    let (status, body) = h.http("POST", "/reload");
+    assert_eq!(status, 200, "{body}");
 }

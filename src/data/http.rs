@@ -33,6 +33,9 @@ use std::time::Duration;
 
 pub type LookupFuture = Pin<Box<dyn Future<Output = LookupResult> + Send>>;
 
+/// Looks an environment variable up (`${NAME}` in a header).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// The keys of an HTTP source file.
 pub const KEYS: &[(&str, &str)] = &[
     ("description", "free text"),
@@ -96,7 +99,7 @@ impl HttpSource {
         name: &str,
         file: &Path,
         text: &str,
-        env: Option<&dyn Fn(&str) -> Option<String>>,
+        env: Option<Env<'_>>,
         d: &mut Diags,
     ) -> Option<HttpSource> {
         let root = yaml::parse(text, d)?;
@@ -363,7 +366,7 @@ fn url(n: &Node, d: &mut Diags) -> Option<String> {
     }
 }
 
-fn headers(n: &Node, env: Option<&dyn Fn(&str) -> Option<String>>, d: &mut Diags) -> HeaderMap {
+fn headers(n: &Node, env: Option<Env<'_>>, d: &mut Diags) -> HeaderMap {
     let mut out = HeaderMap::new();
     let Some(map) = n.as_map() else {
         d.error(n.pos, "headers must be a mapping of name: value");
@@ -402,10 +405,7 @@ fn headers(n: &Node, env: Option<&dyn Fn(&str) -> Option<String>>, d: &mut Diags
 }
 
 /// `Bearer ${TOKEN}` → the value from the environment, and whether it used any.
-fn expand_env(
-    raw: &str,
-    env: Option<&dyn Fn(&str) -> Option<String>>,
-) -> Result<(String, bool), String> {
+fn expand_env(raw: &str, env: Option<Env<'_>>) -> Result<(String, bool), String> {
     let mut out = String::new();
     let mut rest = raw;
     let mut secret = false;

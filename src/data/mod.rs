@@ -86,7 +86,7 @@ impl Data {
                         continue;
                     }
                 };
-                let resolve: Option<&dyn Fn(&str) -> Option<String>> = match mode {
+                let resolve: Option<http::Env<'_>> = match mode {
                     Mode::Live => Some(env),
                     Mode::Offline => None,
                 };

@@ -338,7 +338,7 @@ mod tests {
         assert_eq!(get("now.holiday"), "true");
         assert_eq!(get("now.holiday_name"), "國慶節");
         assert_eq!(get("now.workday"), "false");
-        for (k, _) in &v {
+        for k in v.keys() {
             assert!(super::super::builtins::is_builtin(k), "{k} is not listed");
         }
     }
