@@ -75,6 +75,9 @@ enum Cmd {
         /// Call variables, e.g. --var caller=13800138000
         #[arg(long = "var", value_parser = parse_var)]
         vars: Vec<(String, String)>,
+        /// The local time of the call, e.g. 2026-10-01T22:00 (default: now)
+        #[arg(long, value_parser = hotline::flow::clock::parse_civil)]
+        at: Option<jiff::civil::DateTime>,
         #[command(flatten)]
         dirs: Dirs,
     },
@@ -182,8 +185,9 @@ pub fn run(cli: Cli) -> ExitCode {
             script,
             rings,
             vars,
+            at,
             dirs,
-        } => simulate(&flow, script.as_deref(), rings, vars, &dirs),
+        } => simulate(&flow, script.as_deref(), rings, vars, at, &dirs),
         Cmd::Graph { flow, format } => graph_cmd(&flow, format),
         Cmd::Schema { tests } => {
             let s = if tests {
@@ -439,6 +443,7 @@ fn simulate(
     script: Option<&Path>,
     rings: u32,
     vars: Vec<(String, String)>,
+    at: Option<jiff::civil::DateTime>,
     dirs: &Dirs,
 ) -> ExitCode {
     let (project, perrs) = project_for(path, dirs);
@@ -481,7 +486,22 @@ fn simulate(
         "simulated call to '{}' ({} ring(s)); type 'help' for caller steps; end of input = the caller stays silent",
         flow.name, rings
     );
-    let mut sim = Sim::in_project(flow.clone(), &project, rings, vars.into_iter().collect());
+    // A designer's simulated call happens now, unless --at says when.
+    let at = match at.map(|dt| flow::clock::in_zone(dt, &flow.settings.timezone)) {
+        None => jiff::Timestamp::now(),
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
+            eprintln!("--at: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut sim = Sim::in_project_at(
+        flow.clone(),
+        &project,
+        rings,
+        vars.into_iter().collect(),
+        Some(at),
+    );
     sim.run(caller.as_mut(), &mut |e| println!("{}", render_entry(e)));
     ExitCode::SUCCESS
 }

@@ -18,7 +18,7 @@ pub struct Config {
     pub media_ip: Option<IpAddr>,
     pub flows: PathBuf,
     pub prompts: PathBuf,
-    /// Lookup data (`data/<source>.yaml`).
+    /// Lookup sources (`<source>.yaml`, `<source>.http.yaml`) and `holidays.yaml`.
     pub lookups: PathBuf,
     /// Where the call records, tickets and recordings go.
     pub data: PathBuf,

@@ -343,3 +343,13 @@ fn an_included_file_is_checked_at_its_own_lines() {
     // The flow's own fault handler replaced the piece's goto nowhere.
     assert!(!shown.iter().any(|s| s.contains("nowhere")), "{shown:#?}");
 }
+
+#[test]
+fn a_misspelt_lookup_field_is_reported_with_the_fields_the_source_has() {
+    let e = check_text(
+        "flow: x\nstart: a\non:\n  fault: { hangup: 0s }\n  not_found: { hangup: 0s }\nstates:\n  a:\n    lookup: { source: accounts, key: \"100234\", into: acct }\n    set: { amount: \"{acct.amont}\", month: \"{acct.month}\" }\n    say: bill_amount\n    hangup: 0s\n",
+    );
+    has(&e, 7, "{acct.amont} is used in 'a' but nothing sets it");
+    has(&e, 7, "did you mean 'acct.amount'?");
+    assert_eq!(e.len(), 1, "{e:?}");
+}

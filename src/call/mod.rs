@@ -102,6 +102,8 @@ pub struct Library {
     pub catalogue: Arc<Catalogue>,
     pub prompts: Arc<PromptCache>,
     pub data: Arc<dyn DataSource>,
+    /// Holidays and worked weekend days, for `now.holiday` and `now.workday`.
+    pub calendar: Arc<crate::flow::clock::Calendar>,
 }
 
 impl Library {

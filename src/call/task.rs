@@ -4,6 +4,7 @@
 use super::lifecycle::{CallLifecycle, Input, Phase};
 use super::media::{Stream, play_starts, write_wav};
 use super::{CallEvent, CallRecord, CallServices, Library, RecordExt, TicketToFile, new_record};
+use crate::data::Answer;
 use crate::flow::{Command, Event, LookupResult, Outcome, Session};
 use crate::sip::sdp::{self, Prefs};
 use crate::sip::{IncomingCall, SipCommand, SipEvent};
@@ -118,11 +119,19 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
         vars,
         answered.into_std(),
     );
+    session.set_wall_clock(crate::flow::clock::WallClock::new(
+        answered.into_std(),
+        jiff::Timestamp::now(),
+        library.calendar.clone(),
+    ));
     let mut started = false;
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(8);
     let mut recordings: HashMap<String, PathBuf> = HashMap::new();
     let mut transfer_id: Option<u64> = None;
     let mut pending: VecDeque<Event> = VecDeque::new();
+    // Dropped with the call: a lookup nobody waits for any more is not finished.
+    let mut lookups: tokio::task::JoinSet<(u64, String, LookupResult)> =
+        tokio::task::JoinSet::new();
 
     loop {
         // Flow commands first: they may queue audio, tickets, a BYE.
@@ -164,13 +173,17 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
                         });
                     }
                 }
-                Command::Lookup { id, source, key } => {
-                    let result = library.data.lookup(&source, &key);
-                    if let LookupResult::Failed(e) = &result {
-                        tracing::warn!(source, error = %e, "lookup failed");
+                Command::Lookup { id, source, key } => match library.data.lookup(&source, &key) {
+                    Answer::Now(result) => {
+                        log_lookup(&source, &result);
+                        pending.push_back(Event::LookupDone { id, result });
                     }
-                    pending.push_back(Event::LookupDone { id, result });
-                }
+                    // A back end answers while the call goes on; the flow's own timers
+                    // (P-WAIT, lookup_timeout) run meanwhile.
+                    Answer::Later(fut) => {
+                        lookups.spawn(async move { (id, source, fut.await) });
+                    }
+                },
                 Command::FileTicket { id, ticket } => {
                     record.event(offset, "ticket", ticket.category.clone());
                     let t = TicketToFile {
@@ -308,6 +321,13 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
                 }
                 break;
             }
+            Some(done) = lookups.join_next() => match done {
+                Ok((id, source, result)) => {
+                    log_lookup(&source, &result);
+                    session.handle(Event::LookupDone { id, result }, Instant::now().into_std());
+                }
+                Err(e) => tracing::error!(error = %e, "lookup task failed"),
+            },
             Some(d) = done_rx.recv() => {
                 match d {
                     Done::Ticket { id, result } => {
@@ -326,6 +346,12 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
     while done_rx.recv().await.is_some() {}
     tracing::info!(outcome = %record.outcome, "call ended");
     svc.backend.record_call(record);
+}
+
+fn log_lookup(source: &str, result: &LookupResult) {
+    if let LookupResult::Failed(e) = result {
+        tracing::warn!(source, error = %e, "lookup failed");
+    }
 }
 
 async fn sleep_opt(at: Option<Instant>) {

@@ -52,6 +52,8 @@ pub struct FlowTest {
     pub caller: Vec<Step>,
     pub expect: Vec<Expect>,
     pub outcome: Option<String>,
+    /// `at: 2026-10-01T22:00`: the local time the call is answered at.
+    pub at: Option<jiff::civil::DateTime>,
 }
 
 #[derive(Clone, Debug)]
@@ -116,6 +118,10 @@ pub const TEST_KEYS: &[(&str, &str)] = &[
         "the whole ordered list of what the caller hears, tickets filed, transfers and hotline's hang-up",
     ),
     ("outcome", "how the call ends"),
+    (
+        "at",
+        "the local date and time the call happens, e.g. 2026-10-01T22:00 (default Monday 2026-01-05 10:00)",
+    ),
 ];
 pub const EXPECT_KEYS: &[(&str, &str)] = &[
     ("heard", "a prompt id the caller hears"),
@@ -329,7 +335,15 @@ fn parse_test(n: &Node, d: &mut Diags) -> Option<FlowTest> {
         caller: Vec::new(),
         expect: Vec::new(),
         outcome: None,
+        at: None,
     };
+    if let Some(a) = get(n, "at") {
+        match text(a, "at", d).map(|s| crate::flow::clock::parse_civil(&s)) {
+            Some(Ok(dt)) => t.at = Some(dt),
+            Some(Err(e)) => d.error(a.pos, format!("at: {e}")),
+            None => {}
+        }
+    }
     if let Some(c) = get(n, "covers") {
         t.covers = list(c, "covers", d)
             .iter()
@@ -607,7 +621,9 @@ pub struct TestResult {
 
 /// Runs one test and compares what happened with what was expected.
 pub fn run_test(flow: &Arc<Flow>, project: &Project, t: &FlowTest) -> TestResult {
-    let mut sim = Sim::in_project(flow.clone(), project, t.rings, t.vars.clone());
+    let at =
+        t.at.and_then(|dt| crate::flow::clock::in_zone(dt, &flow.settings.timezone).ok());
+    let mut sim = Sim::in_project_at(flow.clone(), project, t.rings, t.vars.clone(), at);
     let mut caller: VecDeque<Step> = t.caller.iter().cloned().collect();
     sim.run(&mut caller, &mut |_| {});
     let timeline = std::mem::take(&mut sim.timeline);

@@ -1,5 +1,5 @@
 //! Where a designer's files live: flows, the prompt catalogue and the data beside them.
-use crate::data::YamlData;
+use crate::data::{Data, Mode};
 use crate::flow::Catalogue;
 use crate::flow::diag::Diagnostic;
 use std::path::{Path, PathBuf};
@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 pub struct Project {
     pub catalogue: Arc<Catalogue>,
-    pub data: Arc<YamlData>,
-    pub sources: Vec<String>,
+    /// Lookups answer from the record files: HTTP sources send nothing here.
+    pub data: Arc<Data>,
+    pub sources: crate::flow::Sources,
 }
 
 /// `a/b/../c` → `a/c`, without touching the file system, so that paths in messages stay
@@ -71,15 +72,14 @@ impl Project {
                 })
             }
         };
-        let data = match YamlData::load_dir(data) {
+        let data = match Data::load_dir(data, Mode::Offline) {
             Ok(d) => d,
             Err(mut e) => {
                 errors.append(&mut e);
-                YamlData::default()
+                Data::empty()
             }
         };
-        use crate::data::DataSource;
-        let sources = data.sources();
+        let sources = crate::flow::Sources::of(&data);
         (
             Project {
                 catalogue: Arc::new(catalogue),

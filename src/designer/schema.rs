@@ -28,6 +28,11 @@ pub fn schema() -> Value {
     let name = json!({ "type": "string", "pattern": r"^[A-Za-z0-9_.\-]+$" });
     let text = json!({ "type": ["string", "number"] });
     let assignments = json!({ "type": "object", "additionalProperties": text });
+    let counters = json!({ "oneOf": [
+        name.clone(),
+        { "type": "array", "items": name.clone() },
+        { "type": "object", "additionalProperties": { "type": "integer" } }
+    ] });
     let say_item = json!({
         "oneOf": [
             { "type": "string" },
@@ -42,6 +47,7 @@ pub fn schema() -> Value {
     let handler = object(keys::HANDLER, |k| match k {
         "say" => json!({ "$ref": "#/$defs/say" }),
         "set" => assignments.clone(),
+        "inc" => counters.clone(),
         "goto" => name.clone(),
         "hangup" => duration.clone(),
         _ => json!({ "type": "boolean" }),
@@ -60,6 +66,7 @@ pub fn schema() -> Value {
     let state = object(keys::STATE, |k| match k {
         "description" => json!({ "type": "string" }),
         "set" => assignments.clone(),
+        "inc" => counters.clone(),
         "ticket" => object(keys::TICKET, |t| match t {
             "priority" => json!({ "enum": Priority::ALL.map(|p| p.name()) }),
             "due" => duration.clone(),
@@ -104,6 +111,7 @@ pub fn schema() -> Value {
         "ring_apology_after" => json!({ "type": "integer", "minimum": 0 }),
         "barge_in" => json!({ "type": "boolean" }),
         "agent_id" => text.clone(),
+        "timezone" => json!({ "type": "string" }),
         "hotline" | "wait_prompt" | "waited_prompt" => name.clone(),
         _ => duration.clone(),
     });

@@ -2,7 +2,7 @@
 //! simulation steps itself. Flow tests and `hotline simulate` both use it; prompts take
 //! as long as their recordings do.
 use super::script::{Action, KEY_GAP, Step};
-use crate::data::DataSource;
+use crate::data::{Answer, DataSource};
 use crate::flow::catalogue::{Catalogue, Utterance};
 use crate::flow::engine::{Command, Event, LookupResult, Outcome, Session, TicketRequest};
 use crate::flow::expr::Vars;
@@ -85,6 +85,10 @@ pub struct CallSetup {
     pub rings: u32,
     pub vars: Vars,
 }
+
+/// The wall-clock time a simulated call is answered at unless it says otherwise: a
+/// working Monday morning, so that a flow test without `at:` means the same any day.
+pub const DEFAULT_AT: &str = "2026-01-05T10:00";
 
 /// Where the next caller step comes from: a test's list, or a designer at a terminal.
 pub trait Caller {
@@ -187,10 +191,29 @@ impl<'a> Sim<'a> {
         data: &'a dyn DataSource,
         setup: CallSetup,
     ) -> Sim<'a> {
+        Sim::new_at(flow, cat, cat_arc, data, setup, None, Default::default())
+    }
+
+    /// A call answered at `at` (a Unix time; `None`: [`DEFAULT_AT`] in the flow's time
+    /// zone), with `calendar`'s holidays.
+    pub fn new_at(
+        flow: Arc<Flow>,
+        cat: &'a Catalogue,
+        cat_arc: Arc<Catalogue>,
+        data: &'a dyn DataSource,
+        setup: CallSetup,
+        at: Option<jiff::Timestamp>,
+        calendar: Arc<crate::flow::clock::Calendar>,
+    ) -> Sim<'a> {
         let t0 = Instant::now();
+        let tz = flow.settings.timezone.clone();
+        let wall = at.unwrap_or_else(|| {
+            crate::flow::clock::parse_local(DEFAULT_AT, &tz).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        });
         let mut session = Session::new(flow, cat_arc, setup.vars, t0);
         // For `hotline test --coverage`: which keys, handlers and branches the call took.
         session.trace_transitions();
+        session.set_wall_clock(crate::flow::clock::WallClock::new(t0, wall, calendar));
         session.handle(Event::Answered { rings: setup.rings }, t0);
         Sim {
             cat,
@@ -220,16 +243,34 @@ impl<'a> Sim<'a> {
         flow: Arc<Flow>,
         project: &'a super::project::Project,
         rings: u32,
+        vars: Vars,
+    ) -> Sim<'a> {
+        Sim::in_project_at(flow, project, rings, vars, None)
+    }
+
+    /// As [`Sim::in_project`], answered at `at` (`None`: [`DEFAULT_AT`]). The call
+    /// variables a live call has are set too: `called` is the flow's name.
+    pub fn in_project_at(
+        flow: Arc<Flow>,
+        project: &'a super::project::Project,
+        rings: u32,
         mut vars: Vars,
+        at: Option<jiff::Timestamp>,
     ) -> Sim<'a> {
         vars.entry("caller".into())
             .or_insert_with(|| "13800138000".into());
-        Sim::new(
+        vars.entry("called".into())
+            .or_insert_with(|| flow.name.clone());
+        vars.entry("call_id".into())
+            .or_insert_with(|| "simulated".into());
+        Sim::new_at(
             flow,
             &project.catalogue,
             project.catalogue.clone(),
             project.data.as_ref(),
             CallSetup { rings, vars },
+            at,
+            project.data.calendar(),
         )
     }
 
@@ -433,7 +474,12 @@ impl<'a> Sim<'a> {
                     let result = if take_one(&mut self.lookup_fails) {
                         LookupResult::Failed("the script says: lookup fails".into())
                     } else {
-                        self.data.lookup(&source, &key)
+                        match self.data.lookup(&source, &key) {
+                            Answer::Now(r) => r,
+                            Answer::Later(_) => LookupResult::Failed(
+                                "a simulated call sends nothing to a back end".into(),
+                            ),
+                        }
                     };
                     let delay = std::mem::take(&mut self.lookup_delay);
                     self.timeline.push(Entry::Lookup {

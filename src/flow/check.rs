@@ -58,13 +58,23 @@ pub(crate) fn successors<'a>(flow: &'a Flow, st: &'a State) -> (Vec<&'a Target>,
     (targets, ends)
 }
 
-pub fn check(flow: &Flow, cat: Option<&Catalogue>, sources: Option<&[String]>, d: &mut Diags) {
+pub fn check(
+    flow: &Flow,
+    cat: Option<&Catalogue>,
+    sources: Option<&super::Sources>,
+    d: &mut Diags,
+) {
     check_targets(flow, d);
     check_graph(flow, d);
     check_handlers(flow, d);
     check_counts(flow, d);
-    super::setvars::check(flow, cat, &|_| None, d);
-    check_tickets(flow, sources, d);
+    super::setvars::check(
+        flow,
+        cat,
+        &|src| sources.and_then(|s| s.fields.get(src).cloned()),
+        d,
+    );
+    check_tickets(flow, sources.map(|s| s.names.as_slice()), d);
     if let Some(cat) = cat {
         check_prompts(flow, cat, d);
     }

@@ -212,6 +212,8 @@ pub struct Session {
     held: Option<Event>,
     /// The transitions taken, when a designer's tool asked for them (coverage).
     trace: Option<Vec<Taken>>,
+    /// The driver's wall clock, for `now.*`; the engine reads none itself.
+    wall: Option<super::clock::WallClock>,
 }
 
 impl Session {
@@ -243,6 +245,7 @@ impl Session {
             listen_epoch: 0,
             held: None,
             trace: None,
+            wall: None,
         }
     }
 
@@ -259,6 +262,17 @@ impl Session {
     fn took(&mut self, t: Taken) {
         if let Some(trace) = &mut self.trace {
             trace.push(t);
+        }
+    }
+
+    /// Gives the session the wall-clock time, before the answer: `now.*` follows it.
+    pub fn set_wall_clock(&mut self, clock: super::clock::WallClock) {
+        self.wall = Some(clock);
+    }
+
+    fn tick(&mut self, now: Instant) {
+        if let Some(w) = &mut self.wall {
+            w.update(now, &self.flow.settings.timezone, &mut self.vars);
         }
     }
 
@@ -319,6 +333,7 @@ impl Session {
         if self.is_ended() {
             return;
         }
+        self.tick(now);
         self.hops = 0;
         match ev {
             Event::Answered { rings } => {
@@ -344,6 +359,7 @@ impl Session {
         if self.is_ended() || matches!(self.phase, Phase::NotAnswered) {
             return;
         }
+        self.tick(now);
         self.hops = 0;
         if now >= self.end_at {
             self.out.push_back(Command::StopPlay);
@@ -444,6 +460,7 @@ impl Session {
             let v = t.render(&self.vars);
             self.vars.insert(k.clone(), v);
         }
+        super::expr::count(&mut self.vars, &flow.states[idx].inc);
         self.stage = Stage::Ticket;
         self.advance(now);
     }
@@ -667,6 +684,7 @@ impl Session {
             let v = t.render(&self.vars);
             self.vars.insert(k.clone(), v);
         }
+        super::expr::count(&mut self.vars, &h.inc);
         if let Phase::Recording { name, .. } = &self.phase {
             self.out.push_back(Command::StopRecording {
                 name: name.clone(),

@@ -103,14 +103,33 @@ pub enum Op {
     Le,
     Gt,
     Ge,
+    /// `caller matches "^1[3-9]"`: a regular expression found in the value.
+    Matches,
 }
 
-/// `var`, `not var`, or `var OP value`, where value is a literal or a `{var}` template.
+/// A regular expression compiled when the flow is loaded; equal when written the same.
+#[derive(Clone, Debug)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+/// Designers' patterns are short; a bigger one is a mistake, not a need.
+const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+
+/// `var`, `not var`, `var OP value`, where value is a literal or a `{var}` template, or
+/// `var matches "REGEX"`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cond {
     pub var: String,
     pub negate: bool,
+    /// For `matches`, the template is the pattern as written (no `{var}` in it).
     pub cmp: Option<(Op, Template)>,
+    /// The compiled pattern of `matches`.
+    pub pattern: Option<Pattern>,
     pub source: String,
 }
 
@@ -121,6 +140,10 @@ impl Cond {
             Some(b) => (true, b.trim()),
             None => (false, src),
         };
+        // Before the operators: a pattern may well contain '<', '>' or '='.
+        if let Some((var, pat)) = body.split_once(" matches ") {
+            return Self::parse_matches(src, negate, var.trim(), pat.trim());
+        }
         const OPS: [(&str, Op); 6] = [
             ("==", Op::Eq),
             ("!=", Op::Ne),
@@ -145,19 +168,54 @@ impl Cond {
                     var: var.to_string(),
                     negate,
                     cmp: Some((op, Template::parse(val)?)),
+                    pattern: None,
                     source: src.to_string(),
                 });
             }
         }
         if !valid_var_name(body) {
             return Err(format!(
-                "condition \"{src}\" is not `var`, `not var` or `var OP value` (OP: == != < <= > >=)"
+                "condition \"{src}\" is not `var`, `not var`, `var OP value` (OP: == != < <= > >=) or `var matches \"REGEX\"`"
             ));
         }
         Ok(Cond {
             var: body.to_string(),
             negate,
             cmp: None,
+            pattern: None,
+            source: src.to_string(),
+        })
+    }
+
+    fn parse_matches(src: &str, negate: bool, var: &str, pat: &str) -> Result<Cond, String> {
+        if !valid_var_name(var) {
+            return Err(format!(
+                "condition \"{src}\": \"{var}\" is not a variable name"
+            ));
+        }
+        let unquoted = ['"', '\'']
+            .iter()
+            .find_map(|q| pat.strip_prefix(*q).and_then(|p| p.strip_suffix(*q)))
+            .unwrap_or(pat);
+        if unquoted.is_empty() {
+            return Err(format!(
+                "condition \"{src}\": matches needs a pattern, e.g. caller matches \"^1[3-9]\""
+            ));
+        }
+        let re = regex::RegexBuilder::new(unquoted)
+            .size_limit(PATTERN_SIZE_LIMIT)
+            .build()
+            .map_err(|e| {
+                format!(
+                    "condition \"{src}\": not a valid regular expression: {}",
+                    e.to_string().lines().last().unwrap_or("").trim()
+                )
+            })?;
+        Ok(Cond {
+            var: var.to_string(),
+            negate,
+            cmp: Some((Op::Matches, Template::literal(unquoted))),
+            pattern: Some(Pattern(re)),
             source: src.to_string(),
         })
     }
@@ -166,14 +224,22 @@ impl Cond {
         let lhs = vars.get(&self.var).map(String::as_str).unwrap_or("");
         let r = match &self.cmp {
             None => !(lhs.is_empty() || lhs == "0" || lhs == "false" || lhs == "no"),
+            Some((Op::Matches, _)) => self.pattern.as_ref().is_some_and(|p| p.0.is_match(lhs)),
             Some((op, rhs)) => {
                 let rhs = rhs.render(vars);
+                // An unset (or empty) variable is 0 next to a number: a counter nobody
+                // has counted yet is at 0.
+                let lhs = if lhs.trim().is_empty() && rhs.trim().parse::<f64>().is_ok() {
+                    "0"
+                } else {
+                    lhs
+                };
                 let ord = match (lhs.trim().parse::<f64>(), rhs.trim().parse::<f64>()) {
                     (Ok(a), Ok(b)) => a.partial_cmp(&b),
                     _ => Some(lhs.cmp(rhs.as_str())),
                 };
                 match (op, ord) {
-                    (_, None) => false,
+                    (_, None) | (Op::Matches, _) => false,
                     (Op::Eq, Some(o)) => o.is_eq(),
                     (Op::Ne, Some(o)) => o.is_ne(),
                     (Op::Lt, Some(o)) => o.is_lt(),
@@ -184,6 +250,17 @@ impl Cond {
             }
         };
         r != self.negate
+    }
+}
+
+/// Adds to counters (`inc:`); a counter that is unset or not a number starts from 0.
+pub fn count(vars: &mut Vars, counters: &[(String, i64)]) {
+    for (name, by) in counters {
+        let was: i64 = vars
+            .get(name)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        vars.insert(name.clone(), was.saturating_add(*by).to_string());
     }
 }
 
@@ -289,6 +366,42 @@ mod tests {
         assert!(Cond::parse("not missing").unwrap().eval(&v));
         assert!(Cond::parse("3 >= rings").is_err());
         assert!(Cond::parse("rings >=").is_err());
+    }
+
+    #[test]
+    fn an_unset_variable_is_zero_next_to_a_number() {
+        let v = vars(&[("tries", "2")]);
+        assert!(Cond::parse("tries >= 2").unwrap().eval(&v));
+        assert!(!Cond::parse("other >= 1").unwrap().eval(&v));
+        assert!(Cond::parse("other == 0").unwrap().eval(&v));
+        assert!(Cond::parse("other < 3").unwrap().eval(&v));
+        assert!(!Cond::parse("other == x").unwrap().eval(&v));
+    }
+
+    #[test]
+    fn patterns_on_caller_data() {
+        let c = Cond::parse("caller matches \"^1[3-9]\"").unwrap();
+        assert!(c.eval(&vars(&[("caller", "13800138000")])));
+        assert!(!c.eval(&vars(&[("caller", "02188886666")])));
+        assert!(!c.eval(&Vars::new()));
+        let n = Cond::parse("not called matches '^(water|8[0-9]{3})$'").unwrap();
+        assert!(!n.eval(&vars(&[("called", "8001")])));
+        assert!(n.eval(&vars(&[("called", "property")])));
+        // Operators inside a pattern are the pattern's.
+        let o = Cond::parse("caller matches ^1[3-9]|<=").unwrap();
+        assert!(o.eval(&vars(&[("caller", "a<=b")])));
+        for bad in [
+            "caller matches \"[0-9\"",
+            "caller matches \"\"",
+            "3x matches \"a\"",
+        ] {
+            assert!(Cond::parse(bad).is_err(), "{bad}");
+        }
+        assert!(
+            Cond::parse("caller matches \"(\"")
+                .unwrap_err()
+                .contains("not a valid regular expression")
+        );
     }
 
     #[test]

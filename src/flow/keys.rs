@@ -77,11 +77,19 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "hotline",
         "prompt id of the hotline's spoken name (P-GREET)",
     ),
+    (
+        "timezone",
+        "IANA time zone of now.hour, now.date, ... in conditions; default Asia/Shanghai",
+    ),
 ];
 
 pub const STATE: &[(&str, &str)] = &[
     ("description", "free text for the designer"),
     ("set", "variables to set on entering the state"),
+    (
+        "inc",
+        "counters to add 1 to on entering the state (after set): a name, a list, or {name: N}",
+    ),
     (
         "ticket",
         "file a ticket on entering the state; failure raises fault",
@@ -120,6 +128,10 @@ pub const ACTIONS: &[&str] = &[
 pub const HANDLER: &[(&str, &str)] = &[
     ("say", "prompts to play"),
     ("set", "variables to set"),
+    (
+        "inc",
+        "counters to add 1 to (after set): a name, a list, or {name: N}",
+    ),
     ("goto", "the state to go to"),
     ("hangup", "hang up after this pause of silence"),
     ("repeat", "replay the state's prompts and listen again"),
@@ -191,7 +203,10 @@ pub const LOOKUP: &[(&str, &str)] = &[
 ];
 
 pub const BRANCH: &[(&str, &str)] = &[
-    ("when", "condition: var, not var, var OP value"),
+    (
+        "when",
+        "condition: var, not var, var OP value, var matches \"REGEX\"",
+    ),
     ("goto", "state to go to"),
 ];
 

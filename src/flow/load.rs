@@ -189,6 +189,46 @@ impl Loader<'_> {
         out
     }
 
+    /// `inc: tries`, `inc: [tries, visits]` or `inc: { tries: 2 }`.
+    fn counters(&mut self, n: &Node) -> Vec<(String, i64)> {
+        const LIMIT: i64 = 1_000_000;
+        match &n.value {
+            Value::Str(_) => self.name(n, "inc").map(|c| (c, 1)).into_iter().collect(),
+            Value::Seq(items) => items
+                .iter()
+                .filter_map(|i| self.name(i, "inc").map(|c| (c, 1)))
+                .collect(),
+            Value::Map(m) => {
+                let mut out = Vec::new();
+                for (k, v) in m {
+                    let Some(c) = self.name(k, "counter name") else {
+                        continue;
+                    };
+                    match v.value {
+                        Value::Int(by) if by != 0 && by.abs() <= LIMIT => out.push((c, by)),
+                        _ => self.err(
+                            v.pos,
+                            format!(
+                                "inc: {c} must go up or down by a whole number, not 0, at most {LIMIT}"
+                            ),
+                        ),
+                    }
+                }
+                out
+            }
+            _ => {
+                self.err(
+                    n.pos,
+                    format!(
+                        "inc must be a counter name, a list of names or {{name: N}}, found {}",
+                        n.kind()
+                    ),
+                );
+                Vec::new()
+            }
+        }
+    }
+
     fn flow(&mut self, root: &Node, file: &Path) -> Option<Flow> {
         let entries = self.entries(root, keys::TOP, "the flow");
         root.as_map()?;
@@ -317,6 +357,14 @@ impl Loader<'_> {
                 "barge_in" => set(&mut s.barge_in, self.boolean(v, &what)),
                 "agent_id" => set(&mut s.agent_id, self.string(v, &what)),
                 "hotline" => set(&mut s.hotline, self.name(v, &what)),
+                "timezone" => {
+                    if let Some(name) = self.string(v, &what) {
+                        match super::clock::time_zone(&name) {
+                            Ok(tz) => s.timezone = tz,
+                            Err(e) => self.err(v.pos, format!("{what}: {e}")),
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -353,6 +401,7 @@ impl Loader<'_> {
             name: name.to_string(),
             pos,
             set: Vec::new(),
+            inc: Vec::new(),
             ticket: None,
             lookup: None,
             say: Vec::new(),
@@ -367,6 +416,10 @@ impl Loader<'_> {
                 "description" => None,
                 "set" => {
                     st.set = self.assignments(v, "set");
+                    None
+                }
+                "inc" => {
+                    st.inc = self.counters(v);
                     None
                 }
                 "ticket" => {
@@ -866,6 +919,10 @@ impl Loader<'_> {
                 }
                 "set" => {
                     h.set = self.assignments(v, "set");
+                    None
+                }
+                "inc" => {
+                    h.inc = self.counters(v);
                     None
                 }
                 "goto" => self.target(v, "goto").map(Then::Goto),

@@ -1,7 +1,9 @@
 //! The flow engine: model, loader, checker, interpreter. Pure: the interpreter does no
 //! I/O and reads no clock; only the loading functions below touch files.
+pub mod builtins;
 pub mod catalogue;
 pub mod check;
+pub mod clock;
 pub mod diag;
 pub mod engine;
 pub mod expr;
@@ -22,10 +24,29 @@ pub use model::Flow;
 use std::path::{Path, PathBuf};
 
 /// Reads, loads and checks one flow file: every problem, with its position.
+/// The lookup sources a flow may name, and the fields each one's records have.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub names: Vec<String>,
+    /// By source; a source missing here does not say its fields (any `{into.x}`).
+    pub fields: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Sources {
+    pub fn of(data: &dyn crate::data::DataSource) -> Sources {
+        let names = data.sources();
+        let fields = names
+            .iter()
+            .filter_map(|n| data.fields(n).map(|f| (n.clone(), f)))
+            .collect();
+        Sources { names, fields }
+    }
+}
+
 pub fn load_flow(
     path: &Path,
     cat: Option<&Catalogue>,
-    sources: Option<&[String]>,
+    sources: Option<&Sources>,
 ) -> Result<Flow, Vec<Diagnostic>> {
     let mut d = Diags::new(path);
     let text = match read_limited(path) {

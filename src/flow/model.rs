@@ -93,6 +93,8 @@ pub struct Settings {
     pub barge_in: bool,
     pub agent_id: String,
     pub hotline: String,
+    /// The zone of `now.*` (local time in conditions).
+    pub timezone: jiff::tz::TimeZone,
 }
 
 impl Default for Settings {
@@ -113,6 +115,7 @@ impl Default for Settings {
             barge_in: true,
             agent_id: "0001".into(),
             hotline: String::new(),
+            timezone: super::clock::default_time_zone(),
         }
     }
 }
@@ -163,6 +166,8 @@ pub struct State {
     pub name: String,
     pub pos: Pos,
     pub set: Vec<(String, Template)>,
+    /// Counters to add to on entering (after `set`): `inc: tries`.
+    pub inc: Vec<(String, i64)>,
     pub ticket: Option<TicketSpec>,
     pub lookup: Option<LookupSpec>,
     pub say: Vec<SayItem>,
@@ -332,6 +337,8 @@ pub struct Handler {
     pub pos: Pos,
     pub say: Vec<SayItem>,
     pub set: Vec<(String, Template)>,
+    /// Counters to add to (after `set`).
+    pub inc: Vec<(String, i64)>,
     pub then: Then,
 }
 

@@ -6,24 +6,13 @@
 //! from the start sets it before. Stricter (must-set on every path) would reject the
 //! honest pattern of a ticket that names the call-back number when the caller gave
 //! one, and the empty value is what such a ticket should carry.
+use super::builtins::BUILTINS;
 use super::catalogue::{Catalogue, PromptPart};
 use super::diag::{Diags, Pos};
 use super::expr::{Cond, Template};
 use super::keys::closest;
 use super::model::*;
 use std::collections::BTreeSet;
-
-/// Variables every call has before its first state: set by the call layer (or the
-/// simulator) and by the answer.
-pub const BUILTINS: &[(&str, &str)] = &[
-    ("caller", "the caller's number (the From user)"),
-    (
-        "called",
-        "the number or user dialled (the Request-URI user)",
-    ),
-    ("call_id", "the SIP Call-ID"),
-    ("rings", "ring-back periods before the answer (P-RING)"),
-];
 
 /// What a name in a flow can be, as `check` sees it.
 #[derive(Default)]
@@ -64,13 +53,17 @@ pub fn check(
     let n = flow.states.len();
     let sets_of: Vec<Known> = flow.states.iter().map(|s| sets(s, fields)).collect();
     let mut start = Known::default();
-    start
-        .names
-        .extend(BUILTINS.iter().map(|(b, _)| b.to_string()));
+    start.names.extend(
+        BUILTINS
+            .iter()
+            .filter(|b| b.always)
+            .map(|b| b.name.to_string()),
+    );
     start.names.extend(flow.vars.iter().map(|(k, _)| k.clone()));
     // Flow-level handlers may set variables in any state.
     for (_, _, h) in flow.on.all() {
         start.names.extend(h.set.iter().map(|(k, _)| k.clone()));
+        start.names.extend(h.inc.iter().map(|(k, _)| k.clone()));
     }
     let succ: Vec<Vec<usize>> = flow
         .states
@@ -160,7 +153,8 @@ fn unset_message(var: &str, wher: &str, every: &BTreeSet<&str>, here: &Known) ->
             "{{{var}}} is used in '{wher}' but nothing sets it (set:, collect into:, record into:, lookup into:, vars:, or a built-in: {}){hint}",
             BUILTINS
                 .iter()
-                .map(|(b, _)| *b)
+                .filter(|b| b.always)
+                .map(|b| b.name)
                 .collect::<Vec<_>>()
                 .join(", ")
         )
@@ -171,6 +165,7 @@ fn unset_message(var: &str, wher: &str, every: &BTreeSet<&str>, here: &Known) ->
 fn sets(st: &State, fields: &dyn Fn(&str) -> Option<Vec<String>>) -> Known {
     let mut k = Known::default();
     k.names.extend(st.set.iter().map(|(n, _)| n.clone()));
+    k.names.extend(st.inc.iter().map(|(n, _)| n.clone()));
     if st.ticket.is_some() {
         k.names.insert("ticket_id".into());
     }
@@ -194,12 +189,14 @@ fn sets(st: &State, fields: &dyn Fn(&str) -> Option<Vec<String>>) -> Known {
         Action::Menu(keys) => {
             for m in keys {
                 k.names.extend(m.handler.set.iter().map(|(n, _)| n.clone()));
+                k.names.extend(m.handler.inc.iter().map(|(n, _)| n.clone()));
             }
         }
         _ => {}
     }
     for (_, _, h) in st.on.all() {
         k.names.extend(h.set.iter().map(|(n, _)| n.clone()));
+        k.names.extend(h.inc.iter().map(|(n, _)| n.clone()));
     }
     k
 }

@@ -9,7 +9,7 @@ use crate::call::ports::PortPool;
 use crate::call::pump::MediaPump;
 use crate::call::{Backend, CallRecord, CallServices, Library, TicketFuture, TicketToFile};
 use crate::config::Config;
-use crate::data::{DataSource, YamlData};
+use crate::data::{Data, Mode};
 use crate::flow::{self, Catalogue, Diagnostic};
 use crate::media::prompt::PromptCache;
 use crate::store::{NewTicket, Store, StoreHandle};
@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 pub fn load(cfg: &Config) -> Result<Library, Vec<String>> {
     let show = |d: Vec<Diagnostic>| d.into_iter().map(|e| e.to_string()).collect::<Vec<_>>();
     let catalogue = Catalogue::load(&cfg.prompts.join("catalogue.yaml")).map_err(show)?;
-    let data = YamlData::load_dir(&cfg.lookups).map_err(show)?;
-    let sources = data.sources();
+    let data = Data::load_dir(&cfg.lookups, Mode::Live).map_err(show)?;
+    let sources = flow::Sources::of(&data);
     let files = flow::flow_files(&cfg.flows).map_err(|e| vec![e])?;
     let mut flows = HashMap::new();
     let mut errors = Vec::new();
@@ -56,6 +56,7 @@ pub fn load(cfg: &Config) -> Result<Library, Vec<String>> {
         default_flow,
         catalogue: Arc::new(catalogue),
         prompts: Arc::new(prompts),
+        calendar: data.calendar(),
         data: Arc::new(data),
     })
 }

@@ -17,6 +17,8 @@ pub struct HotlineCmd {
     max_calls: Option<usize>,
     dir: Option<PathBuf>,
     rtp_ports: u16,
+    lookups: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Default for HotlineCmd {
@@ -27,6 +29,8 @@ impl Default for HotlineCmd {
             max_calls: None,
             dir: None,
             rtp_ports: 64,
+            lookups: repo_path("data"),
+            env: Vec::new(),
         }
     }
 }
@@ -40,6 +44,18 @@ impl HotlineCmd {
 
     pub fn flows(mut self, dir: impl Into<PathBuf>) -> Self {
         self.flows = dir.into();
+        self
+    }
+
+    /// The data directory (lookup sources, holidays) instead of the repository's.
+    pub fn lookups(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.lookups = dir.into();
+        self
+    }
+
+    /// An environment variable of the server process.
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_string(), v.to_string()));
         self
     }
 
@@ -73,7 +89,7 @@ impl HotlineCmd {
                 "flows: {}\nprompts: {}\nlookups: {}\n{}",
                 self.flows.display(),
                 repo_path("prompts").display(),
-                repo_path("data").display(),
+                self.lookups.display(),
                 self.config
             ),
         )
@@ -95,7 +111,11 @@ impl HotlineCmd {
             args.push("--max-calls".into());
             args.push(n.to_string());
         }
-        let server = ServerCmd::new(env!("CARGO_BIN_EXE_hotline"))
+        let mut cmd = ServerCmd::new(env!("CARGO_BIN_EXE_hotline"));
+        for (k, v) in &self.env {
+            cmd = cmd.env(k, v);
+        }
+        let server = cmd
             .args(args)
             .ready(Ready::StderrContains("answering SIP".into()))
             .timeout(Duration::from_secs(20))
