@@ -228,6 +228,7 @@ fn check(paths: &[PathBuf], dirs: &Dirs) -> ExitCode {
     errors.extend(project.catalogue.check_files());
     let mut count = 0;
     let mut seen_names = std::collections::HashMap::new();
+    let mut loaded: Vec<Flow> = Vec::new();
     for p in paths {
         let files = match flow::flow_files(p) {
             Ok(f) => f,
@@ -251,11 +252,19 @@ fn check(paths: &[PathBuf], dirs: &Dirs) -> ExitCode {
                             ),
                         });
                     }
+                    loaded.push(fl);
                 }
                 Err(mut e) => errors.append(&mut e),
             }
         }
     }
+    let data_dir = dirs.data.clone().unwrap_or_else(|| sibling(first, "data"));
+    let flows: Vec<&Flow> = loaded.iter().collect();
+    errors.extend(hotline::data::validate::check(
+        &flows,
+        &project.catalogue,
+        &data_dir,
+    ));
     if errors.is_empty() {
         println!(
             "ok: {count} flow(s), {} prompt(s), {} recording(s)",

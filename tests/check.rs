@@ -322,7 +322,7 @@ fn an_included_file_is_checked_at_its_own_lines() {
     let flow = dir.path().join("f.yaml");
     std::fs::write(
         &flow,
-        "flow: f\nstart: a\ninclude: [common/end.yaml, common/missing.yaml]\non:\n  fault: { hangup: 0s }\nstates:\n  a:\n    say: greeting\n    menu: { \"1\": bye }\n",
+        "flow: f\nstart: a\ninclude: [common/end.yaml]\non:\n  fault: { hangup: 0s }\nstates:\n  a:\n    say: greeting\n    menu: { \"1\": bye }\n",
     )
     .unwrap();
     let (p, _) = Project::load(Path::new("prompts"), Path::new("data"));
@@ -339,9 +339,17 @@ fn an_included_file_is_checked_at_its_own_lines() {
     };
     at(11, "unknown key 'sayy'");
     at(10, "state 'extra' is never reached");
-    has(&e, 3, "include 'common/missing.yaml'");
     // The flow's own fault handler replaced the piece's goto nowhere.
     assert!(!shown.iter().any(|s| s.contains("nowhere")), "{shown:#?}");
+    // A piece that cannot be read is said once, not as every state it would have held.
+    std::fs::write(
+        &flow,
+        "flow: f\nstart: a\ninclude: [common/missing.yaml]\nstates:\n  a:\n    say: greeting\n    menu: { \"1\": bye }\n",
+    )
+    .unwrap();
+    let e = flow::load_flow(&flow, Some(&p.catalogue), Some(&p.sources)).unwrap_err();
+    has(&e, 3, "include 'common/missing.yaml'");
+    assert_eq!(e.len(), 1, "{e:?}");
 }
 
 #[test]

@@ -85,6 +85,12 @@ fn copy_flows(to: &Path) {
             std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
         }
     }
+    // The shared pieces the flows include.
+    std::fs::create_dir_all(to.join("common")).unwrap();
+    for e in std::fs::read_dir(repo_path("flows/common")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join("common").join(p.file_name().unwrap())).unwrap();
+    }
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //!   source's test records, when there is one;
 //! - `holidays.yaml`: the calendar of `now.holiday` and `now.workday`.
 pub mod http;
+pub mod validate;
 
 use crate::flow::clock::Calendar;
 use crate::flow::diag::{Diagnostic, Diags};

@@ -61,6 +61,9 @@ pub struct Diags {
     file: PathBuf,
     /// Files the loaded file includes, numbered from 1 as in [`Pos::file`].
     included: Vec<PathBuf>,
+    /// A part of the file could not be read (an include): whole-flow checks would only
+    /// report its absence many times over.
+    pub incomplete: bool,
     pub list: Vec<Diagnostic>,
 }
 
@@ -69,6 +72,7 @@ impl Diags {
         Diags {
             file: file.to_path_buf(),
             included: Vec::new(),
+            incomplete: false,
             list: Vec::new(),
         }
     }

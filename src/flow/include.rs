@@ -58,6 +58,7 @@ pub fn merge(mut root: Node, flow_file: &Path, d: &mut Diags) -> Node {
         }
         seen.push(path.clone());
         let Some(piece) = load_piece(&path, &rel, pos, d) else {
+            d.incomplete = true;
             continue;
         };
         graft(entries, piece, d);

@@ -57,7 +57,9 @@ pub fn load_flow(
         }
     };
     let flow = load::load_str(&text, path, &mut d);
-    if let Some(f) = &flow {
+    if let Some(f) = &flow
+        && !d.incomplete
+    {
         check::check(f, cat, sources, &mut d);
     }
     match flow {

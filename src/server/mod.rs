@@ -38,6 +38,13 @@ pub fn load(cfg: &Config) -> Result<Library, Vec<String>> {
             Err(e) => errors.extend(show(e)),
         }
     }
+    // Lookup data the flows would speak as nothing is refused like a broken flow.
+    let all: Vec<&flow::Flow> = flows.values().map(|f| f.as_ref()).collect();
+    errors.extend(show(crate::data::validate::check(
+        &all,
+        &catalogue,
+        &cfg.lookups,
+    )));
     let default_flow = flows.get(&cfg.default_flow).cloned();
     if default_flow.is_none() && errors.is_empty() {
         errors.push(format!(
