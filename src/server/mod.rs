@@ -15,7 +15,7 @@ use crate::media::prompt::PromptCache;
 use crate::store::{NewTicket, Store, StoreHandle};
 use crate::tickets::{self, Outbox, OutboxHandle, TicketRoutes};
 use admission::Admission;
-use reload::{ReloadRoutes, Reloader};
+use reload::Reloader;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -235,10 +235,6 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             return Err(format!("{e}\nhotline not started"));
         }
     };
-    let tickets: Arc<dyn http::Routes> = Arc::new(TicketRoutes {
-        store: store.clone(),
-        outbox: outbox.handle(),
-    });
     let backend: Arc<dyn Backend> = Arc::new(StoreBackend(store.clone(), Some(outbox.handle())));
     let svc = match services(&cfg, loaded, backend.clone()) {
         Ok(s) => s,
@@ -260,13 +256,17 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             .clone()
             .watch(cfg.reload_poll, cancel.child_token()),
     );
-    let ops = run::Ops {
-        routes: vec![tickets, Arc::new(ReloadRoutes(reloader.clone()))],
+    let tickets = TicketRoutes {
+        store: store.clone(),
+        outbox: outbox.handle(),
+    };
+    let ops = |core: &run::Core| run::Ops {
+        routes: vec![tickets.router(), reload::router(reloader.clone())],
         health: vec![
-            reloader as Arc<dyn http::Health>,
+            reloader.clone() as Arc<dyn http::Health>,
             Arc::new(OutboxHealth(outbox.handle())),
             Arc::new(StoreHealth(store.clone())),
-            Arc::new(MediaHealth(svc.clone())),
+            Arc::new(MediaHealth(core.svc.clone())),
         ],
     };
     let result = run::run(cfg, svc, backend, cancel, ops, |b| {

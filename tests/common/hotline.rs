@@ -180,7 +180,7 @@ impl Hotline {
         s.set_read_timeout(Some(Duration::from_secs(20))).ok();
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
         .expect("request sent");
         let mut text = String::new();
