@@ -5,6 +5,7 @@ pub mod data;
 pub mod designer;
 pub mod flow;
 pub mod media;
+pub mod metrics;
 pub mod server;
 pub mod sip;
 pub mod store;
