@@ -11,6 +11,12 @@ use std::sync::RwLock;
 pub trait DataSource: Send + Sync {
     fn sources(&self) -> Vec<String>;
     fn lookup(&self, source: &str, key: &str) -> LookupResult;
+    /// Every record of a source, for the status page (outages in force); a source that
+    /// cannot be listed has none to show.
+    fn records(&self, source: &str) -> Vec<(String, Vec<(String, String)>)> {
+        let _ = source;
+        Vec::new()
+    }
 }
 
 type Records = BTreeMap<String, Vec<(String, String)>>;
@@ -126,5 +132,14 @@ impl DataSource for YamlData {
                 None => LookupResult::NotFound,
             },
         }
+    }
+
+    fn records(&self, source: &str) -> Vec<(String, Vec<(String, String)>)> {
+        self.sources
+            .read()
+            .ok()
+            .and_then(|s| s.get(source).cloned())
+            .map(|r| r.into_iter().collect())
+            .unwrap_or_default()
     }
 }

@@ -4,6 +4,7 @@ pub mod admission;
 pub mod http;
 pub mod reload;
 pub mod run;
+pub mod status;
 
 use crate::call::ports::PortPool;
 use crate::call::pump::MediaPump;
@@ -285,6 +286,14 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         routes: vec![
             tickets.router(),
             reload::router(reloader.clone()),
+            status::StatusSources {
+                svc: core.svc.clone(),
+                admission: core.admission.clone(),
+                max_calls: core.max_calls,
+                outbox: outbox.handle(),
+                reloader: reloader.clone(),
+            }
+            .router(),
             crate::metrics::router(metrics_on.then(|| {
                 Exporter::new(
                     &core.svc.metrics,
