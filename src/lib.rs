@@ -4,6 +4,7 @@ pub mod config;
 pub mod data;
 pub mod designer;
 pub mod flow;
+pub mod logs;
 pub mod media;
 pub mod metrics;
 pub mod server;

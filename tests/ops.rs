@@ -9,7 +9,7 @@ use common::hotline::Hotline;
 use common::pjcall::PjCall;
 use common::ports::free_tcp_port;
 use common::repo_path;
-use common::server::{Ready, Server, ServerCmd};
+use common::server::{Ready, Server, ServerCmd, Stream};
 use common::tools::{require_tool, run_with_timeout};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -186,7 +186,7 @@ fn names_in(expr: &str) -> Vec<String> {
 
 #[test]
 fn prometheus_and_the_status_page_see_a_call_in_progress() {
-    let h = Hotline::cmd().start();
+    let h = Hotline::cmd().arg("--log-format").arg("json").start();
     let prom = Prometheus::start(h.http);
     wait_for(
         "Prometheus scrapes hotline",
@@ -293,6 +293,20 @@ fn prometheus_and_the_status_page_see_a_call_in_progress() {
         "promtool check metrics: {said}"
     );
     drop(prom.server);
+
+    // The logs: one JSON object a line; the call's lines name the call and its flow.
+    let lines = h.server.lines(Stream::Stderr);
+    let mut of_the_call = 0;
+    for l in &lines {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        for key in ["time", "level", "message"] {
+            assert!(v[key].is_string(), "no {key}: {l}");
+        }
+        if v["call_id"].is_string() && v["flow"] == "property" {
+            of_the_call += 1;
+        }
+    }
+    assert!(of_the_call >= 1, "no log line names the call: {lines:#?}");
 }
 
 #[test]

@@ -317,10 +317,16 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         ],
     };
     let result = run::run(cfg, svc, backend, cancel, ops, |b| {
-        eprintln!(
-            "hotline: answering SIP on {} (UDP and TCP); health at http://{}/healthz; Ctrl-C stops",
+        let banner = format!(
+            "hotline: answering SIP on {} (UDP and TCP); status at http://{}/ ; Ctrl-C stops",
             b.sip, b.http
         );
+        // JSON logs are read by machines: every line on stderr is one of them.
+        if crate::logs::json() {
+            tracing::info!("{banner}");
+        } else {
+            eprintln!("{banner}");
+        }
     })
     .await;
     // Before the store: a delivery that lands during the stop is still recorded.

@@ -17,6 +17,7 @@ pub struct HotlineCmd {
     max_calls: Option<usize>,
     dir: Option<PathBuf>,
     rtp_ports: u16,
+    extra: Vec<String>,
 }
 
 impl Default for HotlineCmd {
@@ -27,6 +28,7 @@ impl Default for HotlineCmd {
             max_calls: None,
             dir: None,
             rtp_ports: 64,
+            extra: Vec::new(),
         }
     }
 }
@@ -40,6 +42,12 @@ impl HotlineCmd {
 
     pub fn flows(mut self, dir: impl Into<PathBuf>) -> Self {
         self.flows = dir.into();
+        self
+    }
+
+    /// One more command-line argument for `hotline`.
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.extra.push(a.into());
         self
     }
 
@@ -91,6 +99,7 @@ impl HotlineCmd {
             "--data".into(),
             dir.join("var").display().to_string(),
         ];
+        args.extend(self.extra);
         if let Some(n) = self.max_calls {
             args.push("--max-calls".into());
             args.push(n.to_string());
