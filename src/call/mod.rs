@@ -137,8 +137,8 @@ impl CallServices {
         voice: VoiceSettings,
         media_ip: IpAddr,
         recordings_dir: PathBuf,
-        metrics: Arc<crate::metrics::CallMetrics>,
     ) -> CallServices {
+        let metrics = Arc::new(crate::metrics::CallMetrics::default());
         metrics.flows_loaded(&library);
         CallServices {
             library: RwLock::new(Arc::new(library)),
@@ -152,6 +152,13 @@ impl CallServices {
             metrics,
             live: live::LiveCalls::default(),
         }
+    }
+
+    /// Counts into `metrics` (shared with the backend, which counts the records).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::CallMetrics>) -> CallServices {
+        metrics.flows_loaded(&self.library());
+        self.metrics = metrics;
+        self
     }
 
     /// The library new calls get now.

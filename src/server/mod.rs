@@ -75,16 +75,18 @@ pub fn services(
     };
     let pump = MediaPump::start(threads, cfg.metrics)
         .map_err(|e| format!("cannot start the media threads: {e}"))?;
-    Ok(Arc::new(CallServices::new(
-        library,
-        backend,
-        PortPool::new(cfg.media_ip(), cfg.rtp_ports.lo, cfg.rtp_ports.hi),
-        pump,
-        cfg.voice.clone(),
-        cfg.media_ip(),
-        cfg.data.join("recordings"),
-        metrics,
-    )))
+    Ok(Arc::new(
+        CallServices::new(
+            library,
+            backend,
+            PortPool::new(cfg.media_ip(), cfg.rtp_ports.lo, cfg.rtp_ports.hi),
+            pump,
+            cfg.voice.clone(),
+            cfg.media_ip(),
+            cfg.data.join("recordings"),
+        )
+        .with_metrics(metrics),
+    ))
 }
 
 /// Stops on SIGTERM or Ctrl-C.

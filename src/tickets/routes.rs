@@ -60,16 +60,17 @@ async fn list(State(t): Shared, RawQuery(query): RawQuery) -> Response {
     }
 }
 
-fn ticket_id(id: &str) -> Result<TicketId, Response> {
-    id.parse::<i64>()
-        .map(TicketId)
-        .map_err(|_| error(StatusCode::NOT_FOUND, format!("no ticket '{id}'")))
+fn ticket_id(id: &str) -> Option<TicketId> {
+    id.parse::<i64>().ok().map(TicketId)
+}
+
+fn no_ticket(id: &str) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no ticket '{id}'"))
 }
 
 async fn show(State(t): Shared, Path(id): Path<String>) -> Response {
-    let id = match ticket_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
+    let Some(id) = ticket_id(&id) else {
+        return no_ticket(&id);
     };
     match t.store.get_ticket(id).await {
         Ok(Some(found)) => json(StatusCode::OK, &found),
@@ -79,9 +80,8 @@ async fn show(State(t): Shared, Path(id): Path<String>) -> Response {
 }
 
 async fn retry(State(t): Shared, Path(id): Path<String>) -> Response {
-    let id = match ticket_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
+    let Some(id) = ticket_id(&id) else {
+        return no_ticket(&id);
     };
     match t.store.retry_ticket(id).await {
         Ok(Some(found)) if found.delivery == Delivery::Delivered => error(
