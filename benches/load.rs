@@ -4,6 +4,7 @@
 //!
 //! ```sh
 //! cargo bench --bench load -- --calls 5000 --ramp 500 --hold 45 [--rtp] [--tickets 5] [--json out.json]
+//! cargo bench --bench load -- --metrics both ...   # once with metrics: false, once on
 //! ```
 //!
 //! It starts the real server binary on 127.0.0.1 with a temporary data directory and
@@ -105,9 +106,20 @@ struct Args {
     /// hotline's RUST_LOG.
     #[arg(long, default_value = "warn")]
     log: String,
+    /// hotline's `metrics` setting (GET /metrics and the RTP send-lateness timing):
+    /// `both` runs the whole bench twice, off then on, and compares CPU per packet.
+    #[arg(long, value_enum, default_value_t = MetricsMode::On)]
+    metrics: MetricsMode,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum MetricsMode {
+    On,
+    Off,
+    Both,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,10 +207,11 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "flows: {}\nprompts: {}\nlookups: {}\n",
+                "flows: {}\nprompts: {}\nlookups: {}\nmetrics: {}\n",
                 repo("flows").display(),
                 repo("prompts").display(),
-                repo("data").display()
+                repo("data").display(),
+                a.metrics != MetricsMode::Off
             ),
         )
         .map_err(|e| e.to_string())?;
@@ -466,13 +479,52 @@ impl Perf {
 
 fn main() {
     let a = Args::parse();
-    if let Err(e) = run(&a) {
+    let result = if a.metrics == MetricsMode::Both {
+        compare_metrics(&a)
+    } else {
+        run(&a).map(|_| ())
+    };
+    if let Err(e) = result {
         eprintln!("load: {e}");
         std::process::exit(1);
     }
 }
 
-fn run(a: &Args) -> Result<(), String> {
+/// The same bench with metrics off, then on: what collecting them costs per packet.
+fn compare_metrics(a: &Args) -> Result<(), String> {
+    let mut reports = Vec::new();
+    for mode in [MetricsMode::Off, MetricsMode::On] {
+        eprintln!("load: run with metrics {mode:?}");
+        let one = Args {
+            metrics: mode,
+            json: None,
+            ..a.clone()
+        };
+        reports.push(run(&one)?);
+    }
+    let us = |r: &Value, k: &str| {
+        r.pointer(&format!("/hotline/us_per_packet/{k}"))
+            .and_then(Value::as_f64)
+            .unwrap_or(f64::NAN)
+    };
+    println!("\nCPU per RTP packet, metrics off → on (same bench, one after the other):");
+    for k in ["user", "sys", "total"] {
+        let (off, on) = (us(&reports[0], k), us(&reports[1], k));
+        println!(
+            "  {k:<5}  {off:.3} µs → {on:.3} µs  ({:+.1} %)",
+            (on - off) / off * 100.0
+        );
+    }
+    if let Some(p) = &a.json {
+        let both = json!({ "metrics_off": reports[0], "metrics_on": reports[1] });
+        std::fs::write(p, serde_json::to_string_pretty(&both).unwrap_or_default())
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        eprintln!("load: both reports written to {}", p.display());
+    }
+    Ok(())
+}
+
+fn run(a: &Args) -> Result<Value, String> {
     let (nofile, nofile_max) = procfs::raise_nofile();
     let (lo, hi) = a
         .rtp_ports
@@ -948,7 +1000,7 @@ fn run(a: &Args) -> Result<(), String> {
         let kept = tmp.keep();
         eprintln!("load: data kept in {}", kept.display());
     }
-    Ok(())
+    Ok(out)
 }
 
 fn print_report(r: &Value) {

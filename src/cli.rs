@@ -23,6 +23,9 @@ use std::time::Duration;
 pub struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Log lines as text, or as one JSON object a line for log collectors
+    #[arg(long, global = true, value_enum, default_value_t = hotline::logs::LogFormat::Text)]
+    pub log_format: hotline::logs::LogFormat,
 }
 
 #[derive(clap::Args, Clone)]

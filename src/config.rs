@@ -46,6 +46,9 @@ pub struct Config {
     pub reload_poll: Duration,
     /// Threads that send and receive RTP; 0: one per core.
     pub media_threads: usize,
+    /// `GET /metrics`, and timing every RTP frame sent for its lateness histogram;
+    /// false turns both off (to measure what they cost).
+    pub metrics: bool,
 }
 
 /// Where and how tickets are POSTed (src/tickets).
@@ -118,6 +121,7 @@ impl Default for Config {
             webhook: WebhookConfig::default(),
             reload_poll: Duration::from_secs(1),
             media_threads: 0,
+            metrics: true,
         }
     }
 }
@@ -190,6 +194,7 @@ mod tests {
         assert_eq!(c.voice, d.voice);
         assert_eq!(c.default_flow, d.default_flow);
         assert_eq!(c.webhook, d.webhook);
+        assert_eq!(c.metrics, d.metrics);
     }
 
     #[test]

@@ -118,20 +118,23 @@ async fn a_ticket_arrives_signed_with_its_fields_and_recording_link() {
     )
     .unwrap();
     let cancel = CancellationToken::new();
-    let routes: Arc<dyn http::Routes> = Arc::new(TicketRoutes {
+    let routes = TicketRoutes {
         store: h.clone(),
         outbox: outbox.handle(),
-    });
+    }
+    .router();
     struct Ok;
     impl http::Health for Ok {
         fn health(&self) -> String {
             "ok\n".into()
         }
     }
+    let limits = http::Limits::default();
+    let app = http::router(Arc::new(Ok), vec![routes]);
     http::serve(
         ([127, 0, 0, 1], http_port).into(),
-        Arc::new(Ok),
-        routes,
+        app,
+        limits,
         cancel.clone(),
     )
     .await

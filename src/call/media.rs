@@ -77,6 +77,14 @@ pub struct MediaLeg {
     recording: Option<Vec<i16>>,
 }
 
+/// What one [`MediaLeg::tick`] did.
+pub struct Ticked {
+    /// The flow's play request has finished sounding.
+    pub done: Option<Event>,
+    /// Frames the pacer dropped from the schedule, too late to be worth sending.
+    pub skipped: u64,
+}
+
 /// What one received packet means for the flow.
 #[derive(Default)]
 pub struct Heard {
@@ -129,12 +137,14 @@ impl MediaLeg {
         self.playing = None;
     }
 
-    /// Writes every frame due by `now` into `out` (one packet at a time through `send`)
-    /// and returns the flow event when a play request has finished sounding.
-    pub fn tick(&mut self, now: Instant, mut send: impl FnMut(&[u8])) -> Option<Event> {
+    /// Writes every frame due by `now` (one packet at a time through `send`, with when
+    /// it was due) and says when a play request has finished sounding.
+    pub fn tick(&mut self, now: Instant, mut send: impl FnMut(&[u8], Instant)) -> Ticked {
         let mut done = None;
+        let mut skipped = 0;
         let mut buf = [0u8; MAX_PACKET];
         while let Some(tick) = self.pacer.poll(now) {
+            skipped += tick.skipped;
             let frame = self.playout.next_frame(self.stream.codec);
             if self.stream.send
                 && self.stream.remote.is_some()
@@ -142,7 +152,7 @@ impl MediaLeg {
                     .header(self.stream.payload_type)
                     .write(frame.payload, &mut buf)
             {
-                send(&buf[..n]);
+                send(&buf[..n], self.pacer.due_of(tick.frame));
             }
             if frame.done
                 && let Some(id) = self.playing.take()
@@ -157,7 +167,7 @@ impl MediaLeg {
         {
             done = Some(Event::PlayDone { id });
         }
-        done
+        Ticked { done, skipped }
     }
 
     /// Interprets one datagram from the caller.

@@ -1,9 +1,11 @@
 //! Calls: one task per call joins the SIP dialog, its RTP stream and a flow session.
 pub mod lifecycle;
+pub mod live;
 pub mod media;
 pub mod ports;
 pub mod pump;
 pub mod task;
+pub mod watch;
 
 use crate::data::DataSource;
 use crate::flow::{Catalogue, Flow, TicketRequest};
@@ -129,6 +131,10 @@ pub struct CallServices {
     pub recordings_dir: PathBuf,
     /// Fires when hotline stops: every call says goodbye with a BYE and leaves its record.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// What the calls count for `/metrics`.
+    pub metrics: Arc<crate::metrics::CallMetrics>,
+    /// The calls in progress and the callers waiting, for `/status`.
+    pub live: live::LiveCalls,
 }
 
 impl CallServices {
@@ -141,6 +147,8 @@ impl CallServices {
         media_ip: IpAddr,
         recordings_dir: PathBuf,
     ) -> CallServices {
+        let metrics = Arc::new(crate::metrics::CallMetrics::default());
+        metrics.flows_loaded(&library);
         CallServices {
             library: RwLock::new(Arc::new(library)),
             backend,
@@ -150,7 +158,16 @@ impl CallServices {
             media_ip,
             recordings_dir,
             stopping: tokio_util::sync::CancellationToken::new(),
+            metrics,
+            live: live::LiveCalls::default(),
         }
+    }
+
+    /// Counts into `metrics` (shared with the backend, which counts the records).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::CallMetrics>) -> CallServices {
+        metrics.flows_loaded(&self.library());
+        self.metrics = metrics;
+        self
     }
 
     /// The library new calls get now.
@@ -164,6 +181,7 @@ impl CallServices {
 
     /// New calls get `lib`; calls in progress keep theirs.
     pub fn replace_library(&self, lib: Library) {
+        self.metrics.flows_loaded(&lib);
         *self.library.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(lib);
     }
 

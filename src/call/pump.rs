@@ -18,6 +18,7 @@ use crate::flow::Event;
 use crate::flow::catalogue::Utterance;
 use crate::media::prompt::PromptCache;
 use crate::media::voice::VoiceSettings;
+use crate::metrics::lateness;
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::sync::Arc;
@@ -66,15 +67,21 @@ struct NewLeg {
     events: mpsc::UnboundedSender<LegEvent>,
 }
 
-/// Counters for the figures and `/healthz`.
+/// One pump thread's counters, for the metrics and `/healthz`: only that thread writes
+/// them (once per visit, not per packet), a scrape reads them. Aligned so that two
+/// threads' counters never share a cache line.
 #[derive(Default)]
+#[repr(align(128))]
 struct Counters {
     sent: AtomicU64,
     received: AtomicU64,
     send_errors: AtomicU64,
     /// Visits that began later than a slot after their time: the thread is behind.
     late_visits: AtomicU64,
+    /// Frames the pacers dropped from their schedules (more than 100 ms late).
+    skipped: AtomicU64,
     legs: AtomicUsize,
+    lateness: lateness::Shared,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -84,26 +91,29 @@ pub struct PumpStats {
     pub rtp_received: u64,
     pub rtp_send_errors: u64,
     pub late_visits: u64,
+    pub frames_skipped: u64,
 }
 
 /// The pump threads; cheap to share.
 pub struct MediaPump {
     shards: Vec<std_mpsc::Sender<Cmd>>,
     next_leg: AtomicU64,
-    counters: Arc<Counters>,
+    counters: Vec<Arc<Counters>>,
 }
 
 impl MediaPump {
-    /// Starts `threads` pump threads (at least one).
-    pub fn start(threads: usize) -> std::io::Result<MediaPump> {
-        let counters = Arc::new(Counters::default());
+    /// Starts `threads` pump threads (at least one). `measure`: time every frame sent
+    /// against its schedule, for the send-lateness histogram (the `metrics` setting).
+    pub fn start(threads: usize, measure: bool) -> std::io::Result<MediaPump> {
         let mut shards = Vec::new();
+        let mut counters = Vec::new();
         for n in 0..threads.max(1) {
             let (tx, rx) = std_mpsc::channel();
-            let c = counters.clone();
+            let c = Arc::new(Counters::default());
+            counters.push(c.clone());
             std::thread::Builder::new()
                 .name(format!("media-pump-{n}"))
-                .spawn(move || Shard::new(rx, c).run())?;
+                .spawn(move || Shard::new(rx, c, measure).run())?;
             shards.push(tx);
         }
         Ok(MediaPump {
@@ -133,15 +143,27 @@ impl MediaPump {
         }
     }
 
+    /// The threads' counters summed.
     pub fn stats(&self) -> PumpStats {
-        let c = &self.counters;
-        PumpStats {
-            legs: c.legs.load(Relaxed),
-            rtp_sent: c.sent.load(Relaxed),
-            rtp_received: c.received.load(Relaxed),
-            rtp_send_errors: c.send_errors.load(Relaxed),
-            late_visits: c.late_visits.load(Relaxed),
+        let mut s = PumpStats::default();
+        for c in &self.counters {
+            s.legs += c.legs.load(Relaxed);
+            s.rtp_sent += c.sent.load(Relaxed);
+            s.rtp_received += c.received.load(Relaxed);
+            s.rtp_send_errors += c.send_errors.load(Relaxed);
+            s.late_visits += c.late_visits.load(Relaxed);
+            s.frames_skipped += c.skipped.load(Relaxed);
         }
+        s
+    }
+
+    /// The send-lateness histogram, the threads' buckets summed.
+    pub fn lateness(&self) -> lateness::Snapshot {
+        let mut snap = lateness::Snapshot::default();
+        for c in &self.counters {
+            c.lateness.add_to(&mut snap);
+        }
+        snap
     }
 }
 
@@ -206,6 +228,9 @@ struct Slotted {
 struct Shard {
     rx: std_mpsc::Receiver<Cmd>,
     counters: Arc<Counters>,
+    /// Time each frame sent (the `metrics` setting).
+    measure: bool,
+    lateness: lateness::Local,
     legs: HashMap<u64, Slotted>,
     wheel: [Vec<u64>; SLOTS],
     /// Slot 0 of frame period 0; slot k of period p is due at epoch + p·20 ms + k·2 ms.
@@ -216,10 +241,12 @@ struct Shard {
 }
 
 impl Shard {
-    fn new(rx: std_mpsc::Receiver<Cmd>, counters: Arc<Counters>) -> Shard {
+    fn new(rx: std_mpsc::Receiver<Cmd>, counters: Arc<Counters>, measure: bool) -> Shard {
         Shard {
             rx,
             counters,
+            measure,
+            lateness: lateness::Local::default(),
             legs: HashMap::new(),
             wheel: Default::default(),
             epoch: Instant::now(),
@@ -348,11 +375,14 @@ impl Shard {
             wheel,
             buf,
             counters,
+            measure,
+            lateness,
             ..
         } = self;
         let mut sent = 0u64;
         let mut received = 0u64;
         let mut send_errors = 0u64;
+        let mut skipped = 0u64;
         for id in &wheel[slot] {
             let Some(l) = legs.get_mut(id) else { continue };
             for _ in 0..MAX_READS_PER_VISIT {
@@ -376,22 +406,37 @@ impl Shard {
             let now = Instant::now();
             let remote = l.leg.stream.remote;
             let sock = &l.port.socket;
-            let done = l.leg.tick(now, |pkt| {
+            let ticked = l.leg.tick(now, |pkt, due| {
                 if let Some(to) = remote {
                     // A full socket buffer drops the frame: late audio is worse than none.
                     match sock.send_to(pkt, to) {
                         Ok(_) => sent += 1,
                         Err(_) => send_errors += 1,
                     }
+                    // `now` was read just before this leg's frames went out: no
+                    // clock read per packet.
+                    if *measure {
+                        lateness.observe(now.saturating_duration_since(due));
+                    }
                 }
             });
-            if let Some(event) = done {
+            skipped += ticked.skipped;
+            if let Some(event) = ticked.done {
                 let _ = l.events.send(LegEvent { event, at: now });
             }
         }
-        counters.sent.fetch_add(sent, Relaxed);
-        counters.received.fetch_add(received, Relaxed);
-        counters.send_errors.fetch_add(send_errors, Relaxed);
+        // Once per visit, whatever the number of calls in the slot.
+        for (c, n) in [
+            (&counters.sent, sent),
+            (&counters.received, received),
+            (&counters.send_errors, send_errors),
+            (&counters.skipped, skipped),
+        ] {
+            if n > 0 {
+                c.fetch_add(n, Relaxed);
+            }
+        }
+        counters.lateness.flush(lateness);
     }
 }
 
@@ -414,7 +459,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_leg_sends_its_prompt_on_the_20_ms_schedule_and_hears_keys() {
-        let pump = MediaPump::start(1).expect("pump");
+        let pump = MediaPump::start(1, true).expect("pump");
         let pool = super::super::ports::PortPool::new("127.0.0.1".parse().unwrap(), 42100, 42199);
         let port = pool.take().expect("port");
         let hotline_port = port.port;
@@ -484,6 +529,9 @@ mod tests {
         };
         assert!(matches!(heard.event, Event::Dtmf('5')), "{heard:?}");
         assert_eq!(pump.stats().legs, 1);
+        // Every frame sent was timed against its schedule.
+        let timed = pump.lateness().count();
+        assert!(timed >= 10 && timed <= pump.stats().rtp_sent, "{timed}");
         drop(leg);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(pump.stats().legs, 0);

@@ -3,6 +3,7 @@
 //! tickets and the call record.
 use super::lifecycle::{CallLifecycle, Input, Phase};
 use super::media::{Stream, play_starts, write_wav};
+use super::watch::CallWatch;
 use super::{CallEvent, CallRecord, CallServices, Library, RecordExt, TicketToFile, new_record};
 use crate::data::Answer;
 use crate::flow::{Command, Event, LookupResult, Outcome, Session};
@@ -108,6 +109,7 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
     let answered = Instant::now();
     let port_number = port.port;
     let mut leg = svc.pump.add(stream, &svc.voice, port);
+    let mut watch = CallWatch::answered(&svc, &flow, &call.caller, rings, received_at);
 
     let mut vars = crate::flow::expr::Vars::new();
     vars.insert("caller".into(), call.caller.clone());
@@ -134,8 +136,10 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
         tokio::task::JoinSet::new();
 
     loop {
+        watch.events(&session);
         // Flow commands first: they may queue audio, tickets, a BYE.
         while let Some(cmd) = session.poll_command() {
+            watch.command(&cmd);
             let now = Instant::now();
             let offset = now.duration_since(answered).as_millis() as i64;
             match cmd {

@@ -30,6 +30,12 @@ pub trait DataSource: Send + Sync {
     /// `check` knows what `{into.FIELD}` can be; `None` for no such source.
     fn fields(&self, source: &str) -> Option<Vec<String>>;
     fn lookup(&self, source: &str, key: &str) -> Answer;
+    /// Every record of a source, for the status page (outages in force); a source that
+    /// cannot be listed (a back end) has none to show.
+    fn records(&self, source: &str) -> Vec<(String, Vec<(String, String)>)> {
+        let _ = source;
+        Vec::new()
+    }
 }
 
 /// The file the holiday calendar is read from, in the data directory.
@@ -195,6 +201,10 @@ impl DataSource for Data {
         }
     }
 
+    fn records(&self, source: &str) -> Vec<(String, Vec<(String, String)>)> {
+        self.files.records(source)
+    }
+
     fn lookup(&self, source: &str, key: &str) -> Answer {
         match (self.http.get(source), &self.client) {
             (Some(h), Some(c)) => Answer::Later(h.clone().fetch(c.clone(), key.to_string())),
@@ -286,6 +296,15 @@ impl DataSource for YamlData {
         self.sources
             .read()
             .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn records(&self, source: &str) -> Vec<(String, Vec<(String, String)>)> {
+        self.sources
+            .read()
+            .ok()
+            .and_then(|s| s.get(source).cloned())
+            .map(|r| r.into_iter().collect())
             .unwrap_or_default()
     }
 

@@ -188,6 +188,8 @@ pub struct Session {
     state: usize,
     stage: Stage,
     counters: [u32; EventKind::ALL.len()],
+    /// Events fired over the whole call, for the metrics (`counters` restart per state).
+    fired: [u64; EventKind::ALL.len()],
     phase: Phase,
     out: VecDeque<Command>,
     next_id: u64,
@@ -230,6 +232,7 @@ impl Session {
             state: start,
             stage: Stage::Ticket,
             counters: [0; EventKind::ALL.len()],
+            fired: [0; EventKind::ALL.len()],
             phase: Phase::NotAnswered,
             out: VecDeque::new(),
             next_id: 1,
@@ -327,6 +330,11 @@ impl Session {
     /// Increases each time the flow starts listening for the caller anew.
     pub fn listen_epoch(&self) -> u64 {
         self.listen_epoch
+    }
+
+    /// How many times `kind` has fired in this call so far.
+    pub fn fired(&self, kind: EventKind) -> u64 {
+        self.fired[kind as usize]
     }
 
     pub fn handle(&mut self, ev: Event, now: Instant) {
@@ -644,6 +652,7 @@ impl Session {
     fn fire(&mut self, ev: EventKind, now: Instant) {
         let i = ev as usize;
         self.counters[i] = self.counters[i].saturating_add(1);
+        self.fired[i] = self.fired[i].saturating_add(1);
         let count = self.counters[i];
         let flow = self.flow.clone();
         let st = &flow.states[self.state];

@@ -323,6 +323,11 @@ impl Pacer {
         self.t0 + frame_offset(self.next_frame)
     }
 
+    /// When frame `n` of this stream is due.
+    pub fn due_of(&self, frame: u64) -> Instant {
+        self.t0 + frame_offset(frame)
+    }
+
     /// RTP timestamp of frame `n` of this stream.
     pub fn timestamp_of(&self, frame: u64) -> u32 {
         // Truncating the index is exact: timestamps live modulo 2^32 anyway.

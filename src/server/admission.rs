@@ -63,6 +63,7 @@ impl Admission {
         let permit = match self.lines.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
+                let _listed = svc.live.waiting(&flow.name, &call.caller, received_at);
                 if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue_max {
                     self.waiting.fetch_sub(1, Ordering::SeqCst);
                     return refuse(

@@ -1,68 +1,39 @@
-//! The ops HTTP: `GET /healthz`, and whatever [`Routes`] the server adds (tickets and
-//! recordings). Hand-written over tokio and bounded in what it reads: one request a
-//! connection, a head of at most 8 KiB, no request bodies.
-use std::future::Future;
+//! The ops HTTP: axum over hyper, one [`Router`] merged from pieces (`/healthz` here;
+//! tickets, reload, metrics and status from their own modules), each piece carrying
+//! its own shared state. Handlers stay thin: they call into the piece's state and turn
+//! its answer into a response.
+//!
+//! Limits, so that a slow or hostile client holds neither a task nor memory for long:
+//! - connections: at most [`Limits::max_connections`] at once; more wait in the
+//!   kernel's accept queue;
+//! - the request head: [`Limits::header_timeout`] to arrive whole (also the idle time
+//!   between requests on a kept-alive connection), at most 16 KiB;
+//! - a socket that neither reads nor writes for [`Limits::stall_timeout`] is closed,
+//!   so a client that stops reading an answer does not hold it;
+//! - request bodies: at most [`Limits::max_body`] (413), and the whole request,
+//!   body included, within [`Limits::request_timeout`] (408);
+//! - requests in flight: at most [`Limits::max_in_flight`], beyond that 503 at once.
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_io_timeout::TimeoutStream;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
 /// What `/healthz` reports.
 pub trait Health: Send + Sync {
     fn health(&self) -> String;
-}
-
-pub struct Response {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn text(status: u16, body: impl Into<String>) -> Response {
-        Response {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.into().into_bytes(),
-        }
-    }
-
-    pub fn json<T: serde::Serialize>(status: u16, v: &T) -> Response {
-        let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
-        body.push(b'\n');
-        Response {
-            status,
-            content_type: "application/json",
-            body,
-        }
-    }
-}
-
-pub type RouteFuture<'a> = Pin<Box<dyn Future<Output = Option<Response>> + Send + 'a>>;
-
-/// Routes beyond `/healthz`.
-pub trait Routes: Send + Sync {
-    /// None: the path is not this router's.
-    fn handle<'a>(&'a self, method: &'a str, target: &'a str) -> RouteFuture<'a>;
-}
-
-/// Several routers, asked in turn.
-pub struct RouteList(pub Vec<Arc<dyn Routes>>);
-
-impl Routes for RouteList {
-    fn handle<'a>(&'a self, method: &'a str, target: &'a str) -> RouteFuture<'a> {
-        Box::pin(async move {
-            for r in &self.0 {
-                if let Some(resp) = r.handle(method, target).await {
-                    return Some(resp);
-                }
-            }
-            None
-        })
-    }
 }
 
 /// Several parts of `/healthz`, one after the other.
@@ -74,97 +45,136 @@ impl Health for HealthList {
     }
 }
 
-const MAX_HEAD: usize = 8 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub stall_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_body: usize,
+    pub max_in_flight: usize,
+}
 
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 256,
+            header_timeout: Duration::from_secs(5),
+            stall_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+            max_body: 1024 * 1024,
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// Largest request head hyper buffers (its minimum is 8 KiB).
+const MAX_HEAD: usize = 16 * 1024;
+
+/// A JSON answer, pretty-printed for operators who read it with curl.
+pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
+    let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+    body.push(b'\n');
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// `{"error": "..."}` with a status.
+pub fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    json(status, &serde_json::json!({ "error": msg.to_string() }))
+}
+
+/// The ops router: `/healthz`, the pieces, and a 404 that says what there is. The
+/// limits go around all of it in [`serve`].
+pub fn router(health: Arc<dyn Health>, pieces: Vec<Router>) -> Router {
+    let mut app = Router::new().route(
+        "/healthz",
+        get(move || {
+            let h = health.clone();
+            async move { h.health() }
+        }),
+    );
+    for p in pieces {
+        app = app.merge(p);
+    }
+    app.fallback(|| async {
+        (
+            StatusCode::NOT_FOUND,
+            "not found: try GET /, /status, /metrics, /healthz, /tickets, /outbox or /reload\n",
+        )
+    })
+}
+
+async fn shed(_: tower::BoxError) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(axum::http::header::RETRY_AFTER, "1")],
+        "busy: too many requests in flight, try again\n",
+    )
+        .into_response()
+}
+
+/// Binds `addr` and serves `app` until `cancel`; the bound address comes back at once.
 pub async fn serve(
     addr: SocketAddr,
-    health: Arc<dyn Health>,
-    routes: Arc<dyn Routes>,
+    app: Router,
+    limits: Limits,
     cancel: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // One stack for the whole server: the in-flight limit counts every route together.
+    let service = ServiceBuilder::new()
+        // Outermost: turns shed load into an answer (hyper wants one for every request).
+        .layer(HandleErrorLayer::new(shed))
+        .load_shed()
+        .concurrency_limit(limits.max_in_flight.max(1))
+        .layer(RequestBodyLimitLayer::new(limits.max_body))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .service(app);
     tokio::spawn(async move {
         loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                _ = cancel.cancelled() => return,
+            };
             let conn = tokio::select! {
                 c = listener.accept() => c,
                 _ = cancel.cancelled() => return,
             };
-            let Ok((mut sock, _)) = conn else { continue };
-            let health = health.clone();
-            let routes = routes.clone();
+            let Ok((sock, _)) = conn else { continue };
+            let _ = sock.set_nodelay(true);
+            let mut io = TimeoutStream::new(sock);
+            io.set_read_timeout(Some(limits.stall_timeout));
+            io.set_write_timeout(Some(limits.stall_timeout));
+            let service = TowerToHyperService::new(service.clone());
+            let header_timeout = limits.header_timeout;
+            let cancel = cancel.clone();
             tokio::spawn(async move {
-                let Ok(Some(line)) = tokio::time::timeout(READ_TIMEOUT, read_head(&mut sock))
-                    .await
-                    .unwrap_or(Ok(None))
-                else {
-                    return;
-                };
-                let mut parts = line.split(' ');
-                let method = parts.next().unwrap_or("");
-                let target = parts.next().unwrap_or("");
-                let resp = if method == "GET" && target == "/healthz" {
-                    Response::text(200, health.health())
-                } else {
-                    routes.handle(method, target).await.unwrap_or_else(|| {
-                        Response::text(
-                            404,
-                            "not found: try GET /healthz, /tickets, /outbox or /reload\n",
-                        )
-                    })
-                };
-                let head = format!(
-                    "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    resp.status,
-                    reason(resp.status),
-                    resp.content_type,
-                    resp.body.len()
-                );
-                let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
-                    sock.write_all(head.as_bytes()).await?;
-                    sock.write_all(&resp.body).await
-                })
-                .await;
+                let _permit = permit;
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .max_buf_size(MAX_HEAD)
+                    .serve_connection(TokioIo::new(Box::pin(io)), service);
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = cancel.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+                    }
+                }
             });
         }
     });
     Ok(local)
-}
-
-/// The request line, once the whole head is in; None for a head too long or cut off.
-async fn read_head(sock: &mut tokio::net::TcpStream) -> std::io::Result<Option<String>> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = sock.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-        if buf.len() > MAX_HEAD {
-            return Ok(None);
-        }
-    }
-    let head = String::from_utf8_lossy(&buf);
-    Ok(head.lines().next().map(str::to_string))
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        413 => "Payload Too Large",
-        422 => "Unprocessable Content",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "",
-    }
 }

@@ -4,6 +4,7 @@ pub mod admission;
 pub mod http;
 pub mod reload;
 pub mod run;
+pub mod status;
 
 use crate::call::ports::PortPool;
 use crate::call::pump::MediaPump;
@@ -12,10 +13,12 @@ use crate::config::Config;
 use crate::data::{Data, Mode};
 use crate::flow::{self, Catalogue, Diagnostic};
 use crate::media::prompt::PromptCache;
+use crate::metrics::collect::Readings;
+use crate::metrics::{CallMetrics, Exporter};
 use crate::store::{NewTicket, Store, StoreHandle};
 use crate::tickets::{self, Outbox, OutboxHandle, TicketRoutes};
 use admission::Admission;
-use reload::{ReloadRoutes, Reloader};
+use reload::Reloader;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -72,22 +75,26 @@ pub fn services(
     cfg: &Config,
     library: Library,
     backend: Arc<dyn Backend>,
+    metrics: Arc<CallMetrics>,
 ) -> Result<Arc<CallServices>, String> {
     let threads = match cfg.media_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let pump =
-        MediaPump::start(threads).map_err(|e| format!("cannot start the media threads: {e}"))?;
-    Ok(Arc::new(CallServices::new(
-        library,
-        backend,
-        PortPool::new(cfg.media_ip(), cfg.rtp_ports.lo, cfg.rtp_ports.hi),
-        pump,
-        cfg.voice.clone(),
-        cfg.media_ip(),
-        cfg.data.join("recordings"),
-    )))
+    let pump = MediaPump::start(threads, cfg.metrics)
+        .map_err(|e| format!("cannot start the media threads: {e}"))?;
+    Ok(Arc::new(
+        CallServices::new(
+            library,
+            backend,
+            PortPool::new(cfg.media_ip(), cfg.rtp_ports.lo, cfg.rtp_ports.hi),
+            pump,
+            cfg.voice.clone(),
+            cfg.media_ip(),
+            cfg.data.join("recordings"),
+        )
+        .with_metrics(metrics),
+    ))
 }
 
 /// Stops on SIGTERM or Ctrl-C.
@@ -120,17 +127,27 @@ pub fn admission(cfg: &Config) -> Arc<Admission> {
 }
 
 /// Calls leave their records and tickets in the SQLite store; a filed ticket wakes
-/// the outbox, so an emergency goes out at once rather than at its next look.
-pub struct StoreBackend(pub StoreHandle, pub Option<OutboxHandle>);
+/// the outbox, so an emergency goes out at once rather than at its next look. Every
+/// call's record and every ticket pass here, so here they are counted.
+pub struct StoreBackend {
+    pub store: StoreHandle,
+    pub outbox: Option<OutboxHandle>,
+    pub metrics: Arc<CallMetrics>,
+}
 
 impl Backend for StoreBackend {
     fn file_ticket(&self, t: TicketToFile) -> TicketFuture {
-        let h = self.0.clone();
-        let outbox = self.1.clone();
+        let h = self.store.clone();
+        let outbox = self.outbox.clone();
+        let metrics = self.metrics.clone();
         Box::pin(async move {
+            let (category, priority) = (t.request.category.clone(), t.request.priority);
             let mut nt = NewTicket::from_request(&t.call_id, &t.caller, t.request);
             nt.recordings = t.recordings;
             let filed = h.file_ticket(nt).await;
+            if filed.is_ok() {
+                metrics.ticket_filed(&category, priority);
+            }
             if let (Ok(_), Some(o)) = (&filed, outbox) {
                 o.wake();
             }
@@ -139,11 +156,12 @@ impl Backend for StoreBackend {
     }
 
     fn record_call(&self, r: CallRecord) {
-        self.0.record_call(r);
+        self.metrics.call_ended(&r);
+        self.store.record_call(r);
     }
 
     fn flush(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        let h = self.0.clone();
+        let h = self.store.clone();
         Box::pin(async move {
             if let Err(e) = h.flush().await {
                 tracing::error!(error = %e, "call records not flushed");
@@ -243,12 +261,13 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             return Err(format!("{e}\nhotline not started"));
         }
     };
-    let tickets: Arc<dyn http::Routes> = Arc::new(TicketRoutes {
+    let metrics = Arc::new(CallMetrics::default());
+    let backend: Arc<dyn Backend> = Arc::new(StoreBackend {
         store: store.clone(),
-        outbox: outbox.handle(),
+        outbox: Some(outbox.handle()),
+        metrics: metrics.clone(),
     });
-    let backend: Arc<dyn Backend> = Arc::new(StoreBackend(store.clone(), Some(outbox.handle())));
-    let svc = match services(&cfg, loaded, backend.clone()) {
+    let svc = match services(&cfg, loaded, backend.clone(), metrics) {
         Ok(s) => s,
         Err(e) => {
             outbox.stop().await;
@@ -268,20 +287,56 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             .clone()
             .watch(cfg.reload_poll, cancel.child_token()),
     );
-    let ops = run::Ops {
-        routes: vec![tickets, Arc::new(ReloadRoutes(reloader.clone()))],
+    let tickets = TicketRoutes {
+        store: store.clone(),
+        outbox: outbox.handle(),
+    };
+    let metrics_on = cfg.metrics;
+    let ops = |core: &run::Core| run::Ops {
+        routes: vec![
+            tickets.router(),
+            reload::router(reloader.clone()),
+            status::StatusSources {
+                svc: core.svc.clone(),
+                admission: core.admission.clone(),
+                max_calls: core.max_calls,
+                outbox: outbox.handle(),
+                reloader: reloader.clone(),
+            }
+            .router(),
+            crate::metrics::router(metrics_on.then(|| {
+                Exporter::new(
+                    &core.svc.metrics,
+                    Readings {
+                        svc: core.svc.clone(),
+                        admission: core.admission.clone(),
+                        max_calls: core.max_calls,
+                        endpoint: core.endpoint.clone(),
+                        outbox: outbox.handle(),
+                        store: store.clone(),
+                        reloader: reloader.clone(),
+                    },
+                )
+            })),
+        ],
         health: vec![
-            reloader as Arc<dyn http::Health>,
+            reloader.clone() as Arc<dyn http::Health>,
             Arc::new(OutboxHealth(outbox.handle())),
             Arc::new(StoreHealth(store.clone())),
-            Arc::new(MediaHealth(svc.clone())),
+            Arc::new(MediaHealth(core.svc.clone())),
         ],
     };
     let result = run::run(cfg, svc, backend, cancel, ops, |b| {
-        eprintln!(
-            "hotline: answering SIP on {} (UDP and TCP); health at http://{}/healthz; Ctrl-C stops",
+        let banner = format!(
+            "hotline: answering SIP on {} (UDP and TCP); status at http://{}/ ; Ctrl-C stops",
             b.sip, b.http
         );
+        // JSON logs are read by machines: every line on stderr is one of them.
+        if crate::logs::json() {
+            tracing::info!("{banner}");
+        } else {
+            eprintln!("{banner}");
+        }
     })
     .await;
     // Before the store: a delivery that lands during the stop is still recorded.

@@ -8,7 +8,7 @@
 //! `stat`s a second is nothing next to the calls, and polling needs no inotify limits
 //! and works on every file system a deployment might use. SIGHUP and `POST /reload`
 //! load at once.
-use super::http::{Health, Response, RouteFuture, Routes};
+use super::http::{Health, json};
 use crate::call::CallServices;
 use crate::config::Config;
 use serde::Serialize;
@@ -219,22 +219,24 @@ impl Health for Reloader {
 
 /// `GET /reload`: the status; `POST /reload`: load now and answer with what came of it
 /// (200 when the new flows serve, 422 with every error when they were refused).
-pub struct ReloadRoutes(pub Arc<Reloader>);
-
-impl Routes for ReloadRoutes {
-    fn handle<'a>(&'a self, method: &'a str, target: &'a str) -> RouteFuture<'a> {
-        Box::pin(async move {
-            if target != "/reload" {
-                return None;
-            }
-            Some(match method {
-                "GET" => Response::json(200, &self.0.status()),
-                "POST" => {
-                    let st = self.0.reload("POST /reload").await;
-                    Response::json(if st.errors.is_empty() { 200 } else { 422 }, &st)
-                }
-                _ => Response::text(405, "GET or POST /reload\n"),
+pub fn router(reloader: Arc<Reloader>) -> axum::Router {
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    axum::Router::new()
+        .route(
+            "/reload",
+            axum::routing::get(|State(r): State<Arc<Reloader>>| async move {
+                json(StatusCode::OK, &r.status())
             })
-        })
-    }
+            .post(|State(r): State<Arc<Reloader>>| async move {
+                let st = r.reload("POST /reload").await;
+                let code = if st.errors.is_empty() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                };
+                json(code, &st)
+            }),
+        )
+        .with_state(reloader)
 }

@@ -38,9 +38,18 @@ impl Health for Status {
 /// What the ops HTTP serves beyond the server's own `/healthz` lines.
 #[derive(Default)]
 pub struct Ops {
-    pub routes: Vec<Arc<dyn http::Routes>>,
+    /// Routers merged into the ops HTTP.
+    pub routes: Vec<axum::Router>,
     /// More `/healthz` lines, after the calls'.
     pub health: Vec<Arc<dyn Health>>,
+}
+
+/// The running server's parts that the ops HTTP reports on.
+pub struct Core {
+    pub svc: Arc<CallServices>,
+    pub admission: Arc<Admission>,
+    pub endpoint: Arc<SipEndpoint>,
+    pub max_calls: usize,
 }
 
 /// Runs until `cancel` fires (SIGTERM, Ctrl-C), then ends every call with a BYE and
@@ -50,7 +59,7 @@ pub async fn run(
     svc: Arc<CallServices>,
     backend: Arc<dyn Backend>,
     cancel: CancellationToken,
-    ops: Ops,
+    ops: impl FnOnce(&Core) -> Ops,
     ready: impl FnOnce(Bound),
 ) -> Result<(), String> {
     let sip_cfg = SipConfig {
@@ -71,11 +80,18 @@ pub async fn run(
         max_calls: cfg.max_calls,
         endpoint: endpoint.clone(),
     });
+    let core = Core {
+        svc: svc.clone(),
+        admission: admission.clone(),
+        endpoint: endpoint.clone(),
+        max_calls: cfg.max_calls,
+    };
+    let ops = ops(&core);
     let mut health: Vec<Arc<dyn Health>> = vec![status];
     health.extend(ops.health);
-    let routes: Arc<dyn http::Routes> = Arc::new(http::RouteList(ops.routes));
-    let health = Arc::new(http::HealthList(health));
-    let http_addr = http::serve(cfg.http, health, routes, cancel.child_token())
+    let limits = http::Limits::default();
+    let app = http::router(Arc::new(http::HealthList(health)), ops.routes);
+    let http_addr = http::serve(cfg.http, app, limits, cancel.child_token())
         .await
         .map_err(|e| format!("cannot bind ops HTTP {}: {e}", cfg.http))?;
     let bound = Bound {

@@ -41,6 +41,8 @@ pub struct OutboxCounts {
     pub oldest_pending: Option<UtcMs>,
     /// The earliest `next_attempt_at` of a pending ticket (0 = now).
     pub next_due: Option<UtcMs>,
+    /// Pending tickets whose deadline has passed.
+    pub overdue: u64,
 }
 
 // Emergencies first (P-EMERG), then by age; the id breaks ties within a millisecond.
@@ -148,6 +150,12 @@ fn counts(conn: &Connection) -> Result<OutboxCounts, DbError> {
             None => {}
         }
     }
+    c.overdue = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM tickets WHERE delivery = 'pending' AND due_at IS NOT NULL AND due_at <= ?1",
+        )?
+        .query_row([UtcMs::now().0], |r| r.get::<_, i64>(0))
+        .map(|n| u64::try_from(n).unwrap_or(0))?;
     Ok(c)
 }
 

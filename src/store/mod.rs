@@ -185,6 +185,8 @@ pub struct Ticket {
     pub created_at: UtcMs,
     pub due_at: Option<UtcMs>,
     pub department: Option<String>,
+    /// In JSON an object in the order collected, as in the webhook's payload.
+    #[serde(with = "fields_object")]
     pub fields: Vec<(String, String)>,
     pub recordings: Vec<String>,
     pub delivery: Delivery,
@@ -195,6 +197,40 @@ pub struct Ticket {
     pub next_attempt_at: Option<UtcMs>,
     /// The webhook's HTTP status on the last attempt that got an answer.
     pub last_status: Option<u16>,
+}
+
+/// A ticket's fields as one JSON object, in the order the flow collected them: the
+/// shape the webhook's payload has, so that every JSON form of a ticket agrees.
+mod fields_object {
+    use serde::de::{MapAccess, Visitor};
+    use serde::ser::SerializeMap;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(f: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(f.len()))?;
+        for (k, v) in f {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+        struct InOrder;
+        impl<'de> Visitor<'de> for InOrder {
+            type Value = Vec<(String, String)>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of field names to values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(kv) = m.next_entry::<String, String>()? {
+                    out.push(kv);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(InOrder)
+    }
 }
 
 #[derive(Debug)]
@@ -388,5 +424,39 @@ impl Store {
 
     pub fn tickets_for_call(&self, call_id: &str) -> Result<Vec<Ticket>, StoreError> {
         sql::list_tickets(&self.conn, None, Some(call_id)).map_err(|e| e.at(&self.path))
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn a_tickets_fields_are_one_object_in_the_order_collected() {
+        let t = Ticket {
+            id: TicketId(7),
+            idempotency_key: "k".into(),
+            call_id: "c".into(),
+            caller: "1".into(),
+            flow: "water".into(),
+            state: "s".into(),
+            category: "repair".into(),
+            priority: "high".into(),
+            created_at: UtcMs(0),
+            due_at: None,
+            department: None,
+            fields: vec![("z".into(), "1".into()), ("a".into(), "2".into())],
+            recordings: vec![],
+            delivery: Delivery::Pending,
+            attempts: 0,
+            last_error: None,
+            delivered_at: None,
+            next_attempt_at: None,
+            last_status: None,
+        };
+        let text = serde_json::to_string(&t).unwrap();
+        assert!(text.contains(r#""fields":{"z":"1","a":"2"}"#), "{text}");
+        let back: Ticket = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, t);
     }
 }

@@ -8,6 +8,7 @@ use super::payload::{self, Recordings};
 use super::webhook::{Answer, Webhook};
 use crate::config::WebhookConfig;
 use crate::store::{Attempt, OutboxCounts, Outgoing, StoreHandle, TicketId, UtcMs};
+use prometheus_client::metrics::histogram::Histogram;
 use rand::Rng;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,15 +37,16 @@ pub struct OutboxStats {
     pub retries: u64,
     /// Tickets parked as failed (another 4xx).
     pub parked: u64,
-    /// Tickets whose deadline passed while undelivered.
+    /// Tickets whose deadline passed while undelivered (since the start).
     pub overdue: u64,
+    /// Pending tickets past their deadline now (as of the last look).
+    pub overdue_now: u64,
     /// Attempts by HTTP status, or `unreachable`, `timeout`, `error`.
     pub by_status: BTreeMap<String, u64>,
     /// The last attempt could not connect; deliveries wait and probe one at a time.
     pub receiver_unreachable: bool,
 }
 
-#[derive(Default)]
 struct Shared {
     wake: Notify,
     counts: Mutex<OutboxCounts>,
@@ -56,7 +58,47 @@ struct Shared {
     parked: AtomicU64,
     overdue: AtomicU64,
     unreachable: AtomicBool,
+    /// Attempts by result, in the order of [`RESULTS`].
+    results: [AtomicU64; RESULTS.len()],
+    /// Filed to delivered, per ticket delivered.
+    delivery_seconds: Histogram,
 }
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            wake: Notify::new(),
+            counts: Mutex::default(),
+            by_status: Mutex::default(),
+            enabled: AtomicBool::default(),
+            in_flight: AtomicU64::default(),
+            deliveries: AtomicU64::default(),
+            retries: AtomicU64::default(),
+            parked: AtomicU64::default(),
+            overdue: AtomicU64::default(),
+            unreachable: AtomicBool::default(),
+            results: Default::default(),
+            delivery_seconds: Histogram::new(DELIVERY_BUCKETS),
+        }
+    }
+}
+
+/// What a delivery attempt came to, as the metrics count it: a fixed set.
+pub const RESULTS: [&str; 8] = [
+    "delivered",
+    "http_4xx",
+    "http_5xx",
+    "timeout",
+    "connect_error",
+    "too_large",
+    "redirect",
+    "bad_answer",
+];
+
+/// Filed to delivered, in seconds: an emergency is due in 15 minutes.
+const DELIVERY_BUCKETS: [f64; 12] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
 
 /// A cheap handle to a running outbox: wake it, read its stats.
 #[derive(Clone)]
@@ -88,7 +130,18 @@ impl OutboxHandle {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             receiver_unreachable: s.unreachable.load(Relaxed),
+            overdue_now: counts.overdue,
         }
+    }
+
+    /// Attempts by result since the start, every result of [`RESULTS`] included.
+    pub fn results(&self) -> [(&'static str, u64); RESULTS.len()] {
+        std::array::from_fn(|i| (RESULTS[i], self.0.results[i].load(Relaxed)))
+    }
+
+    /// Filed-to-delivered times of the tickets delivered since the start.
+    pub fn delivery_seconds(&self) -> Histogram {
+        self.0.delivery_seconds.clone()
     }
 }
 
@@ -170,8 +223,9 @@ struct Down {
 
 struct Flights {
     set: JoinSet<Answer>,
-    /// Task -> ticket; the ticket's attempt count for its back-off.
-    tasks: HashMap<tokio::task::Id, (TicketId, u32)>,
+    /// Task -> ticket; the ticket's attempt count for its back-off, and when it was
+    /// filed.
+    tasks: HashMap<tokio::task::Id, (TicketId, u32, UtcMs)>,
     tickets: HashSet<TicketId>,
 }
 
@@ -250,13 +304,13 @@ impl Worker {
         let Some(hook) = self.hook.clone() else {
             return;
         };
-        let (id, attempts) = (o.ticket.id, o.ticket.attempts);
+        let (id, attempts, filed) = (o.ticket.id, o.ticket.attempts, o.ticket.created_at);
         let rec = self.recordings.clone();
         let task = flights.set.spawn(async move {
             let body = payload::body(&o, &rec).await;
             hook.post(&o.ticket.idempotency_key, body).await
         });
-        flights.tasks.insert(task.id(), (id, attempts));
+        flights.tasks.insert(task.id(), (id, attempts, filed));
         flights.tickets.insert(id);
         self.shared.in_flight.fetch_add(1, Relaxed);
     }
@@ -278,9 +332,12 @@ impl Worker {
                 },
             ),
         };
-        let Some((id, attempts)) = flights.tasks.remove(&task) else {
+        let Some((id, attempts, filed)) = flights.tasks.remove(&task) else {
             return;
         };
+        if let Some(i) = RESULTS.iter().position(|r| *r == answer.result()) {
+            self.shared.results[i].fetch_add(1, Relaxed);
+        }
         flights.tickets.remove(&id);
         self.shared.in_flight.fetch_sub(1, Relaxed);
         *self
@@ -296,6 +353,9 @@ impl Worker {
         let record = match answer {
             Answer::Delivered { status } => {
                 self.shared.deliveries.fetch_add(1, Relaxed);
+                self.shared
+                    .delivery_seconds
+                    .observe(now.since(filed).max(0) as f64 / 1000.0);
                 tracing::info!(ticket = %id, status, attempt, "ticket delivered");
                 Attempt::Delivered { status }
             }

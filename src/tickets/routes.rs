@@ -3,8 +3,15 @@
 //! system fetches, `GET /recordings/TOKEN/N`.
 use super::outbox::OutboxHandle;
 use super::payload;
-use crate::server::http::{Response, RouteFuture, Routes};
+use crate::server::http::{error, json};
 use crate::store::{Delivery, StoreHandle, TicketId};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::sync::Arc;
 
 /// A recording bigger than this is not served (the calls' recordings are far smaller).
 const MAX_RECORDING: u64 = 100 * 1024 * 1024;
@@ -14,116 +21,132 @@ pub struct TicketRoutes {
     pub outbox: OutboxHandle,
 }
 
-impl Routes for TicketRoutes {
-    fn handle<'a>(&'a self, method: &'a str, target: &'a str) -> RouteFuture<'a> {
-        Box::pin(self.route(method, target))
-    }
-}
-
-fn error(status: u16, msg: impl std::fmt::Display) -> Response {
-    Response::json(status, &serde_json::json!({ "error": msg.to_string() }))
-}
+type Shared = State<Arc<TicketRoutes>>;
 
 impl TicketRoutes {
-    async fn route(&self, method: &str, target: &str) -> Option<Response> {
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        Some(match (method, segs.as_slice()) {
-            ("GET", ["tickets"]) => self.list(query).await,
-            ("GET", ["tickets", id]) => self.show(id).await,
-            ("POST", ["tickets", id, "retry"]) => self.retry(id).await,
-            ("GET", ["outbox"]) => Response::json(200, &self.outbox.stats()),
-            ("GET", ["recordings", token, n]) => self.recording(token, n).await,
-            (_, ["tickets", ..] | ["outbox"] | ["recordings", ..]) => {
-                error(405, format!("{method} {path}: not allowed"))
-            }
-            _ => return None,
-        })
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/tickets", get(list))
+            .route("/tickets/{id}", get(show))
+            .route("/tickets/{id}/retry", post(retry))
+            .route("/outbox", get(outbox))
+            .route("/recordings/{token}/{n}", get(recording))
+            .with_state(Arc::new(self))
     }
+}
 
-    async fn list(&self, query: &str) -> Response {
-        let mut state = None;
-        for kv in query.split('&').filter(|s| !s.is_empty()) {
-            match kv.split_once('=') {
-                Some(("state", v)) => match Delivery::from_name(v) {
-                    Some(d) => state = Some(d),
-                    None => {
-                        return error(400, format!("state '{v}': pending, delivered or failed"));
-                    }
-                },
-                _ => return error(400, format!("unknown parameter '{kv}'")),
-            }
+async fn list(State(t): Shared, RawQuery(query): RawQuery) -> Response {
+    let mut state = None;
+    for kv in query.as_deref().unwrap_or("").split('&') {
+        if kv.is_empty() {
+            continue;
         }
-        match self.store.list_tickets(state).await {
-            Ok(t) => Response::json(200, &t),
-            Err(e) => error(503, e),
-        }
-    }
-
-    async fn show(&self, id: &str) -> Response {
-        let Ok(id) = id.parse::<i64>() else {
-            return error(404, format!("no ticket '{id}'"));
-        };
-        match self.store.get_ticket(TicketId(id)).await {
-            Ok(Some(t)) => Response::json(200, &t),
-            Ok(None) => error(404, format!("no ticket {id}")),
-            Err(e) => error(503, e),
-        }
-    }
-
-    async fn retry(&self, id: &str) -> Response {
-        let Ok(id) = id.parse::<i64>() else {
-            return error(404, format!("no ticket '{id}'"));
-        };
-        match self.store.retry_ticket(TicketId(id)).await {
-            Ok(Some(t)) if t.delivery == Delivery::Delivered => {
-                error(409, format!("ticket {id} is already delivered"))
-            }
-            Ok(Some(t)) => {
-                self.outbox.wake();
-                Response::json(200, &t)
-            }
-            Ok(None) => error(404, format!("no ticket {id}")),
-            Err(e) => error(503, e),
-        }
-    }
-
-    async fn recording(&self, token: &str, n: &str) -> Response {
-        // Everything that is not a well-formed, known token and index is the same 404,
-        // so the answers tell a guesser nothing.
-        let not_found = || Response::text(404, "not found\n");
-        if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return not_found();
-        }
-        let Ok(n) = n.parse::<usize>() else {
-            return not_found();
-        };
-        let t = match self.store.ticket_by_token(token.to_ascii_lowercase()).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return not_found(),
-            Err(e) => return error(503, e),
-        };
-        let Some(path) = t.recordings.get(n) else {
-            return not_found();
-        };
-        match tokio::fs::metadata(path).await {
-            Ok(m) if m.len() > MAX_RECORDING => return error(413, "recording too large"),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(ticket = %t.id, %path, error = %e, "recording asked for is missing");
-                return not_found();
-            }
-        }
-        match tokio::fs::read(path).await {
-            Ok(body) => Response {
-                status: 200,
-                content_type: payload::content_type(path),
-                body,
+        match kv.split_once('=') {
+            Some(("state", v)) => match Delivery::from_name(v) {
+                Some(d) => state = Some(d),
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("state '{v}': pending, delivered or failed"),
+                    );
+                }
             },
-            Err(e) => {
-                tracing::warn!(ticket = %t.id, %path, error = %e, "cannot read a recording");
-                not_found()
-            }
+            _ => return error(StatusCode::BAD_REQUEST, format!("unknown parameter '{kv}'")),
         }
     }
+    match t.store.list_tickets(state).await {
+        Ok(list) => json(StatusCode::OK, &list),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+fn ticket_id(id: &str) -> Option<TicketId> {
+    id.parse::<i64>().ok().map(TicketId)
+}
+
+fn no_ticket(id: &str) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no ticket '{id}'"))
+}
+
+async fn show(State(t): Shared, Path(id): Path<String>) -> Response {
+    let Some(id) = ticket_id(&id) else {
+        return no_ticket(&id);
+    };
+    match t.store.get_ticket(id).await {
+        Ok(Some(found)) => json(StatusCode::OK, &found),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no ticket {id}")),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn retry(State(t): Shared, Path(id): Path<String>) -> Response {
+    let Some(id) = ticket_id(&id) else {
+        return no_ticket(&id);
+    };
+    match t.store.retry_ticket(id).await {
+        Ok(Some(found)) if found.delivery == Delivery::Delivered => error(
+            StatusCode::CONFLICT,
+            format!("ticket {id} is already delivered"),
+        ),
+        Ok(Some(found)) => {
+            t.outbox.wake();
+            json(StatusCode::OK, &found)
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no ticket {id}")),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn outbox(State(t): Shared) -> Response {
+    json(StatusCode::OK, &t.outbox.stats())
+}
+
+async fn recording(State(t): Shared, Path((token, n)): Path<(String, String)>) -> Response {
+    // Everything that is not a well-formed, known token and index is the same 404,
+    // so the answers tell a guesser nothing.
+    let not_found = || (StatusCode::NOT_FOUND, "not found\n").into_response();
+    if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return not_found();
+    }
+    let Ok(n) = n.parse::<usize>() else {
+        return not_found();
+    };
+    let found = match t.store.ticket_by_token(token.to_ascii_lowercase()).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found(),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    let Some(path) = found.recordings.get(n) else {
+        return not_found();
+    };
+    let file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(ticket = %found.id, %path, error = %e, "recording asked for is missing");
+            return not_found();
+        }
+    };
+    let len = match file.metadata().await {
+        Ok(m) if m.len() > MAX_RECORDING => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "recording too large");
+        }
+        Ok(m) => m.len(),
+        Err(e) => {
+            tracing::warn!(ticket = %found.id, %path, error = %e, "cannot read a recording");
+            return not_found();
+        }
+    };
+    // Streamed: a slow reader holds a 64 KiB buffer, not the whole file.
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024));
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                payload::content_type(path).to_string(),
+            ),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        body,
+    )
+        .into_response()
 }

@@ -29,7 +29,30 @@ pub enum Answer {
     },
 }
 
+/// How an answer too long for `webhook.max_body` is told apart from other failures.
+const TOO_LONG: &str = "answer longer than webhook.max_body";
+
 impl Answer {
+    /// The result as the metrics count it (one of `outbox::RESULTS`).
+    pub fn result(&self) -> &'static str {
+        match self {
+            Answer::Delivered { .. } => "delivered",
+            Answer::Unreachable { .. } => "connect_error",
+            Answer::Park { .. } => "http_4xx",
+            Answer::Retry { error, .. } if error.contains(TOO_LONG) => "too_large",
+            Answer::Retry {
+                status: Some(s), ..
+            } => match s {
+                300..=399 => "redirect",
+                400..=499 => "http_4xx",
+                500..=599 => "http_5xx",
+                _ => "bad_answer",
+            },
+            Answer::Retry { error, .. } if error.starts_with("timed out") => "timeout",
+            Answer::Retry { .. } => "bad_answer",
+        }
+    }
+
     /// The key of the by-status counters.
     pub fn label(&self) -> String {
         match self {
@@ -188,7 +211,7 @@ fn classify(status: u16, after: Option<Duration>, location: Option<String>, body
 fn too_long(status: u16, after: Option<Duration>, max: usize) -> Answer {
     Answer::Retry {
         status: Some(status),
-        error: format!("HTTP {status}: answer longer than webhook.max_body ({max} bytes)"),
+        error: format!("HTTP {status}: {TOO_LONG} ({max} bytes)"),
         after,
     }
 }

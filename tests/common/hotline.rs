@@ -19,6 +19,7 @@ pub struct HotlineCmd {
     rtp_ports: u16,
     lookups: PathBuf,
     env: Vec<(String, String)>,
+    extra: Vec<String>,
 }
 
 impl Default for HotlineCmd {
@@ -31,6 +32,7 @@ impl Default for HotlineCmd {
             rtp_ports: 64,
             lookups: repo_path("data"),
             env: Vec::new(),
+            extra: Vec::new(),
         }
     }
 }
@@ -56,6 +58,12 @@ impl HotlineCmd {
     /// An environment variable of the server process.
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    /// One more command-line argument for `hotline`.
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.extra.push(a.into());
         self
     }
 
@@ -107,6 +115,7 @@ impl HotlineCmd {
             "--data".into(),
             dir.join("var").display().to_string(),
         ];
+        args.extend(self.extra);
         if let Some(n) = self.max_calls {
             args.push("--max-calls".into());
             args.push(n.to_string());
@@ -200,7 +209,7 @@ impl Hotline {
         s.set_read_timeout(Some(Duration::from_secs(20))).ok();
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
         .expect("request sent");
         let mut text = String::new();
