@@ -13,29 +13,14 @@ use common::server::{Ready, Server, ServerCmd, Stream};
 use common::tools::{require_tool, run_with_timeout};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// One GET to 127.0.0.1:port: the status and the body.
 fn get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connected");
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request sent");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("answer read");
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1);
+    let (status, body) = common::http_request(port, "GET", path);
+    let body = body.as_str();
     // Prometheus answers chunked; a JSON body is found between the chunk sizes.
     let body = match (body.find('{'), body.rfind('}')) {
         (Some(a), Some(b)) if path.starts_with("/api/") => &body[a..=b],

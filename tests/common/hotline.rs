@@ -5,8 +5,6 @@ use super::ports::{free_tcp_port, free_udp_port, free_udp_range};
 use super::repo_path;
 use super::server::{Ready, Server, ServerCmd};
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -205,22 +203,7 @@ impl Hotline {
 
     /// One request to the ops HTTP: the status and the body.
     pub fn http(&self, method: &str, path: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.http)).expect("ops HTTP");
-        s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .expect("request sent");
-        let mut text = String::new();
-        s.read_to_string(&mut text).expect("answer read");
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map_or("", |x| x.1);
-        (status, body.to_string())
+        super::http_request(self.http, method, path)
     }
 }
 

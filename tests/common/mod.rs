@@ -35,3 +35,26 @@ use std::path::PathBuf;
 pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` on a fresh connection: the status and the
+/// body as sent (chunked bodies are left as they are).
+pub fn http_request(port: u16, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connected");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .ok();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request sent");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("answer read");
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1);
+    (status, body.to_string())
+}
