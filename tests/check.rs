@@ -361,3 +361,10 @@ fn a_misspelt_lookup_field_is_reported_with_the_fields_the_source_has() {
     has(&e, 7, "did you mean 'acct.amount'?");
     assert_eq!(e.len(), 1, "{e:?}");
 }
+
+#[test]
+fn a_shared_piece_checked_alone_is_said_to_be_one() {
+    let e = check_text("states:\n  bye:\n    say: thanks_goodbye\n    hangup: 0s\n");
+    has(&e, 1, "this is a shared piece");
+    assert_eq!(e.len(), 1, "{e:?}");
+}

@@ -38,8 +38,12 @@ pub fn sibling(flows: &Path, name: &str) -> PathBuf {
     } else {
         flows.parent().unwrap_or(Path::new(".")).to_path_buf()
     };
-    // Flow tests live in flows/tests/: their project is one level further up.
-    let dir = if dir.file_name().is_some_and(|n| n == "tests") {
+    // Flow tests live in flows/tests/ and shared pieces in flows/common/: their project
+    // is one level further up.
+    let dir = if dir
+        .file_name()
+        .is_some_and(|n| n == "tests" || n == "common")
+    {
         dir.parent().map(Path::to_path_buf).unwrap_or(dir)
     } else {
         dir

@@ -254,6 +254,13 @@ impl Loader<'_> {
             }
         }
         let Some(name) = name else {
+            if start.is_none() && (states_node.is_some() || !on.by_event.is_empty()) {
+                self.err(
+                    root.pos,
+                    "this is a shared piece (states: and on: only), not a flow: flows use it with include:, and `hotline check` checks it as part of them",
+                );
+                return None;
+            }
             self.err(root.pos, "missing 'flow: NAME' (the name callers dial)");
             return None;
         };
