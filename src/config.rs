@@ -51,6 +51,8 @@ pub struct Config {
     pub metrics: bool,
     /// A file holding the ops API's bearer token (`HOTLINE_OPS_TOKEN` wins over it).
     pub ops_token_file: Option<PathBuf>,
+    /// The local time zone of outages' `until` (IANA name).
+    pub timezone: String,
 }
 
 /// Where and how tickets are POSTed (src/tickets).
@@ -125,6 +127,7 @@ impl Default for Config {
             media_threads: 0,
             metrics: true,
             ops_token_file: None,
+            timezone: crate::flow::clock::DEFAULT_TIME_ZONE.into(),
         }
     }
 }

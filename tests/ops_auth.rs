@@ -12,7 +12,10 @@ use std::time::Duration;
 const TOKEN: &str = "s3cret-ops-token-for-tests";
 
 /// Every protected route with a request that the right token gets answered, and how.
-const PROTECTED: [(&str, &str, u16); 8] = [
+const PROTECTED: [(&str, &str, u16); 11] = [
+    ("GET", "/outages", 200),
+    ("POST", "/outages", 400),
+    ("DELETE", "/outages/none", 404),
     ("GET", "/tickets", 200),
     ("GET", "/tickets/1", 404),
     ("POST", "/tickets/1/retry", 404),

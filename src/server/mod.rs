@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod auth;
 pub mod http;
+pub mod outages;
 pub mod reload;
 pub mod run;
 pub mod status;
@@ -263,6 +264,14 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         }
     };
     let metrics = Arc::new(CallMetrics::default());
+    let tz = match crate::flow::clock::time_zone(&cfg.timezone) {
+        Ok(tz) => tz,
+        Err(e) => {
+            outbox.stop().await;
+            let _ = store.shutdown().await;
+            return Err(format!("timezone: {e}\nhotline not started"));
+        }
+    };
     let auth = match auth::OpsAuth::from_settings(
         std::env::var(auth::TOKEN_ENV).ok(),
         cfg.ops_token_file.as_deref(),
@@ -307,6 +316,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     }
     .routers();
     let metrics_on = cfg.metrics;
+    let lookups = cfg.lookups.clone();
     let ops = |core: &run::Core| run::Ops {
         routes: vec![
             auth.protect(tickets.clone()),
@@ -321,6 +331,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
                 }
                 .router(),
             ),
+            auth.protect(outages::Outages::new(&lookups, core.svc.clone(), tz.clone()).router()),
             recordings.clone(),
             crate::metrics::router(metrics_on.then(|| {
                 Exporter::new(
