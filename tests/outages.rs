@@ -208,3 +208,57 @@ fn a_published_outage_is_heard_at_once_and_a_withdrawn_one_is_investigated() {
     assert_eq!(t[0]["category"], "outage-investigation");
     assert_eq!(t[0]["fields"]["area"], "4");
 }
+
+/// `hotline outages add|list|end` against the running server.
+#[test]
+fn the_cli_publishes_lists_and_withdraws() {
+    let dir = lookups();
+    let h = start(&dir);
+    let server = format!("http://127.0.0.1:{}", h.http);
+    let cli = |args: &[&str], token: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"));
+        c.arg("outages").args(args).args(["--server", &server]);
+        c.env_remove("HOTLINE_OPS_TOKEN");
+        if let Some(t) = token {
+            c.env("HOTLINE_OPS_TOKEN", t);
+        }
+        let out = c.output().expect("hotline runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = cli(&["list"], None);
+    assert!(
+        !ok && err.contains("401") && err.contains("HOTLINE_OPS_TOKEN"),
+        "{err}"
+    );
+    let (ok, out, err) = cli(&["add", "4", "reason_burst", "23:30"], Some(TOKEN));
+    assert!(ok, "{err}");
+    assert!(out.contains(AREA_4_BURST), "{out}");
+    let (ok, err_out, err) = cli(&["add", "9", "reason_burst", "23:30"], Some(TOKEN));
+    assert!(
+        !ok && err.contains("422") && err.contains("known_areas"),
+        "{err_out}{err}"
+    );
+    let (ok, out, err) = cli(&["list", "--json"], Some(TOKEN));
+    assert!(ok, "{err}");
+    let list: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let id = list
+        .iter()
+        .find(|o| o["area"] == "4")
+        .and_then(|o| o["id"].as_str())
+        .unwrap()
+        .to_string();
+    let (ok, out, err) = cli(&["list"], Some(TOKEN));
+    assert!(
+        ok && out.contains(&id) && out.contains("in force"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = cli(&["end", &id], Some(TOKEN));
+    assert!(ok && out.contains("withdrawn"), "{out}{err}");
+    assert!(!listed(&h).iter().any(|o| o["area"] == "4"));
+    let (ok, _, err) = cli(&["end", &id], Some(TOKEN));
+    assert!(!ok && err.contains("404"), "{err}");
+}
