@@ -116,6 +116,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TicketsCmd,
     },
+    /// Water outages on a running server's ops API (token: HOTLINE_OPS_TOKEN)
+    Outages {
+        #[command(subcommand)]
+        cmd: OutagesCmd,
+    },
 }
 
 #[derive(clap::Args)]
@@ -204,6 +209,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Cmd::Prompts { dir, stale } => prompts(&dir, stale),
         Cmd::Calls { cmd } => calls_cmd(cmd),
         Cmd::Tickets { cmd } => tickets_cmd(cmd),
+        Cmd::Outages { cmd } => outages_cmd(cmd),
     }
 }
 
@@ -962,4 +968,148 @@ fn tickets_retry(id: Option<i64>, all_failed: bool, data: &Path) -> ExitCode {
         eprintln!("{e}");
         ExitCode::FAILURE
     })
+}
+
+// `hotline outages`: the ops API's outage routes, for a dispatcher at a terminal.
+
+#[derive(clap::Args)]
+struct OpsServer {
+    /// The running server's ops HTTP
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Print the server's JSON answer as it is
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum OutagesCmd {
+    /// Publish an outage: callers from the area hear it at once
+    Add {
+        /// Area code, as callers key it (the catalogue's area_N)
+        area: String,
+        /// One of the catalogue's reason_* prompts
+        reason: String,
+        /// When water is back: HH:MM local time, or an RFC 3339 time
+        until: String,
+        #[command(flatten)]
+        ops: OpsServer,
+    },
+    /// The outages, in force and ended
+    List {
+        #[command(flatten)]
+        ops: OpsServer,
+    },
+    /// Withdraw an outage, by its id (or its area code)
+    End {
+        id: String,
+        #[command(flatten)]
+        ops: OpsServer,
+    },
+}
+
+fn outages_cmd(cmd: OutagesCmd) -> ExitCode {
+    let token = std::env::var(hotline::server::auth::TOKEN_ENV).ok();
+    let (method, path, body, ops) = match &cmd {
+        OutagesCmd::Add {
+            area,
+            reason,
+            until,
+            ops,
+        } => (
+            reqwest::Method::POST,
+            "/outages".to_string(),
+            Some(serde_json::json!({ "area": area, "reason": reason, "until": until })),
+            ops,
+        ),
+        OutagesCmd::List { ops } => (reqwest::Method::GET, "/outages".to_string(), None, ops),
+        OutagesCmd::End { id, ops } => (
+            reqwest::Method::DELETE,
+            format!(
+                "/outages/{}",
+                percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
+            ),
+            None,
+            ops,
+        ),
+    };
+    let url = format!("{}{path}", ops.server.trim_end_matches('/'));
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let answer = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(15))
+            .build()?;
+        let mut req = client.request(method, &url);
+        if let Some(t) = &token {
+            req = req.bearer_auth(t.trim());
+        }
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        Ok::<_, reqwest::Error>((status, resp.text().await?))
+    });
+    let (status, text) = match answer {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !status.is_success() {
+        let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+            "\nset HOTLINE_OPS_TOKEN to the server's ops token"
+        } else {
+            ""
+        };
+        eprintln!("{url}: {status}\n{}{hint}", text.trim_end());
+        return ExitCode::FAILURE;
+    }
+    if ops.json {
+        if !text.is_empty() {
+            println!("{}", text.trim_end());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    match cmd {
+        OutagesCmd::Add { .. } => {
+            if let Some(note) = v["note"].as_str() {
+                println!("{note}");
+            }
+            println!(
+                "published outage {}: area {}, {}, until {}",
+                s(&v, "id"),
+                s(&v, "area"),
+                s(&v, "reason"),
+                s(&v, "until")
+            );
+            println!("callers hear ({} s): {}", v["seconds"], s(&v, "text"));
+        }
+        OutagesCmd::List { .. } => {
+            for o in v.as_array().into_iter().flatten() {
+                println!(
+                    "{}\tarea {}\t{}\tuntil {}\t{}",
+                    s(o, "id"),
+                    s(o, "area"),
+                    s(o, "reason"),
+                    s(o, "until"),
+                    s(o, "state")
+                );
+            }
+        }
+        OutagesCmd::End { id, .. } => println!("outage {id} withdrawn"),
+    }
+    ExitCode::SUCCESS
 }

@@ -49,6 +49,10 @@ pub struct Config {
     /// `GET /metrics`, and timing every RTP frame sent for its lateness histogram;
     /// false turns both off (to measure what they cost).
     pub metrics: bool,
+    /// A file holding the ops API's bearer token (`HOTLINE_OPS_TOKEN` wins over it).
+    pub ops_token_file: Option<PathBuf>,
+    /// The local time zone of outages' `until` (IANA name).
+    pub timezone: String,
 }
 
 /// Where and how tickets are POSTed (src/tickets).
@@ -122,6 +126,8 @@ impl Default for Config {
             reload_poll: Duration::from_secs(1),
             media_threads: 0,
             metrics: true,
+            ops_token_file: None,
+            timezone: crate::flow::clock::DEFAULT_TIME_ZONE.into(),
         }
     }
 }

@@ -118,11 +118,11 @@ async fn a_ticket_arrives_signed_with_its_fields_and_recording_link() {
     )
     .unwrap();
     let cancel = CancellationToken::new();
-    let routes = TicketRoutes {
+    let (routes, recordings) = TicketRoutes {
         store: h.clone(),
         outbox: outbox.handle(),
     }
-    .router();
+    .routers();
     struct Ok;
     impl http::Health for Ok {
         fn health(&self) -> String {
@@ -130,7 +130,7 @@ async fn a_ticket_arrives_signed_with_its_fields_and_recording_link() {
         }
     }
     let limits = http::Limits::default();
-    let app = http::router(Arc::new(Ok), vec![routes]);
+    let app = http::router(Arc::new(Ok), vec![routes, recordings]);
     http::serve(
         ([127, 0, 0, 1], http_port).into(),
         app,

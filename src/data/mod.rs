@@ -36,6 +36,23 @@ pub trait DataSource: Send + Sync {
         let _ = source;
         Vec::new()
     }
+    /// The records held in memory, for the outage API to publish through.
+    fn record_store(&self) -> Option<&YamlData> {
+        None
+    }
+}
+
+/// The field that ends a record by itself: an RFC 3339 time after which the lookup no
+/// longer finds it (an outage whose water is back is no longer announced).
+pub const ENDS_AT: &str = "ends_at";
+
+/// Whether a record's `ends_at` has passed.
+pub fn has_ended(fields: &[(String, String)], now: jiff::Timestamp) -> bool {
+    fields
+        .iter()
+        .find(|(k, _)| k == ENDS_AT)
+        .and_then(|(_, v)| v.parse::<jiff::Timestamp>().ok())
+        .is_some_and(|t| t <= now)
 }
 
 /// The file the holiday calendar is read from, in the data directory.
@@ -205,6 +222,10 @@ impl DataSource for Data {
         self.files.records(source)
     }
 
+    fn record_store(&self) -> Option<&YamlData> {
+        Some(&self.files)
+    }
+
     fn lookup(&self, source: &str, key: &str) -> Answer {
         match (self.http.get(source), &self.client) {
             (Some(h), Some(c)) => Answer::Later(h.clone().fetch(c.clone(), key.to_string())),
@@ -219,7 +240,7 @@ impl DataSource for Data {
     }
 }
 
-type Records = BTreeMap<String, Vec<(String, String)>>;
+pub type Records = BTreeMap<String, Vec<(String, String)>>;
 
 /// Records from YAML files: each file is a source, its top-level keys are record keys,
 /// and each record is a mapping of field → value.
@@ -250,7 +271,8 @@ impl YamlData {
     }
 }
 
-fn load_file(path: &Path) -> Result<Records, Vec<Diagnostic>> {
+/// One `<source>.yaml` file's records.
+pub fn load_file(path: &Path) -> Result<Records, Vec<Diagnostic>> {
     let mut d = Diags::new(path);
     let text = crate::flow::read_limited(path).map_err(|e| {
         d.error(crate::flow::Pos::FILE, e);
@@ -328,6 +350,7 @@ impl DataSource for YamlData {
         Answer::Now(match s.get(source) {
             None => LookupResult::Failed(format!("no data source '{source}'")),
             Some(recs) => match recs.get(key.trim()) {
+                Some(f) if has_ended(f, jiff::Timestamp::now()) => LookupResult::NotFound,
                 Some(f) => LookupResult::Found(f.clone()),
                 None => LookupResult::NotFound,
             },

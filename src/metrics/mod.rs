@@ -85,6 +85,8 @@ pub struct CallMetrics {
     hangup: [Counter; REASONS.len()],
     prompts: Family<FlowLabel, Counter>,
     tickets: Family<TicketLabel, Counter>,
+    /// Ops requests refused for a missing or wrong token (src/server/auth.rs counts).
+    pub ops_refused: Counter,
 }
 
 fn fixed<const N: usize>(
@@ -112,6 +114,7 @@ impl Default for CallMetrics {
             apologies: Counter::default(),
             prompts: Family::default(),
             tickets: Family::default(),
+            ops_refused: Counter::default(),
         }
     }
 }
@@ -236,6 +239,11 @@ impl CallMetrics {
             "hotline_tickets_created",
             "Tickets filed, by category and priority",
             self.tickets.clone(),
+        );
+        reg.register(
+            "hotline_ops_requests_refused",
+            "Ops API requests refused with 401: no token or a wrong one",
+            self.ops_refused.clone(),
         );
     }
 }

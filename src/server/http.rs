@@ -104,7 +104,7 @@ pub fn router(health: Arc<dyn Health>, pieces: Vec<Router>) -> Router {
     app.fallback(|| async {
         (
             StatusCode::NOT_FOUND,
-            "not found: try GET /, /status, /metrics, /healthz, /tickets, /outbox or /reload\n",
+            "not found: try GET /, /status, /metrics, /healthz, /tickets, /outbox, /outages or /reload\n",
         )
     })
 }

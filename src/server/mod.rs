@@ -1,7 +1,9 @@
 //! `hotline serve`: loads flows, prompts and data once, starts the SIP endpoint and the
 //! ops HTTP, admits calls, and on SIGTERM/Ctrl-C ends calls with BYE and flushes records.
 pub mod admission;
+pub mod auth;
 pub mod http;
+pub mod outages;
 pub mod reload;
 pub mod run;
 pub mod status;
@@ -262,6 +264,27 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         }
     };
     let metrics = Arc::new(CallMetrics::default());
+    let tz = match crate::flow::clock::time_zone(&cfg.timezone) {
+        Ok(tz) => tz,
+        Err(e) => {
+            outbox.stop().await;
+            let _ = store.shutdown().await;
+            return Err(format!("timezone: {e}\nhotline not started"));
+        }
+    };
+    let auth = match auth::OpsAuth::from_settings(
+        std::env::var(auth::TOKEN_ENV).ok(),
+        cfg.ops_token_file.as_deref(),
+        cfg.http,
+        metrics.ops_refused.clone(),
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            outbox.stop().await;
+            let _ = store.shutdown().await;
+            return Err(format!("{e}\nhotline not started"));
+        }
+    };
     let backend: Arc<dyn Backend> = Arc::new(StoreBackend {
         store: store.clone(),
         outbox: Some(outbox.handle()),
@@ -287,23 +310,29 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             .clone()
             .watch(cfg.reload_poll, cancel.child_token()),
     );
-    let tickets = TicketRoutes {
+    let (tickets, recordings) = TicketRoutes {
         store: store.clone(),
         outbox: outbox.handle(),
-    };
+    }
+    .routers();
     let metrics_on = cfg.metrics;
+    let lookups = cfg.lookups.clone();
     let ops = |core: &run::Core| run::Ops {
         routes: vec![
-            tickets.router(),
-            reload::router(reloader.clone()),
-            status::StatusSources {
-                svc: core.svc.clone(),
-                admission: core.admission.clone(),
-                max_calls: core.max_calls,
-                outbox: outbox.handle(),
-                reloader: reloader.clone(),
-            }
-            .router(),
+            auth.protect(tickets.clone()),
+            auth.protect(reload::router(reloader.clone())),
+            auth.protect(
+                status::StatusSources {
+                    svc: core.svc.clone(),
+                    admission: core.admission.clone(),
+                    max_calls: core.max_calls,
+                    outbox: outbox.handle(),
+                    reloader: reloader.clone(),
+                }
+                .router(),
+            ),
+            auth.protect(outages::Outages::new(&lookups, core.svc.clone(), tz.clone()).router()),
+            recordings.clone(),
             crate::metrics::router(metrics_on.then(|| {
                 Exporter::new(
                     &core.svc.metrics,

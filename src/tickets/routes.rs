@@ -24,14 +24,20 @@ pub struct TicketRoutes {
 type Shared = State<Arc<TicketRoutes>>;
 
 impl TicketRoutes {
-    pub fn router(self) -> Router {
-        Router::new()
+    /// The operators' routes, and apart from them the recordings, which the ticket
+    /// system fetches with the unguessable link tokens alone.
+    pub fn routers(self) -> (Router, Router) {
+        let shared = Arc::new(self);
+        let ops = Router::new()
             .route("/tickets", get(list))
             .route("/tickets/{id}", get(show))
             .route("/tickets/{id}/retry", post(retry))
             .route("/outbox", get(outbox))
+            .with_state(shared.clone());
+        let recordings = Router::new()
             .route("/recordings/{token}/{n}", get(recording))
-            .with_state(Arc::new(self))
+            .with_state(shared);
+        (ops, recordings)
     }
 }
 

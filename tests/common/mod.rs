@@ -39,22 +39,64 @@ pub fn repo_path(rel: &str) -> PathBuf {
 /// One HTTP/1.1 request to 127.0.0.1:`port` on a fresh connection: the status and the
 /// body as sent (chunked bodies are left as they are).
 pub fn http_request(port: u16, method: &str, path: &str) -> (u16, String) {
+    let a = http_send(port, method, path, &[], b"");
+    (a.status, a.body)
+}
+
+/// What [`http_send`] got back.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    /// The head's header lines, as sent.
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// A header's value (the name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// One HTTP/1.1 request with these extra headers and this body, on a fresh connection.
+pub fn http_send(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpAnswer {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connected");
     s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
         .ok();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request sent");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("answer read");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("request sent");
+    // The server may answer (413, 401) before reading a large body, and close.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1);
-    (status, body.to_string())
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    HttpAnswer {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
 }
