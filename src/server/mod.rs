@@ -317,43 +317,47 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     .routers();
     let metrics_on = cfg.metrics;
     let lookups = cfg.lookups.clone();
-    let ops = |core: &run::Core| run::Ops {
-        routes: vec![
-            auth.protect(tickets.clone()),
-            auth.protect(reload::router(reloader.clone())),
-            auth.protect(
-                status::StatusSources {
-                    svc: core.svc.clone(),
-                    admission: core.admission.clone(),
-                    max_calls: core.max_calls,
-                    outbox: outbox.handle(),
-                    reloader: reloader.clone(),
-                }
-                .router(),
-            ),
-            auth.protect(outages::Outages::new(&lookups, core.svc.clone(), tz.clone()).router()),
-            recordings.clone(),
-            crate::metrics::router(metrics_on.then(|| {
-                Exporter::new(
-                    &core.svc.metrics,
-                    Readings {
-                        svc: core.svc.clone(),
-                        admission: core.admission.clone(),
-                        max_calls: core.max_calls,
-                        endpoint: core.endpoint.clone(),
-                        outbox: outbox.handle(),
-                        store: store.clone(),
-                        reloader: reloader.clone(),
-                    },
-                )
-            })),
-        ],
-        health: vec![
-            reloader.clone() as Arc<dyn http::Health>,
-            Arc::new(OutboxHealth(outbox.handle())),
-            Arc::new(StoreHealth(store.clone())),
-            Arc::new(MediaHealth(core.svc.clone())),
-        ],
+    let ops = |core: &run::Core| {
+        let (status_data, status_page) = status::StatusSources {
+            svc: core.svc.clone(),
+            admission: core.admission.clone(),
+            max_calls: core.max_calls,
+            outbox: outbox.handle(),
+            reloader: reloader.clone(),
+        }
+        .routers();
+        run::Ops {
+            routes: vec![
+                auth.protect(tickets.clone()),
+                auth.protect(reload::router(reloader.clone())),
+                auth.protect(status_data),
+                status_page,
+                auth.protect(
+                    outages::Outages::new(&lookups, core.svc.clone(), tz.clone()).router(),
+                ),
+                recordings.clone(),
+                crate::metrics::router(metrics_on.then(|| {
+                    Exporter::new(
+                        &core.svc.metrics,
+                        Readings {
+                            svc: core.svc.clone(),
+                            admission: core.admission.clone(),
+                            max_calls: core.max_calls,
+                            endpoint: core.endpoint.clone(),
+                            outbox: outbox.handle(),
+                            store: store.clone(),
+                            reloader: reloader.clone(),
+                        },
+                    )
+                })),
+            ],
+            health: vec![
+                reloader.clone() as Arc<dyn http::Health>,
+                Arc::new(OutboxHealth(outbox.handle())),
+                Arc::new(StoreHealth(store.clone())),
+                Arc::new(MediaHealth(core.svc.clone())),
+            ],
+        }
     };
     let result = run::run(cfg, svc, backend, cancel, ops, |b| {
         let banner = format!(

@@ -155,17 +155,19 @@ impl StatusSources {
         }
     }
 
-    /// `GET /status` and `GET /`.
-    pub fn router(self) -> Router {
-        Router::new()
+    /// `GET /status`, which carries residents' data (behind the ops token), and
+    /// `GET /`, the page, which carries none: it asks for the token itself when
+    /// `/status` answers 401, so that an operator's browser needs no proxy.
+    pub fn routers(self) -> (Router, Router) {
+        let data = Router::new()
             .route(
                 "/status",
                 get(|State(s): State<Arc<StatusSources>>| async move {
                     json(StatusCode::OK, &s.status())
                 }),
             )
-            .route("/", get(page))
-            .with_state(Arc::new(self))
+            .with_state(Arc::new(self));
+        (data, Router::new().route("/", get(page)))
     }
 }
 
