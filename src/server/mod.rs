@@ -333,7 +333,9 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
                 auth.protect(status_data),
                 status_page,
                 auth.protect(
-                    outages::Outages::new(&lookups, core.svc.clone(), tz.clone()).router(),
+                    outages::Outages::new(&lookups, core.svc.clone(), tz.clone())
+                        .with_reloader(reloader.clone())
+                        .router(),
                 ),
                 recordings.clone(),
                 crate::metrics::router(metrics_on.then(|| {

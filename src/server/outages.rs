@@ -38,6 +38,10 @@ pub struct Outages {
     tz: TimeZone,
     /// One read-modify-write of the file at a time in this hotline.
     writing: tokio::sync::Mutex<()>,
+    /// A reload already under way read the old file: once it is in, it would put the
+    /// old records back until the watcher's next pass. Reloading after each change
+    /// (reloads run one at a time) makes the newest library hold the new file.
+    reloader: Option<Arc<super::reload::Reloader>>,
 }
 
 /// One outage as the API shows it.
@@ -63,6 +67,20 @@ impl Outages {
             svc,
             tz,
             writing: tokio::sync::Mutex::new(()),
+            reloader: None,
+        }
+    }
+
+    pub fn with_reloader(mut self, r: Arc<super::reload::Reloader>) -> Outages {
+        self.reloader = Some(r);
+        self
+    }
+
+    fn reload_after_change(&self, why: &'static str) {
+        if let Some(r) = self.reloader.clone() {
+            tokio::spawn(async move {
+                r.reload(why).await;
+            });
         }
     }
 
@@ -304,6 +322,7 @@ async fn publish(State(o): Shared, body: Bytes) -> Response {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e);
     }
     o.in_memory(|s| s.upsert(SOURCE, area, fields));
+    o.reload_after_change("outage published");
     let (text, seconds) = o.rendered(&area_prompt, reason, &hhmm);
     tracing::info!(id, area, reason, until = hhmm, %ends_at, replaced = replaced.as_ref().map(|r| r.id.as_str()), "outage published");
     let mut answer = serde_json::json!({
@@ -358,6 +377,7 @@ async fn withdraw(State(o): Shared, Path(id): Path<String>) -> Response {
     o.in_memory(|s| {
         s.remove(SOURCE, &key);
     });
+    o.reload_after_change("outage withdrawn");
     tracing::info!(id, area = key, "outage withdrawn");
     StatusCode::NO_CONTENT.into_response()
 }
