@@ -123,7 +123,7 @@ impl Default for Config {
             voice: VoiceSettings::default(),
             sip_t1: Duration::from_millis(500),
             webhook: WebhookConfig::default(),
-            reload_poll: Duration::from_secs(1),
+            reload_poll: Duration::from_millis(500),
             media_threads: 0,
             metrics: true,
             ops_token_file: None,

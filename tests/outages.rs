@@ -1,13 +1,17 @@
 //! The outage API (W-OUTAGE) against a real `hotline serve`: a dispatcher publishes an
 //! outage, real PJSIP callers to the water line hear it at once, and after it is
 //! withdrawn the next caller hears the apology and files an outage-investigation
-//! ticket. Every row of the bad-input table, and nothing half-written.
+//! ticket. Every row of the bad-input table, and nothing half-written. Three hotlines
+//! sharing one lookups directory all announce an outage published on any one of them.
 mod common;
 
 use common::hotline::{Hotline, prompts};
-use common::pjcall::PjCall;
+use common::pjcall::{CallReport, PjCall};
+use common::wav::{Spurt, describe, talk_spurts};
 use common::{HttpAnswer, http_send, repo_path};
 use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 const TOKEN: &str = "dispatch-token";
 /// What a caller from area 4 hears for a burst main until 23:30.
@@ -178,19 +182,23 @@ fn a_published_outage_is_heard_at_once_and_a_withdrawn_one_is_investigated() {
     assert!(text.contains(&id), "written to the lookups: {text}");
 
     // At once: no wait for the reload watcher. 2 (no water), then area 4#.
+    let heard = tempfile::tempdir().unwrap();
+    let wav = heard.path().join("heard.wav");
     let caller = |n: usize| {
-        PjCall::new(h.target("water"))
+        let out = PjCall::new(h.target("water"))
             .dtmf("2@2,4@6,#@6.5")
             .hangup_after(9.0 + seconds)
+            .record(&wav)
             .max_time(60.0)
-            .run()
-            .assert_ok();
-        h.records(n)[n - 1].clone()
+            .run();
+        let report = out.assert_ok().clone();
+        (h.records(n)[n - 1].clone(), report)
     };
-    let rec = caller(1);
+    let (rec, report) = caller(1);
     let p = prompts(&rec);
     assert!(p.iter().any(|s| s == "outage_known"), "{p:?}");
     assert!(!p.iter().any(|s| s == "outage_unknown"), "{p:?}");
+    assert_announced(&rec, &report, &wav, seconds);
     assert!(h.tickets().is_empty());
 
     // Withdrawn: the next caller from area 4 hears the apology and files a ticket.
@@ -199,7 +207,7 @@ fn a_published_outage_is_heard_at_once_and_a_withdrawn_one_is_investigated() {
         204
     );
     assert!(!listed(&h).iter().any(|o| o["area"] == "4"));
-    let rec = caller(2);
+    let (rec, _) = caller(2);
     let p = prompts(&rec);
     assert!(p.iter().any(|s| s == "outage_unknown"), "{p:?}");
     assert!(!p.iter().any(|s| s == "outage_known"), "{p:?}");
@@ -261,4 +269,131 @@ fn the_cli_publishes_lists_and_withdraws() {
     assert!(!listed(&h).iter().any(|o| o["area"] == "4"));
     let (ok, _, err) = cli(&["end", &id], Some(TOKEN));
     assert!(!ok && err.contains("404"), "{err}");
+}
+
+/// The caller heard the announcement for as long as the publisher was told it plays:
+/// talk is under way when the record says `outage_known` started and goes on, pauses
+/// between phrases aside, for at least `seconds` (the apology and goodbye of an
+/// unknown outage are over, and the call with them, well before that).
+fn assert_announced(rec: &Value, report: &CallReport, wav: &Path, seconds: f64) {
+    let started = rec["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "prompt" && e["detail"] == "outage_known")
+        .and_then(|e| e["offset_ms"].as_i64())
+        .expect("outage_known in the record") as f64
+        / 1000.0;
+    // The record counts from the answer, the recording from when it was hooked up.
+    let shift = match (report.confirmed_at, report.record_started_at) {
+        (Some(c), Some(r)) => c - r,
+        _ => 0.0,
+    };
+    let at = started + shift;
+    // A phrase's pause is under a second; the prompt after it follows at once.
+    let mut talk: Vec<Spurt> = Vec::new();
+    for s in talk_spurts(wav) {
+        match talk.last_mut() {
+            Some(last) if s.start - last.end < 1.0 => last.end = s.end,
+            _ => talk.push(s),
+        }
+    }
+    // The prompt it cut (the caller keyed over ask_area) may run into it: what counts
+    // is talk without a pause from its start to its announced end.
+    let heard = talk
+        .iter()
+        .find(|s| s.end > at + 0.5)
+        .unwrap_or_else(|| panic!("no talk after {at:.2} s: {}", describe(&talk)));
+    assert!(
+        heard.start <= at + 0.6 && heard.end >= at + seconds - 0.3,
+        "announcement of {seconds:.2} s from {at:.2} s, heard {}",
+        describe(&talk)
+    );
+}
+
+/// Issue 9's farm promise: hotlines that share a lookups directory all hear an outage
+/// within 2 s of its publication on any one of them, and a withdrawal likewise; the
+/// file is the only channel between them (their watchers reload it).
+#[test]
+fn three_hotlines_sharing_the_lookups_all_announce_a_published_outage() {
+    let dir = lookups();
+    let farm: Vec<Hotline> = (0..3).map(|_| start(&dir)).collect();
+    let generation = |h: &Hotline| -> u64 {
+        let a = call(h, "GET", "/reload", "");
+        assert_eq!(a.status, 200, "{a:?}");
+        json_of(&a)["generation"].as_u64().unwrap()
+    };
+    // Each reloaded the others' files: the watcher's reload is how a farm hears.
+    let seen_by_others = |from: usize, what: &str, body: &str, method: &str, path: &str| {
+        let before: Vec<u64> = farm.iter().map(generation).collect();
+        let t0 = Instant::now();
+        let a = call(&farm[from], method, path, body);
+        assert!(a.status == 201 || a.status == 204, "{what}: {a:?}");
+        for (i, h) in farm.iter().enumerate().filter(|(i, _)| *i != from) {
+            while generation(h) == before[i] {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(2),
+                    "{what} on hotline {from} not seen by hotline {i} within 2 s\n{}",
+                    h.server.output()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            eprintln!(
+                "{what} on hotline {from} seen by hotline {i} after {:?}",
+                t0.elapsed()
+            );
+        }
+        a
+    };
+    // Let the watchers take in the lock file the first publish creates, so that the
+    // generations compared below move only for the change under test.
+    std::fs::write(dir.path().join(".outages.lock"), "").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+
+    let a = seen_by_others(
+        1,
+        "publish",
+        r#"{"area": "4", "reason": "reason_burst", "until": "23:30"}"#,
+        "POST",
+        "/outages",
+    );
+    let published = json_of(&a);
+    let seconds = published["seconds"].as_f64().unwrap();
+    let id = published["id"].as_str().unwrap().to_string();
+    // Callers of the two hotlines that did not publish it hear it, at the same time.
+    // (Recordings go elsewhere: a file growing in the lookups would be a change.)
+    let heard = tempfile::tempdir().unwrap();
+    let calls: Vec<_> = [0, 2]
+        .iter()
+        .map(|&i| {
+            let wav = heard.path().join(format!("heard-{i}.wav"));
+            let job = PjCall::new(farm[i].target("water"))
+                .dtmf("2@2,4@6,#@6.5")
+                .hangup_after(9.0 + seconds)
+                .record(&wav)
+                .max_time(60.0)
+                .spawn();
+            (i, wav, job)
+        })
+        .collect();
+    for (i, wav, job) in calls {
+        let out = job.join().unwrap();
+        let report = out.assert_ok().clone();
+        let rec = farm[i].records(1)[0].clone();
+        let p = prompts(&rec);
+        assert!(p.iter().any(|s| s == "outage_known"), "hotline {i}: {p:?}");
+        assert_announced(&rec, &report, &wav, seconds);
+    }
+
+    // Withdrawn on a third hotline: the one that published it stops announcing it.
+    seen_by_others(2, "withdraw", "", "DELETE", &format!("/outages/{id}"));
+    PjCall::new(farm[1].target("water"))
+        .dtmf("2@2,4@6,#@6.5")
+        .hangup_after(12.0)
+        .max_time(60.0)
+        .run()
+        .assert_ok();
+    let p = prompts(&farm[1].records(1)[0]);
+    assert!(p.iter().any(|s| s == "outage_unknown"), "{p:?}");
+    assert!(!p.iter().any(|s| s == "outage_known"), "{p:?}");
 }

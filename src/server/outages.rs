@@ -36,7 +36,8 @@ pub struct Outages {
     file: PathBuf,
     svc: Arc<CallServices>,
     tz: TimeZone,
-    /// One read-modify-write of the file at a time in this hotline.
+    /// One read-modify-write of the file at a time in this hotline; [`Outages::farm_lock`]
+    /// does the same across the hotlines that share the directory.
     writing: tokio::sync::Mutex<()>,
     /// A reload already under way read the old file: once it is in, it would put the
     /// old records back until the watcher's next pass. Reloading after each change
@@ -131,6 +132,25 @@ impl Outages {
             text,
             seconds,
         }
+    }
+
+    /// An exclusive lock on `.outages.lock` beside the file, held until the guard drops,
+    /// so that two hotlines of a farm publishing at once cannot each read the old file
+    /// and write back without the other's outage. Advisory (flock), released by the
+    /// kernel if a holder dies. The lock file is never written, so holding it changes
+    /// nothing the reload watchers see; its name is not a lookup source's.
+    fn farm_lock(&self) -> Result<std::fs::File, String> {
+        let path = self.file.with_file_name(format!(".{SOURCE}.lock"));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        // Held for one read and one rename by another hotline: milliseconds.
+        f.lock()
+            .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+        Ok(f)
     }
 
     /// The file's records now (none if it does not exist).
@@ -311,6 +331,10 @@ async fn publish(State(o): Shared, body: Bytes) -> Response {
         (ENDS_AT.to_string(), ends_at.to_string()),
     ];
     let _one = o.writing.lock().await;
+    let _farm = match o.farm_lock() {
+        Ok(l) => l,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
     let mut recs = match o.read() {
         Ok(r) => r,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
@@ -357,6 +381,10 @@ async fn list(State(o): Shared) -> Response {
 
 async fn withdraw(State(o): Shared, Path(id): Path<String>) -> Response {
     let _one = o.writing.lock().await;
+    let _farm = match o.farm_lock() {
+        Ok(l) => l,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
     let mut recs = match o.read() {
         Ok(r) => r,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
