@@ -396,4 +396,23 @@ fn three_hotlines_sharing_the_lookups_all_announce_a_published_outage() {
     let p = prompts(&farm[1].records(1)[0]);
     assert!(p.iter().any(|s| s == "outage_unknown"), "{p:?}");
     assert!(!p.iter().any(|s| s == "outage_known"), "{p:?}");
+
+    // Dispatchers publishing on every hotline at once: none of them is lost.
+    std::thread::scope(|s| {
+        for area in 1..=5 {
+            let h = &farm[area % 3];
+            s.spawn(move || {
+                let body =
+                    format!(r#"{{"area": "{area}", "reason": "reason_burst", "until": "23:30"}}"#);
+                let a = call(h, "POST", "/outages", &body);
+                assert_eq!(a.status, 201, "{a:?}");
+            });
+        }
+    });
+    let areas: Vec<String> = listed(&farm[0])
+        .iter()
+        .filter(|o| o["state"] == "in force")
+        .map(|o| o["area"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(areas, ["1", "2", "3", "4", "5"], "all five published");
 }
