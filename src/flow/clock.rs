@@ -19,6 +19,13 @@ use std::time::Instant;
 /// The time zone of a flow that names none.
 pub const DEFAULT_TIME_ZONE: &str = "Asia/Shanghai";
 
+/// Today's date in the zone named (UTC if the name is not one).
+pub fn today_in(zone: &str) -> Date {
+    Timestamp::now()
+        .to_zoned_datetime(time_zone(zone).unwrap_or(TimeZone::UTC))
+        .date()
+}
+
 /// An IANA time zone by name (`Asia/Shanghai`, `UTC`).
 pub fn time_zone(name: &str) -> Result<TimeZone, String> {
     TimeZone::get(name).map_err(|_| {
@@ -201,6 +208,41 @@ impl Calendar {
         self.holidays.len()
     }
 
+    /// The last day the calendar speaks for: 31 December of the last year it lists a
+    /// holiday in. Past it, `now.holiday` is false and `now.workday` follows the
+    /// weekdays, whatever the State Council decided.
+    pub fn covers_until(&self) -> Option<Date> {
+        let last = self.holidays.keys().next_back()?;
+        Date::new(last.year(), 12, 31).ok()
+    }
+
+    /// Days from `today` to the calendar's end (negative once past it); `None` when
+    /// there is no calendar at all.
+    pub fn days_left(&self, today: Date) -> Option<i64> {
+        let end = self.covers_until()?;
+        today.until(end).ok().map(|span| i64::from(span.get_days()))
+    }
+
+    /// What to tell the operator when the calendar ends within a month: the yearly
+    /// notice comes out in November, and a flow that opens on holidays must not
+    /// quietly treat next year's as working days.
+    pub fn running_out(&self, today: Date) -> Option<String> {
+        let left = self.days_left(today)?;
+        if left > 31 {
+            return None;
+        }
+        let end = self.covers_until()?;
+        let next = end.year() + 1;
+        let when = if left < 0 {
+            format!("ended {} day(s) ago", -left)
+        } else {
+            format!("ends in {left} day(s)")
+        };
+        Some(format!(
+            "the holiday calendar covers up to {end} and {when}: add {next}'s holidays and workdays from the State Council's notice to holidays.yaml, or now.holiday and now.workday take {next}'s holidays for ordinary days"
+        ))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.holidays.is_empty() && self.workdays.is_empty()
     }
@@ -316,6 +358,23 @@ mod tests {
         } else {
             Err(d.into_sorted().iter().map(|e| e.to_string()).collect())
         }
+    }
+
+    #[test]
+    fn an_operator_is_told_a_month_ahead_that_the_calendar_runs_out() {
+        let c = cal("holidays:\n  2026-10-01..2026-10-07: 國慶節\n").unwrap();
+        let day = |s: &str| s.parse::<Date>().unwrap();
+        assert_eq!(c.covers_until(), Some(day("2026-12-31")));
+        assert_eq!(c.days_left(day("2026-11-30")), Some(31));
+        assert_eq!(c.running_out(day("2026-11-29")), None);
+        let soon = c.running_out(day("2026-12-02")).unwrap();
+        assert!(
+            soon.contains("ends in 29 day(s)") && soon.contains("add 2027's"),
+            "{soon}"
+        );
+        let late = c.running_out(day("2027-01-03")).unwrap();
+        assert!(late.contains("ended 3 day(s) ago"), "{late}");
+        assert_eq!(Calendar::default().running_out(day("2027-01-03")), None);
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct Readings {
     pub outbox: OutboxHandle,
     pub store: StoreHandle,
     pub reloader: Arc<Reloader>,
+    /// The `timezone` setting: the holiday calendar's days are local days.
+    pub timezone: String,
 }
 
 impl std::fmt::Debug for Readings {
@@ -277,6 +279,20 @@ impl Collector for Readings {
             "1 while the last reload was refused",
             f64::from(u8::from(!rl.errors.is_empty())),
         )?;
+
+        if let Some(left) = self
+            .svc
+            .library()
+            .calendar
+            .days_left(crate::flow::clock::today_in(&self.timezone))
+        {
+            gauge(
+                &mut e,
+                "hotline_holiday_calendar_days_left",
+                "Days until the holiday calendar (holidays.yaml) runs out; negative once past",
+                left as f64,
+            )?;
+        }
 
         let info = ConstGauge::new(1i64);
         let mut m = e.encode_descriptor(

@@ -50,6 +50,9 @@ pub fn load(cfg: &Config) -> Result<Library, Vec<String>> {
         &catalogue,
         &cfg.lookups,
     )));
+    if let Some(why) = data.calendar().running_out(today(cfg)) {
+        tracing::warn!(file = %cfg.lookups.join(crate::data::CALENDAR_FILE).display(), "{why}");
+    }
     let default_flow = flows.get(&cfg.default_flow).cloned();
     if default_flow.is_none() && errors.is_empty() {
         errors.push(format!(
@@ -202,6 +205,28 @@ impl http::Health for MediaHealth {
     }
 }
 
+fn today(cfg: &Config) -> jiff::civil::Date {
+    flow::clock::today_in(&cfg.timezone)
+}
+
+/// The holiday calendar's `/healthz` line: days until it runs out, so that an alert
+/// (deploy/prometheus) or an operator adds next year's before flows misjudge it.
+struct CalendarHealth(Arc<CallServices>, String);
+
+impl http::Health for CalendarHealth {
+    fn health(&self) -> String {
+        match self
+            .0
+            .library()
+            .calendar
+            .days_left(flow::clock::today_in(&self.1))
+        {
+            Some(n) => format!("holiday_calendar_days_left {n}\n"),
+            None => String::new(),
+        }
+    }
+}
+
 /// The store's `/healthz` lines: a full disk or a locked database shows here first.
 struct StoreHealth(StoreHandle);
 
@@ -317,6 +342,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     .routers();
     let metrics_on = cfg.metrics;
     let lookups = cfg.lookups.clone();
+    let timezone = cfg.timezone.clone();
     let ops = |core: &run::Core| {
         let (status_data, status_page) = status::StatusSources {
             svc: core.svc.clone(),
@@ -349,6 +375,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
                             outbox: outbox.handle(),
                             store: store.clone(),
                             reloader: reloader.clone(),
+                            timezone: timezone.clone(),
                         },
                     )
                 })),
@@ -358,6 +385,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
                 Arc::new(OutboxHealth(outbox.handle())),
                 Arc::new(StoreHealth(store.clone())),
                 Arc::new(MediaHealth(core.svc.clone())),
+                Arc::new(CalendarHealth(core.svc.clone(), timezone.clone())),
             ],
         }
     };
