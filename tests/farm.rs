@@ -53,6 +53,7 @@ states:
       category: repair
       fields: { caller: \"{caller}\" }
     next: bye
+    on: { fault: { goto: bye } }
   bye:
     say: thanks_goodbye
     hangup: 1s
@@ -200,6 +201,15 @@ fn record(h: &Hotline, call_id: &str) -> Option<Value> {
     h.cli(&["calls", "list", "--json"])
         .into_iter()
         .find(|r| r["call_id"] == call_id)
+}
+
+/// A figure from `/metrics` without labels (0 when absent).
+fn metric(h: &Hotline, name: &str) -> f64 {
+    let (_, body) = h.http("GET", "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn call_id(o: &CallOutcome) -> String {
@@ -445,10 +455,7 @@ fn a_drained_instance_finishes_its_call_and_exits() {
     // Which instance answered it.
     let deadline = Instant::now() + Duration::from_secs(10);
     let busy = loop {
-        let found = (0..2).find(|&i| {
-            let (_, body) = farm.h(i).http("GET", "/metrics");
-            body.lines().any(|l| l == "hotline_calls_active 1")
-        });
+        let found = (0..2).find(|&i| metric(farm.h(i), "hotline_calls_active") == 1.0);
         if let Some(i) = found {
             break i;
         }
@@ -469,11 +476,7 @@ fn a_drained_instance_finishes_its_call_and_exits() {
     let s: Value = serde_json::from_str(&status.body).unwrap();
     assert_eq!(s["farm"]["draining"], true, "{s}");
     assert_eq!(s["farm"]["calls_left"], 1, "{s}");
-    let (_, metrics) = farm.h(busy).http("GET", "/metrics");
-    assert!(
-        metrics.lines().any(|l| l == "hotline_draining 1"),
-        "{metrics}"
-    );
+    assert_eq!(metric(farm.h(busy), "hotline_draining"), 1.0);
     // Within a probe the proxy stops sending it calls; every new call is answered.
     thread::sleep(Duration::from_millis(1500));
     let ids = short_calls(&farm, 4, 2);
@@ -539,16 +542,10 @@ fn a_full_farm_queues_the_next_caller_and_apologises() {
         "{p:?}"
     );
     // It went round the farm, refused at once by each full instance, before queueing.
-    let refused: u64 = (0..3)
-        .map(|i| {
-            let (_, m) = farm.h(i).http("GET", "/metrics");
-            m.lines()
-                .find_map(|l| l.strip_prefix("hotline_farm_refused_full_total "))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        })
+    let refused: f64 = (0..3)
+        .map(|i| metric(farm.h(i), "hotline_farm_refused_full_total"))
         .sum();
-    assert!(refused >= 3, "full instances refused {refused} INVITEs");
+    assert!(refused >= 3.0, "full instances refused {refused} INVITEs");
 }
 
 trait Owned {

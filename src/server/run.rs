@@ -111,14 +111,10 @@ pub async fn run(
     let mut drain = farm.watch();
     loop {
         let draining = drain.borrow().is_some();
-        // Drained: no call in a flow or ringing, none handed over and not yet taken,
-        // and no dialog still finishing its BYE.
-        if draining
-            && cfg.exit_when_drained
-            && calls.is_empty()
-            && incoming.is_empty()
-            && endpoint.stats().calls_active == 0
-        {
+        // Drained: no call in a flow or ringing, and none handed over and not yet
+        // taken. Dialogs that only linger to absorb retransmissions, or wait for the
+        // answer to hotline's BYE, are the endpoint's shutdown's to end.
+        if draining && cfg.exit_when_drained && calls.is_empty() && incoming.is_empty() {
             tracing::warn!("drained: the last call has ended; stopping");
             break;
         }
@@ -129,8 +125,6 @@ pub async fn run(
             }
             Some(_) = calls.join_next(), if !calls.is_empty() => {}
             _ = drain.changed(), if !draining => {}
-            // A dialog's last BYE is answered after its call task has ended.
-            _ = tokio::time::sleep(Duration::from_millis(100)), if draining => {}
             _ = cancel.cancelled() => break,
         }
     }
