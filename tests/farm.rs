@@ -280,7 +280,9 @@ fn a_farm_spreads_calls_survives_a_killed_instance_and_shares_outages_and_ticket
     // Three water callers from area 4 at once: round robin gives each instance one.
     let outage_callers: Vec<_> = (0..3)
         .map(|k| {
-            thread::sleep(Duration::from_millis(if k == 0 { 300 } else { 150 }));
+            // Spaced, and before the spread's calls, so that round robin is not
+            // interleaved with them.
+            thread::sleep(Duration::from_millis(if k == 0 { 300 } else { 400 }));
             PjCall::new(farm.target("water"))
                 .dtmf("2@2,4@6,#@6.5")
                 .hangup_after(9.0 + seconds)
@@ -289,6 +291,7 @@ fn a_farm_spreads_calls_survives_a_killed_instance_and_shares_outages_and_ticket
         })
         .collect();
 
+    thread::sleep(Duration::from_millis(1500));
     // Spread: 30 calls, each hung up by the caller, answered 10 ± 2 per instance.
     let spread = short_calls(&farm, 30, 5);
     let at = farm.placed(&spread);
