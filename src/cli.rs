@@ -149,6 +149,9 @@ struct ServeArgs {
     /// Ops HTTP address (default 127.0.0.1:8080)
     #[arg(long)]
     http: Option<std::net::SocketAddr>,
+    /// Exit 0 once drained (POST /drain or SIGUSR1) and the last call has ended
+    #[arg(long)]
+    exit_when_drained: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -608,6 +611,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if let Some(v) = args.http {
         cfg.http = v;
+    }
+    if args.exit_when_drained {
+        cfg.exit_when_drained = true;
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

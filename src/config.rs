@@ -53,6 +53,9 @@ pub struct Config {
     pub ops_token_file: Option<PathBuf>,
     /// The local time zone of outages' `until` (IANA name).
     pub timezone: String,
+    /// Once drained (`POST /drain`, SIGUSR1) and the last call has ended, stop and exit
+    /// 0: a rolling upgrade's cue to start the new version.
+    pub exit_when_drained: bool,
 }
 
 /// Where and how tickets are POSTed (src/tickets).
@@ -128,6 +131,7 @@ impl Default for Config {
             metrics: true,
             ops_token_file: None,
             timezone: crate::flow::clock::DEFAULT_TIME_ZONE.into(),
+            exit_when_drained: false,
         }
     }
 }

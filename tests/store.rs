@@ -64,7 +64,16 @@ fn ticket(call_id: &str, priority: Priority, due_in: Option<Duration>) -> NewTic
             ("callback".into(), "13800138000".into()),
         ],
         recordings: vec!["var/recordings/call-1/address.wav".into()],
+        from_tag: "tag-1".into(),
+        ordinal: next_ordinal(),
     }
+}
+
+/// Each ticket a test files is another filing (tickets' keys derive from the call,
+/// the state and this ordinal).
+fn next_ordinal() -> u32 {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn fast_retry() -> StoreOptions {

@@ -31,6 +31,8 @@ fn ticket(i: usize) -> NewTicket {
         department: None,
         fields: vec![("account".into(), format!("{i:08}"))],
         recordings: vec![],
+        from_tag: format!("tag-{i}"),
+        ordinal: 1,
     }
 }
 

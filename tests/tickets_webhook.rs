@@ -58,7 +58,16 @@ fn ticket(caller: &str, priority: Priority) -> NewTicket {
             ("callback".into(), "13800138000".into()),
         ],
         recordings: vec![],
+        from_tag: "tag-1".into(),
+        ordinal: next_ordinal(),
     }
+}
+
+/// Each ticket a test files is another filing (tickets' keys derive from the call,
+/// the state and this ordinal).
+fn next_ordinal() -> u32 {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn store(dir: &Path) -> StoreHandle {

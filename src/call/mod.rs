@@ -27,6 +27,9 @@ pub struct TicketToFile {
     pub request: TicketRequest,
     /// Paths of the caller's recordings the ticket links.
     pub recordings: Vec<String>,
+    /// From's tag and the n-th ticket of the filing state: the ticket's identity.
+    pub from_tag: String,
+    pub ordinal: u32,
 }
 
 pub type TicketFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;

@@ -129,6 +129,8 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
     let mut started = false;
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(8);
     let mut recordings: HashMap<String, PathBuf> = HashMap::new();
+    // Tickets filed so far by each state: the ordinal in a ticket's identity.
+    let mut filed_by_state: HashMap<String, u32> = HashMap::new();
     let mut transfer_id: Option<u64> = None;
     let mut pending: VecDeque<Event> = VecDeque::new();
     // Dropped with the call: a lookup nobody waits for any more is not finished.
@@ -190,9 +192,13 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
                 },
                 Command::FileTicket { id, ticket } => {
                     record.event(offset, "ticket", ticket.category.clone());
+                    let ordinal = filed_by_state.entry(ticket.state.clone()).or_insert(0);
+                    *ordinal += 1;
                     let t = TicketToFile {
                         call_id: call.call_id.clone(),
                         caller: call.caller.clone(),
+                        from_tag: call.from_tag.clone(),
+                        ordinal: *ordinal,
                         recordings: ticket
                             .recordings
                             .iter()

@@ -35,6 +35,7 @@ pub struct Readings {
     pub reloader: Arc<Reloader>,
     /// The `timezone` setting: the holiday calendar's days are local days.
     pub timezone: String,
+    pub farm: Arc<crate::server::farm::Farm>,
 }
 
 impl std::fmt::Debug for Readings {
@@ -105,6 +106,7 @@ impl Collector for Readings {
             "Calls hotline takes into flows at once (max_calls)",
             self.max_calls as f64,
         )?;
+        farm(&mut e, &self.farm)?;
 
         // SIP.
         let sip = self.endpoint.stats();
@@ -304,4 +306,27 @@ impl Collector for Readings {
         info.encode(m.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)?;
         Ok(())
     }
+}
+
+/// A farm's view of this instance: draining, and INVITEs it sent on to the others.
+fn farm(e: &mut DescriptorEncoder, f: &crate::server::farm::Farm) -> Res {
+    gauge(
+        e,
+        "hotline_draining",
+        "1 while draining (POST /drain, SIGUSR1): OPTIONS and new INVITEs get 503",
+        f64::from(u8::from(f.is_draining())),
+    )?;
+    let (draining, full) = f.refused();
+    counter(
+        e,
+        "hotline_farm_refused_draining",
+        "New INVITEs answered 503 while draining, for the proxy to fail over",
+        draining,
+    )?;
+    counter(
+        e,
+        "hotline_farm_refused_full",
+        "New INVITEs answered 486 with every line busy, for the proxy to try the next instance",
+        full,
+    )
 }

@@ -2,6 +2,7 @@
 //! ops HTTP, admits calls, and on SIGTERM/Ctrl-C ends calls with BYE and flushes records.
 pub mod admission;
 pub mod auth;
+pub mod farm;
 pub mod http;
 pub mod outages;
 pub mod reload;
@@ -149,6 +150,8 @@ impl Backend for StoreBackend {
             let (category, priority) = (t.request.category.clone(), t.request.priority);
             let mut nt = NewTicket::from_request(&t.call_id, &t.caller, t.request);
             nt.recordings = t.recordings;
+            nt.from_tag = t.from_tag;
+            nt.ordinal = t.ordinal;
             let filed = h.file_ticket(nt).await;
             if filed.is_ok() {
                 metrics.ticket_filed(&category, priority);
@@ -350,6 +353,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
             max_calls: core.max_calls,
             outbox: outbox.handle(),
             reloader: reloader.clone(),
+            farm: core.farm.clone(),
         }
         .routers();
         run::Ops {
@@ -358,6 +362,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
                 auth.protect(reload::router(reloader.clone())),
                 auth.protect(status_data),
                 status_page,
+                auth.protect(core.farm.router()),
                 auth.protect(
                     outages::Outages::new(&lookups, core.svc.clone(), tz.clone())
                         .with_reloader(reloader.clone())
@@ -376,6 +381,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
                             store: store.clone(),
                             reloader: reloader.clone(),
                             timezone: timezone.clone(),
+                            farm: core.farm.clone(),
                         },
                     )
                 })),

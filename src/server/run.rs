@@ -1,5 +1,6 @@
 //! The server's main loop: everything `hotline serve` starts, and its clean stop.
 use super::admission::Admission;
+use super::farm::Farm;
 use super::http::{self, Health};
 use crate::call::{Backend, CallServices};
 use crate::config::Config;
@@ -50,6 +51,8 @@ pub struct Core {
     pub admission: Arc<Admission>,
     pub endpoint: Arc<SipEndpoint>,
     pub max_calls: usize,
+    /// Draining and the farm's view of this instance's lines.
+    pub farm: Arc<Farm>,
 }
 
 /// Runs until `cancel` fires (SIGTERM, Ctrl-C), then ends every call with a BYE and
@@ -62,19 +65,22 @@ pub async fn run(
     ops: impl FnOnce(&Core) -> Ops,
     ready: impl FnOnce(Bound),
 ) -> Result<(), String> {
+    let admission = super::admission(&cfg);
+    let farm = Farm::new(admission.clone(), cfg.max_calls);
     let sip_cfg = SipConfig {
         udp: cfg.sip,
         tcp: Some(cfg.sip),
         contact_host: None,
         t1: cfg.sip_t1,
         call_queue: cfg.queue_max.max(64),
+        gate: Some(farm.clone()),
         ..SipConfig::default()
     };
     let (endpoint, mut incoming) = SipEndpoint::start(sip_cfg, cancel.child_token())
         .await
         .map_err(|e| e.to_string())?;
     let endpoint = Arc::new(endpoint);
-    let admission = super::admission(&cfg);
+    tokio::spawn(farm.clone().drain_on_sigusr1());
     let status = Arc::new(Status {
         admission: admission.clone(),
         max_calls: cfg.max_calls,
@@ -85,6 +91,7 @@ pub async fn run(
         admission: admission.clone(),
         endpoint: endpoint.clone(),
         max_calls: cfg.max_calls,
+        farm: farm.clone(),
     };
     let ops = ops(&core);
     let mut health: Vec<Arc<dyn Health>> = vec![status];
@@ -101,13 +108,23 @@ pub async fn run(
     tracing::info!(sip = %bound.sip, http = %bound.http, flows = svc.library().flows.len(), "hotline serving");
     ready(bound);
     let mut calls = JoinSet::new();
+    let mut drain = farm.watch();
     loop {
+        let draining = drain.borrow().is_some();
+        // Drained: no call in a flow or ringing, and none handed over and not yet
+        // taken. Dialogs that only linger to absorb retransmissions, or wait for the
+        // answer to hotline's BYE, are the endpoint's shutdown's to end.
+        if draining && cfg.exit_when_drained && calls.is_empty() && incoming.is_empty() {
+            tracing::warn!("drained: the last call has ended; stopping");
+            break;
+        }
         tokio::select! {
             nc = incoming.recv() => {
                 let Some(nc) = nc else { break };
                 calls.spawn(admission.clone().admit(svc.clone(), nc.call, nc.events, nc.commands));
             }
             Some(_) = calls.join_next(), if !calls.is_empty() => {}
+            _ = drain.changed(), if !draining => {}
             _ = cancel.cancelled() => break,
         }
     }

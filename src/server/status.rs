@@ -28,6 +28,7 @@ pub struct StatusSources {
     pub max_calls: usize,
     pub outbox: OutboxHandle,
     pub reloader: Arc<Reloader>,
+    pub farm: Arc<super::farm::Farm>,
 }
 
 #[derive(Serialize)]
@@ -42,6 +43,8 @@ pub struct Status {
     pub webhook: WebhookView,
     pub outages: Vec<Outage>,
     pub flows: FlowsView,
+    /// Draining (a farm's rolling upgrade) and INVITEs refused to the farm's proxy.
+    pub farm: super::farm::FarmView,
 }
 
 #[derive(Serialize)]
@@ -152,6 +155,7 @@ impl StatusSources {
                 reloads_refused: rl.refused,
                 errors: rl.errors,
             },
+            farm: self.farm.view(),
         }
     }
 

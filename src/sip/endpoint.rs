@@ -38,6 +38,7 @@ use tracing::Instrument;
 use super::build::{self, ResponseSpec};
 use super::check::{self, ALLOW, SUPPORTED_HEADER};
 use super::dialog::{CallTask, Inbound};
+use super::gate::{Gate, Refusal, TRY_NEXT_HEADER, TRY_NEXT_VALUE};
 use super::wire::{self, Message, StartLine, Unframed};
 use super::{IncomingCall, SipCommand, SipEvent};
 
@@ -53,6 +54,9 @@ pub struct SipConfig {
     pub t2: Duration,
     /// New calls waiting for the call layer; when full, INVITEs get 503.
     pub call_queue: usize,
+    /// Asked before answering OPTIONS and taking a new INVITE (a farm's drain, its
+    /// full instances); none: always in service.
+    pub gate: Option<Arc<dyn Gate>>,
 }
 
 impl Default for SipConfig {
@@ -65,6 +69,7 @@ impl Default for SipConfig {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             call_queue: 256,
+            gate: None,
         }
     }
 }
@@ -500,6 +505,9 @@ async fn on_message(shared: &Arc<Shared>, msg: Message, peer: Peer) {
     match method.as_str() {
         "INVITE" if !has_to_tag => new_call(shared, msg, peer).await,
         "ACK" => {}
+        "OPTIONS" if let Some(r) = gate(shared).and_then(|g| g.options()) => {
+            refuse(shared, &msg, &peer, "OPTIONS", r).await;
+        }
         "OPTIONS" => {
             let extra = [
                 ("Allow", ALLOW.to_owned()),
@@ -515,6 +523,18 @@ async fn on_message(shared: &Arc<Shared>, msg: Message, peer: Peer) {
                 .await;
         }
     }
+}
+
+fn gate(shared: &Shared) -> Option<&dyn Gate> {
+    shared.cfg.gate.as_deref()
+}
+
+async fn refuse(shared: &Shared, msg: &Message, peer: &Peer, method: &str, r: Refusal) {
+    let mut extra = vec![("Reason", format!("SIP;cause={};text=\"{}\"", r.code, r.why))];
+    if let Some(s) = r.retry_after {
+        extra.push(("Retry-After", s.to_string()));
+    }
+    answer_reject(shared, msg, peer, method, r.code, &extra).await;
 }
 
 fn stateless<'a>(
@@ -570,6 +590,14 @@ fn on_response(shared: &Shared, msg: Message, peer: Peer) {
 }
 
 async fn new_call(shared: &Arc<Shared>, msg: Message, peer: Peer) {
+    let may_try_next = msg.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case(TRY_NEXT_HEADER)
+            && h.value.trim().eq_ignore_ascii_case(TRY_NEXT_VALUE)
+    });
+    if let Some(r) = gate(shared).and_then(|g| g.invite(may_try_next)) {
+        refuse(shared, &msg, &peer, "INVITE", r).await;
+        return;
+    }
     let call_id = msg.call_id().unwrap_or_default().to_owned();
     let call = incoming_call(&msg, peer.addr);
     let (inbox_tx, inbox_rx) = mpsc::channel(32);
@@ -621,6 +649,11 @@ fn incoming_call(msg: &Message, source: SocketAddr) -> IncomingCall {
             .as_ref()
             .map(|n| uri_user(&n.uri))
             .unwrap_or_default(),
+        from_tag: from_na
+            .as_ref()
+            .and_then(|n| n.param("tag"))
+            .unwrap_or_default()
+            .to_owned(),
         offer: msg.body_text(),
         source,
     }

@@ -6,6 +6,7 @@ mod build;
 mod check;
 mod dialog;
 pub mod endpoint;
+pub mod gate;
 pub mod sdp;
 mod wire;
 
@@ -24,6 +25,9 @@ pub struct IncomingCall {
     pub to: String,
     /// The caller's number or user part, for tickets.
     pub caller: String,
+    /// From's tag: with the Call-ID, the call's identity wherever a proxy delivers it
+    /// (a ticket's idempotency key is derived from both).
+    pub from_tag: String,
     /// The SDP offer body (empty when the INVITE had none: offer in the 200, answer in ACK).
     pub offer: String,
     pub source: SocketAddr,

@@ -10,6 +10,7 @@
 //! fsyncs instead of one each. A write that fails (disk full, database locked) is kept
 //! in memory and retried: nothing a call produced is dropped (P-RECORD, P-FAULT).
 mod delivery;
+pub mod identity;
 mod schema;
 mod sql;
 mod time;
@@ -126,6 +127,11 @@ pub struct NewTicket {
     pub fields: Vec<(String, String)>,
     /// Recording file paths (the caller's own words, P-CMPL).
     pub recordings: Vec<String>,
+    /// From's tag of the call: with the Call-ID, the state and the ordinal, what the
+    /// idempotency key is derived from ([`identity`]).
+    pub from_tag: String,
+    /// The n-th ticket (from 1) that `state` filed in this call.
+    pub ordinal: u32,
 }
 
 impl NewTicket {
@@ -141,6 +147,8 @@ impl NewTicket {
             department: r.department,
             fields: r.fields,
             recordings: r.recordings,
+            from_tag: String::new(),
+            ordinal: 1,
         }
     }
 }

@@ -257,6 +257,8 @@ mod tests {
                 department: Some("water".into()),
                 fields: vec![],
                 recordings: vec![],
+                from_tag: String::new(),
+                ordinal: 1,
             },
             idempotency_key: "k".into(),
             created_at: UtcMs(5),

@@ -125,8 +125,13 @@ impl StoreHandle {
     /// P-FAULT, not that the request is filed.
     pub async fn file_ticket(&self, t: NewTicket) -> Result<TicketId, StoreError> {
         let p = PendingTicket {
+            idempotency_key: super::identity::idempotency_key(
+                &t.call_id,
+                &t.from_tag,
+                &t.state,
+                t.ordinal,
+            ),
             ticket: t,
-            idempotency_key: uuid::Uuid::new_v4().to_string(),
             created_at: UtcMs::now(),
         };
         let (reply, rx) = oneshot::channel();

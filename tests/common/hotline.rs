@@ -18,6 +18,9 @@ pub struct HotlineCmd {
     lookups: PathBuf,
     env: Vec<(String, String)>,
     extra: Vec<String>,
+    ip: String,
+    sip_port: Option<u16>,
+    http_port: Option<u16>,
 }
 
 impl Default for HotlineCmd {
@@ -31,6 +34,9 @@ impl Default for HotlineCmd {
             lookups: repo_path("data"),
             env: Vec::new(),
             extra: Vec::new(),
+            ip: "127.0.0.1".into(),
+            sip_port: None,
+            http_port: None,
         }
     }
 }
@@ -65,6 +71,21 @@ impl HotlineCmd {
         self
     }
 
+    /// SIP and RTP on this loopback address (a farm's instances: 127.0.0.2, .3, ...);
+    /// the ops HTTP stays on 127.0.0.1.
+    pub fn ip(mut self, ip: &str) -> Self {
+        self.ip = ip.to_string();
+        self
+    }
+
+    /// These ports rather than free ones: a restarted instance comes back where its
+    /// proxy expects it.
+    pub fn ports(mut self, sip: u16, http: u16) -> Self {
+        self.sip_port = Some(sip);
+        self.http_port = Some(http);
+        self
+    }
+
     pub fn max_calls(mut self, n: usize) -> Self {
         self.max_calls = Some(n);
         self
@@ -85,8 +106,8 @@ impl HotlineCmd {
         let dir = self
             .dir
             .unwrap_or_else(|| temp.as_ref().map(|t| t.path().to_path_buf()).unwrap());
-        let sip = free_udp_port();
-        let http = free_tcp_port();
+        let sip = self.sip_port.unwrap_or_else(free_udp_port);
+        let http = self.http_port.unwrap_or_else(free_tcp_port);
         let (lo, hi) = free_udp_range(self.rtp_ports);
         let config = dir.join("hotline.yaml");
         std::fs::write(
@@ -105,7 +126,7 @@ impl HotlineCmd {
             "--config".into(),
             config.display().to_string(),
             "--sip".into(),
-            format!("127.0.0.1:{sip}"),
+            format!("{}:{sip}", self.ip),
             "--http".into(),
             format!("127.0.0.1:{http}"),
             "--rtp-ports".into(),
@@ -131,6 +152,7 @@ impl HotlineCmd {
             server,
             sip,
             http,
+            ip: self.ip,
             dir,
             _temp: temp,
         }
@@ -141,6 +163,8 @@ pub struct Hotline {
     pub server: Server,
     pub sip: u16,
     pub http: u16,
+    /// Where SIP and RTP listen.
+    pub ip: String,
     dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
@@ -156,7 +180,7 @@ impl Hotline {
     }
 
     pub fn target(&self, user: &str) -> String {
-        format!("sip:{user}@127.0.0.1:{}", self.sip)
+        format!("sip:{user}@{}:{}", self.ip, self.sip)
     }
 
     pub fn data(&self) -> PathBuf {
