@@ -68,6 +68,7 @@ pub async fn run(
         contact_host: None,
         t1: cfg.sip_t1,
         call_queue: cfg.queue_max.max(64),
+        guard: cfg.guard(),
         ..SipConfig::default()
     };
     let (endpoint, mut incoming) = SipEndpoint::start(sip_cfg, cancel.child_token())

@@ -38,6 +38,7 @@ use tracing::Instrument;
 use super::build::{self, ResponseSpec};
 use super::check::{self, ALLOW, SUPPORTED_HEADER};
 use super::dialog::{CallTask, Inbound};
+use super::guard::{Guard, GuardSettings, Verdict};
 use super::wire::{self, Message, StartLine, Unframed};
 use super::{IncomingCall, SipCommand, SipEvent};
 
@@ -53,6 +54,8 @@ pub struct SipConfig {
     pub t2: Duration,
     /// New calls waiting for the call layer; when full, INVITEs get 503.
     pub call_queue: usize,
+    /// Who may ask what (src/sip/guard.rs); default: open, unlimited.
+    pub guard: GuardSettings,
 }
 
 impl Default for SipConfig {
@@ -65,6 +68,7 @@ impl Default for SipConfig {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             call_queue: 256,
+            guard: GuardSettings::default(),
         }
     }
 }
@@ -178,6 +182,7 @@ pub(crate) struct Shared {
     pub counters: Counters,
     pub calls: Mutex<HashMap<String, mpsc::Sender<Inbound>>>,
     new_calls: mpsc::Sender<NewCall>,
+    guard: Guard,
 }
 
 impl Shared {
@@ -303,6 +308,11 @@ impl SipEndpoint {
         };
         let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
         let (new_calls, rx) = mpsc::channel(cfg.call_queue.max(1));
+        let guard = Guard::new(cfg.guard.clone());
+        tokio::spawn(super::refusals::summarise(
+            cfg.guard.limits.log_every,
+            cancel.clone(),
+        ));
         let shared = Arc::new(Shared {
             udp,
             udp_addr,
@@ -311,6 +321,7 @@ impl SipEndpoint {
             counters: Counters::new(),
             calls: Mutex::new(HashMap::new()),
             new_calls,
+            guard,
         });
         tokio::spawn(udp_loop(shared.clone(), cancel.clone()));
         if let Some(listener) = tcp {
@@ -486,6 +497,9 @@ async fn on_message(shared: &Arc<Shared>, msg: Message, peer: Peer) {
     };
     let method = method.clone();
     shared.counters.request(&method);
+    if !screened(shared, &msg, &peer, &method).await {
+        return;
+    }
     if let Err(reject) = check::check_request(&msg) {
         answer_reject(shared, &msg, &peer, &method, reject.code, &reject.extra).await;
         return;
@@ -513,6 +527,28 @@ async fn on_message(shared: &Arc<Shared>, msg: Message, peer: Peer) {
             shared
                 .reply(&msg, &peer, &stateless(shared, 481, &[]))
                 .await;
+        }
+    }
+}
+
+/// The guard's hook: false if the request goes no further (dropped or answered).
+async fn screened(shared: &Arc<Shared>, msg: &Message, peer: &Peer, method: &str) -> bool {
+    let new_dialog = method == "INVITE"
+        && msg.to_tag().is_none()
+        && msg
+            .call_id()
+            .is_none_or(|id| shared.route_to_call(id).is_none());
+    let ua = msg.get("User-Agent");
+    match shared.guard.screen(peer.addr.ip(), method, ua, new_dialog) {
+        Verdict::Pass => true,
+        Verdict::Drop => false,
+        Verdict::Answer { code, retry_after } => {
+            let extra: Vec<_> = retry_after
+                .map(|s| ("Retry-After", s.to_string()))
+                .into_iter()
+                .collect();
+            answer_reject(shared, msg, peer, method, code, &extra).await;
+            false
         }
     }
 }

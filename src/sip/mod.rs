@@ -6,6 +6,8 @@ mod build;
 mod check;
 mod dialog;
 pub mod endpoint;
+pub mod guard;
+pub mod refusals;
 pub mod sdp;
 mod wire;
 
