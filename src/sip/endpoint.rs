@@ -630,7 +630,7 @@ async fn new_call(shared: &Arc<Shared>, msg: Message, peer: Peer) {
     tokio::spawn(task.run().instrument(span));
 }
 
-fn incoming_call(msg: &Message, source: SocketAddr) -> IncomingCall {
+pub(super) fn incoming_call(msg: &Message, source: SocketAddr) -> IncomingCall {
     let from_na = msg.get("From").and_then(|f| wire::NameAddr::parse(f).ok());
     let uri_user = |uri: &str| -> String {
         rsipstack::sip::uri::parse_uri(uri)

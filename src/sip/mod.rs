@@ -6,6 +6,8 @@ mod build;
 mod check;
 mod dialog;
 pub mod endpoint;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod guard;
 pub mod refusals;
 pub mod sdp;
