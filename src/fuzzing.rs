@@ -7,8 +7,11 @@ use crate::media::rtp::{self, RtpPacket};
 use std::path::Path;
 use std::sync::OnceLock;
 
+/// One target: bytes in, nothing out.
+pub type Target = fn(&[u8]);
+
 /// The targets, by the name `scripts/fuzz.sh` and the corpus directories use.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("sip", sip),
     ("sdp", sdp),
     ("rtp", rtp),

@@ -2,6 +2,7 @@
 //! ops HTTP, admits calls, and on SIGTERM/Ctrl-C ends calls with BYE and flushes records.
 pub mod admission;
 pub mod auth;
+pub mod conns;
 pub mod http;
 pub mod outages;
 pub mod reload;
