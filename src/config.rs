@@ -56,6 +56,15 @@ pub struct Config {
     /// Once drained (`POST /drain`, SIGUSR1) and the last call has ended, stop and exit
     /// 0: a rolling upgrade's cue to start the new version.
     pub exit_when_drained: bool,
+    /// Sources SIP is served to, as CIDRs (the trunk's, the proxy's); empty: all.
+    #[serde(deserialize_with = "crate::sip::guard::cidrs")]
+    pub sip_allow: Vec<crate::sip::guard::IpNet>,
+    /// What other sources get: `drop` (no answer) or `403`.
+    pub sip_allow_refuse: crate::sip::guard::Refuse,
+    /// Per-source limits on requests and new dialogs (src/sip/guard.rs).
+    pub sip_limits: crate::sip::guard::SipLimits,
+    /// User-Agent fragments of scanners, dropped unanswered; default: the known ones.
+    pub sip_scanners: Vec<String>,
 }
 
 /// Where and how tickets are POSTed (src/tickets).
@@ -132,6 +141,10 @@ impl Default for Config {
             ops_token_file: None,
             timezone: crate::flow::clock::DEFAULT_TIME_ZONE.into(),
             exit_when_drained: false,
+            sip_allow: Vec::new(),
+            sip_allow_refuse: crate::sip::guard::Refuse::Drop,
+            sip_limits: crate::sip::guard::SipLimits::default(),
+            sip_scanners: crate::sip::guard::default_scanners(),
         }
     }
 }
@@ -187,6 +200,20 @@ impl Config {
     pub fn media_ip(&self) -> IpAddr {
         self.media_ip.unwrap_or(self.sip.ip())
     }
+
+    /// What the SIP guard is told.
+    pub fn guard(&self) -> crate::sip::guard::GuardSettings {
+        crate::sip::guard::GuardSettings {
+            allow: self.sip_allow.clone(),
+            refuse: self.sip_allow_refuse,
+            limits: self.sip_limits.clone(),
+            scanners: self
+                .sip_scanners
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +232,7 @@ mod tests {
         assert_eq!(c.default_flow, d.default_flow);
         assert_eq!(c.webhook, d.webhook);
         assert_eq!(c.metrics, d.metrics);
+        assert_eq!(c.guard(), d.guard());
     }
 
     #[test]

@@ -4,6 +4,8 @@ pub mod config;
 pub mod data;
 pub mod designer;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logs;
 pub mod media;
 pub mod metrics;

@@ -49,7 +49,8 @@ pub async fn run(svc: Arc<CallServices>, a: Admitted) {
     let mut life = CallLifecycle::default();
 
     let Some(port) = svc.ports.take() else {
-        tracing::error!("no free RTP port: call refused with 503");
+        // Summed up per interval: a flood would write a line per INVITE.
+        crate::sip::refusals::note(call.source.ip(), crate::sip::refusals::Reason::NoRtpPort);
         let _ = commands
             .send(SipCommand::Reject {
                 code: 503,

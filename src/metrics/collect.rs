@@ -84,6 +84,32 @@ fn histogram(m: MetricEncoder, bounds: &[f64], per_bucket: &[u64], sum: f64) -> 
     m.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
 }
 
+/// `hotline_sip_limited_total{reason}`, `hotline_calls_refused_total{reason}`
+/// (src/sip/refusals.rs).
+fn refusals(e: &mut DescriptorEncoder) -> Res {
+    let totals = crate::sip::refusals::tally().totals();
+    counters(
+        e,
+        "hotline_sip_limited",
+        "SIP requests refused before any call work: over a source's limits (requests, dialogs), a scanner's User-Agent, a source outside sip_allow",
+        "reason",
+        totals
+            .iter()
+            .filter(|(r, _)| r.by_guard())
+            .map(|(r, n)| (r.name(), *n)),
+    )?;
+    counters(
+        e,
+        "hotline_calls_refused",
+        "Calls refused after the guard let them in, by reason (no_rtp_port: 503)",
+        "reason",
+        totals
+            .iter()
+            .filter(|(r, _)| !r.by_guard())
+            .map(|(r, n)| (r.name(), *n)),
+    )
+}
+
 impl Collector for Readings {
     fn encode(&self, mut e: DescriptorEncoder) -> Res {
         // Calls and the P-RING queue.
@@ -155,6 +181,8 @@ impl Collector for Readings {
             "SIP messages dropped as unparseable or unanswerable",
             sip.malformed_dropped,
         )?;
+
+        refusals(&mut e)?;
 
         // Media.
         let pump = self.svc.pump.stats();
@@ -261,6 +289,12 @@ impl Collector for Readings {
             "hotline_store_queued",
             "Writes accepted and not yet committed",
             st.queued as f64,
+        )?;
+        gauge(
+            &mut e,
+            "hotline_store_tickets_held",
+            "Tickets the store could not write (the caller heard P-FAULT), held in memory and retried",
+            st.pending_tickets as f64,
         )?;
 
         // Reloads.

@@ -4,8 +4,9 @@
 //! its answer into a response.
 //!
 //! Limits, so that a slow or hostile client holds neither a task nor memory for long:
-//! - connections: at most [`Limits::max_connections`] at once; more wait in the
-//!   kernel's accept queue;
+//! - connections: at most [`Limits::max_connections`] at once; a new one closes the
+//!   oldest idle connection to make room ([`super::conns`]), so idle sockets cannot
+//!   keep a real request waiting;
 //! - the request head: [`Limits::header_timeout`] to arrive whole (also the idle time
 //!   between requests on a kept-alive connection), at most 16 KiB;
 //! - a socket that neither reads nor writes for [`Limits::stall_timeout`] is closed,
@@ -24,7 +25,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_io_timeout::TimeoutStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
@@ -127,7 +127,7 @@ pub async fn serve(
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let table = super::conns::Conns::new(limits.max_connections);
     // One stack for the whole server: the in-flight limit counts every route together.
     let service = ServiceBuilder::new()
         // Outermost: turns shed load into an answer (hyper wants one for every request).
@@ -142,24 +142,37 @@ pub async fn serve(
         .service(app);
     tokio::spawn(async move {
         loop {
-            let permit = tokio::select! {
-                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-                _ = cancel.cancelled() => return,
-            };
             let conn = tokio::select! {
                 c = listener.accept() => c,
                 _ = cancel.cancelled() => return,
             };
-            let Ok((sock, _)) = conn else { continue };
+            let Ok((sock, _)) = conn else {
+                // Out of descriptors: give the closing connections a moment.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            // Every connection busy with a request: this one is closed at once.
+            let Some(slot) = table.admit() else { continue };
             let _ = sock.set_nodelay(true);
             let mut io = TimeoutStream::new(sock);
             io.set_read_timeout(Some(limits.stall_timeout));
             io.set_write_timeout(Some(limits.stall_timeout));
-            let service = TowerToHyperService::new(service.clone());
+            let inner = service.clone();
+            let busy = slot.busy.clone();
+            let counted =
+                tower::service_fn(move |req: axum::extract::Request<hyper::body::Incoming>| {
+                    let mark = super::conns::Busy::new(busy.clone());
+                    let call = tower::ServiceExt::oneshot(inner.clone(), req);
+                    async move {
+                        let answer = call.await;
+                        drop(mark);
+                        answer
+                    }
+                });
+            let service = TowerToHyperService::new(counted);
             let header_timeout = limits.header_timeout;
             let cancel = cancel.clone();
             tokio::spawn(async move {
-                let _permit = permit;
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(header_timeout)
@@ -168,6 +181,8 @@ pub async fn serve(
                 let mut conn = std::pin::pin!(conn);
                 tokio::select! {
                     _ = conn.as_mut() => {}
+                    // Closed to make room for a newer connection.
+                    _ = slot.close.cancelled() => {}
                     _ = cancel.cancelled() => {
                         conn.as_mut().graceful_shutdown();
                         let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;

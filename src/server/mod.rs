@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod auth;
 pub mod farm;
+pub mod conns;
 pub mod http;
 pub mod outages;
 pub mod reload;

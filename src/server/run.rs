@@ -74,6 +74,7 @@ pub async fn run(
         t1: cfg.sip_t1,
         call_queue: cfg.queue_max.max(64),
         gate: Some(farm.clone()),
+        guard: cfg.guard(),
         ..SipConfig::default()
     };
     let (endpoint, mut incoming) = SipEndpoint::start(sip_cfg, cancel.child_token())

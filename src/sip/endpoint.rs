@@ -39,6 +39,7 @@ use super::build::{self, ResponseSpec};
 use super::check::{self, ALLOW, SUPPORTED_HEADER};
 use super::dialog::{CallTask, Inbound};
 use super::gate::{Gate, Refusal, TRY_NEXT_HEADER, TRY_NEXT_VALUE};
+use super::guard::{Guard, GuardSettings, Verdict};
 use super::wire::{self, Message, StartLine, Unframed};
 use super::{IncomingCall, SipCommand, SipEvent};
 
@@ -57,6 +58,8 @@ pub struct SipConfig {
     /// Asked before answering OPTIONS and taking a new INVITE (a farm's drain, its
     /// full instances); none: always in service.
     pub gate: Option<Arc<dyn Gate>>,
+    /// Who may ask what (src/sip/guard.rs); default: open, unlimited.
+    pub guard: GuardSettings,
 }
 
 impl Default for SipConfig {
@@ -70,6 +73,7 @@ impl Default for SipConfig {
             t2: Duration::from_secs(4),
             call_queue: 256,
             gate: None,
+            guard: GuardSettings::default(),
         }
     }
 }
@@ -183,6 +187,7 @@ pub(crate) struct Shared {
     pub counters: Counters,
     pub calls: Mutex<HashMap<String, mpsc::Sender<Inbound>>>,
     new_calls: mpsc::Sender<NewCall>,
+    guard: Guard,
 }
 
 impl Shared {
@@ -308,6 +313,11 @@ impl SipEndpoint {
         };
         let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
         let (new_calls, rx) = mpsc::channel(cfg.call_queue.max(1));
+        let guard = Guard::new(cfg.guard.clone());
+        tokio::spawn(super::refusals::summarise(
+            cfg.guard.limits.log_every,
+            cancel.clone(),
+        ));
         let shared = Arc::new(Shared {
             udp,
             udp_addr,
@@ -316,6 +326,7 @@ impl SipEndpoint {
             counters: Counters::new(),
             calls: Mutex::new(HashMap::new()),
             new_calls,
+            guard,
         });
         tokio::spawn(udp_loop(shared.clone(), cancel.clone()));
         if let Some(listener) = tcp {
@@ -491,6 +502,9 @@ async fn on_message(shared: &Arc<Shared>, msg: Message, peer: Peer) {
     };
     let method = method.clone();
     shared.counters.request(&method);
+    if !screened(shared, &msg, &peer, &method).await {
+        return;
+    }
     if let Err(reject) = check::check_request(&msg) {
         answer_reject(shared, &msg, &peer, &method, reject.code, &reject.extra).await;
         return;
@@ -535,6 +549,28 @@ async fn refuse(shared: &Shared, msg: &Message, peer: &Peer, method: &str, r: Re
         extra.push(("Retry-After", s.to_string()));
     }
     answer_reject(shared, msg, peer, method, r.code, &extra).await;
+}
+
+/// The guard's hook: false if the request goes no further (dropped or answered).
+async fn screened(shared: &Arc<Shared>, msg: &Message, peer: &Peer, method: &str) -> bool {
+    let new_dialog = method == "INVITE"
+        && msg.to_tag().is_none()
+        && msg
+            .call_id()
+            .is_none_or(|id| shared.route_to_call(id).is_none());
+    let ua = msg.get("User-Agent");
+    match shared.guard.screen(peer.addr.ip(), method, ua, new_dialog) {
+        Verdict::Pass => true,
+        Verdict::Drop => false,
+        Verdict::Answer { code, retry_after } => {
+            let extra: Vec<_> = retry_after
+                .map(|s| ("Retry-After", s.to_string()))
+                .into_iter()
+                .collect();
+            answer_reject(shared, msg, peer, method, code, &extra).await;
+            false
+        }
+    }
 }
 
 fn stateless<'a>(
@@ -622,7 +658,7 @@ async fn new_call(shared: &Arc<Shared>, msg: Message, peer: Peer) {
     tokio::spawn(task.run().instrument(span));
 }
 
-fn incoming_call(msg: &Message, source: SocketAddr) -> IncomingCall {
+pub(super) fn incoming_call(msg: &Message, source: SocketAddr) -> IncomingCall {
     let from_na = msg.get("From").and_then(|f| wire::NameAddr::parse(f).ok());
     let uri_user = |uri: &str| -> String {
         rsipstack::sip::uri::parse_uri(uri)

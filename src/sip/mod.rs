@@ -7,6 +7,10 @@ mod check;
 mod dialog;
 pub mod endpoint;
 pub mod gate;
+#[doc(hidden)]
+pub mod fuzz;
+pub mod guard;
+pub mod refusals;
 pub mod sdp;
 mod wire;
 

@@ -1,0 +1,498 @@
+//! What a source may ask of the SIP endpoint, decided before any per-call work: the
+//! source allow-list (`sip_allow`), known scanners' User-Agents, and per-source token
+//! buckets for requests and for new dialogs (issue 13; Kamailio's `pike` and
+//! `secfilter` are the models).
+//!
+//! A source over a limit is told once, with `503` and Retry-After, then hears nothing
+//! while it stays over: answering every request of a flood would make hotline the
+//! flood's amplifier. What is refused is counted here (`hotline_sip_limited_total`)
+//! and logged as a summary per interval ([`super::refusals`]), never a line per
+//! request.
+//!
+//! Own code rather than `governor`: one lock and one map entry per source hold both
+//! buckets and the "told once" flag together, and the map's size is bounded here
+//! (sources whose buckets have refilled are forgotten; past the bound, new sources
+//! share one bucket), where a keyed `governor` limiter would need a second map for the
+//! flag and grows until swept.
+use super::refusals::{self, Reason};
+use serde::{Deserialize, Deserializer};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub use ipnet::IpNet;
+
+/// Per-source limits (`sip_limits:` in the settings). A rate of 0 turns that limit off.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipLimits {
+    /// Requests of any method a source may send a second, sustained.
+    pub requests_per_s: f64,
+    /// ... and at once, after a quiet spell.
+    pub requests_burst: u32,
+    /// New dialogs (INVITEs that start a call) a source may open a second.
+    pub dialogs_per_s: f64,
+    pub dialogs_burst: u32,
+    /// The Retry-After of the one 503 a source over its limit is sent.
+    #[serde(deserialize_with = "duration")]
+    pub retry_after: Duration,
+    /// Sources never limited (the trunk, the proxy), as CIDRs or addresses.
+    #[serde(deserialize_with = "cidrs")]
+    pub exempt: Vec<IpNet>,
+    /// How often refusals are summed up in the log.
+    #[serde(deserialize_with = "duration")]
+    pub log_every: Duration,
+}
+
+impl Default for SipLimits {
+    fn default() -> Self {
+        SipLimits {
+            requests_per_s: 500.0,
+            requests_burst: 1000,
+            dialogs_per_s: 50.0,
+            dialogs_burst: 200,
+            retry_after: Duration::from_secs(30),
+            exempt: Vec::new(),
+            log_every: Duration::from_secs(10),
+        }
+    }
+}
+
+impl SipLimits {
+    /// No limit at all (what an endpoint started without settings gets).
+    pub fn off() -> SipLimits {
+        SipLimits {
+            requests_per_s: 0.0,
+            dialogs_per_s: 0.0,
+            ..SipLimits::default()
+        }
+    }
+}
+
+/// What a source outside `sip_allow` gets (`sip_allow_refuse`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Refuse {
+    /// Nothing: the port looks closed to it.
+    #[default]
+    Drop,
+    /// `403 Forbidden`.
+    Forbidden,
+}
+
+impl<'de> Deserialize<'de> for Refuse {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.trim() {
+            "drop" => Ok(Refuse::Drop),
+            "403" => Ok(Refuse::Forbidden),
+            other => Err(serde::de::Error::custom(format!(
+                "'{other}': sip_allow_refuse is drop or 403"
+            ))),
+        }
+    }
+}
+
+/// User-Agent fragments of the SIP scanners seen on the internet (lower case; a
+/// User-Agent containing one is a scanner).
+pub const SCANNERS: [&str; 10] = [
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "sip-scan",
+    "sipscan",
+    "sundayddr",
+    "iwar",
+    "vaxsipuseragent",
+    "pplsip",
+    "sipsak-scan",
+];
+
+/// Everything the guard is told at start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuardSettings {
+    /// Sources served; empty: every source.
+    pub allow: Vec<IpNet>,
+    pub refuse: Refuse,
+    pub limits: SipLimits,
+    /// User-Agent fragments, compared in lower case.
+    pub scanners: Vec<String>,
+}
+
+impl Default for GuardSettings {
+    /// Open and unlimited, scanners still dropped: what an endpoint gets without
+    /// settings (the library's tests); `hotline serve` passes its settings.
+    fn default() -> Self {
+        GuardSettings {
+            allow: Vec::new(),
+            refuse: Refuse::Drop,
+            limits: SipLimits::off(),
+            scanners: default_scanners(),
+        }
+    }
+}
+
+pub fn default_scanners() -> Vec<String> {
+    SCANNERS.iter().map(|s| s.to_string()).collect()
+}
+
+/// The guard's word on one request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// No answer at all.
+    Drop,
+    /// Answer with this code (403, or 503 with Retry-After) and go no further.
+    Answer {
+        code: u16,
+        retry_after: Option<u32>,
+    },
+}
+
+/// A token bucket: `rate` tokens a second up to `burst`.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(burst: u32, now: Instant) -> Bucket {
+        Bucket {
+            tokens: f64::from(burst.max(1)),
+            at: now,
+        }
+    }
+
+    fn take(&mut self, rate: f64, burst: u32, now: Instant) -> bool {
+        let cap = f64::from(burst.max(1));
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + dt * rate).min(cap);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Would it be full by `now` (so forgetting it changes nothing)?
+    fn refilled(&self, rate: f64, burst: u32, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        rate <= 0.0 || self.tokens + dt * rate >= f64::from(burst.max(1))
+    }
+}
+
+struct Source {
+    requests: Bucket,
+    dialogs: Bucket,
+    /// The source was sent its 503 and has not been under its limits since.
+    told: bool,
+}
+
+/// Sources tracked at once; beyond this, new sources share one entry.
+const MAX_SOURCES: usize = 16_384;
+
+pub struct Guard {
+    settings: GuardSettings,
+    sources: Mutex<Sources>,
+}
+
+struct Sources {
+    map: HashMap<IpAddr, Source>,
+    /// The entry sources share when the map is full.
+    overflow: Option<Source>,
+}
+
+impl Guard {
+    pub fn new(settings: GuardSettings) -> Guard {
+        Guard {
+            settings,
+            sources: Mutex::new(Sources {
+                map: HashMap::new(),
+                overflow: None,
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &GuardSettings {
+        &self.settings
+    }
+
+    /// Screens one request from `src`. `new_dialog`: an INVITE that would start a call
+    /// (no To tag, no call with its Call-ID). `user_agent`: its User-Agent header.
+    pub fn screen(
+        &self,
+        src: IpAddr,
+        method: &str,
+        user_agent: Option<&str>,
+        new_dialog: bool,
+    ) -> Verdict {
+        let s = &self.settings;
+        if !s.allow.is_empty() && !s.allow.iter().any(|n| n.contains(&src)) {
+            refusals::note(src, Reason::NotAllowed);
+            return match s.refuse {
+                Refuse::Forbidden if method != "ACK" => Verdict::Answer {
+                    code: 403,
+                    retry_after: None,
+                },
+                _ => Verdict::Drop,
+            };
+        }
+        if let Some(ua) = user_agent
+            && is_scanner(ua, &s.scanners)
+        {
+            refusals::note(src, Reason::Scanner);
+            return Verdict::Drop;
+        }
+        let l = &s.limits;
+        let limited_requests = l.requests_per_s > 0.0;
+        let limited_dialogs = l.dialogs_per_s > 0.0 && new_dialog;
+        if !(limited_requests || limited_dialogs) || l.exempt.iter().any(|n| n.contains(&src)) {
+            return Verdict::Pass;
+        }
+        let (reason, answer) = {
+            let now = Instant::now();
+            let Ok(mut sources) = self.sources.lock() else {
+                return Verdict::Pass;
+            };
+            let entry = sources.entry(src, l, now);
+            let reason = if limited_requests
+                && !entry.requests.take(l.requests_per_s, l.requests_burst, now)
+            {
+                Reason::Requests
+            } else if limited_dialogs && !entry.dialogs.take(l.dialogs_per_s, l.dialogs_burst, now)
+            {
+                Reason::Dialogs
+            } else {
+                entry.told = false;
+                return Verdict::Pass;
+            };
+            // An ACK is never answered (RFC 3261 17.1.1.3): the one 503 waits for a
+            // request that can carry it.
+            let answer = !entry.told && method != "ACK";
+            entry.told |= answer;
+            (reason, answer)
+        };
+        refusals::note(src, reason);
+        if answer {
+            Verdict::Answer {
+                code: 503,
+                retry_after: Some(u32::try_from(l.retry_after.as_secs()).unwrap_or(u32::MAX)),
+            }
+        } else {
+            Verdict::Drop
+        }
+    }
+
+    /// Sources tracked now (for tests and `/healthz`).
+    pub fn tracked(&self) -> usize {
+        self.sources.lock().map_or(0, |s| s.map.len())
+    }
+}
+
+impl Sources {
+    fn entry(&mut self, src: IpAddr, l: &SipLimits, now: Instant) -> &mut Source {
+        let fresh = || Source {
+            requests: Bucket::full(l.requests_burst, now),
+            dialogs: Bucket::full(l.dialogs_burst, now),
+            told: false,
+        };
+        if !self.map.contains_key(&src) && self.map.len() >= MAX_SOURCES {
+            self.map.retain(|_, s| {
+                !(s.requests.refilled(l.requests_per_s, l.requests_burst, now)
+                    && s.dialogs.refilled(l.dialogs_per_s, l.dialogs_burst, now))
+            });
+            if self.map.len() >= MAX_SOURCES {
+                return self.overflow.get_or_insert_with(fresh);
+            }
+        }
+        self.map.entry(src).or_insert_with(fresh)
+    }
+}
+
+fn is_scanner(user_agent: &str, scanners: &[String]) -> bool {
+    if scanners.is_empty() {
+        return false;
+    }
+    let ua = user_agent.to_ascii_lowercase();
+    scanners
+        .iter()
+        .any(|s| !s.is_empty() && ua.contains(s.as_str()))
+}
+
+/// `10.0.0.0/8`, `192.0.2.7` (one address), `2001:db8::/32`.
+pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<IpNet>() {
+        return Ok(n.trunc());
+    }
+    t.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("'{s}' is not a CIDR (10.0.0.0/8) or an address (192.0.2.7)"))
+}
+
+pub fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    v.iter()
+        .map(|s| parse_cidr(s))
+        .collect::<Result<_, _>>()
+        .map_err(serde::de::Error::custom)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::flow::expr::parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn limited(rps: f64, burst: u32, dps: f64, dburst: u32) -> Guard {
+        Guard::new(GuardSettings {
+            limits: SipLimits {
+                requests_per_s: rps,
+                requests_burst: burst,
+                dialogs_per_s: dps,
+                dialogs_burst: dburst,
+                ..SipLimits::default()
+            },
+            ..GuardSettings::default()
+        })
+    }
+
+    #[test]
+    fn over_the_burst_one_503_then_silence_and_others_untouched() {
+        let g = limited(0.001, 100, 0.001, 3);
+        let a = ip("127.0.0.2");
+        for _ in 0..3 {
+            assert_eq!(g.screen(a, "INVITE", None, true), Verdict::Pass);
+        }
+        assert!(matches!(
+            g.screen(a, "INVITE", None, true),
+            Verdict::Answer {
+                code: 503,
+                retry_after: Some(30)
+            }
+        ));
+        for _ in 0..10 {
+            assert_eq!(g.screen(a, "INVITE", None, true), Verdict::Drop);
+        }
+        // In-dialog requests of the same source still pass: the dialog limit is on
+        // new dialogs only.
+        assert_eq!(g.screen(a, "BYE", None, false), Verdict::Pass);
+        assert_eq!(
+            g.screen(ip("127.0.0.3"), "INVITE", None, true),
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn a_source_back_under_its_limit_is_told_again_next_time() {
+        let g = limited(1000.0, 2, 0.0, 1);
+        let a = ip("192.0.2.1");
+        assert_eq!(g.screen(a, "OPTIONS", None, false), Verdict::Pass);
+        assert_eq!(g.screen(a, "OPTIONS", None, false), Verdict::Pass);
+        assert!(matches!(
+            g.screen(a, "OPTIONS", None, false),
+            Verdict::Answer { code: 503, .. }
+        ));
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(g.screen(a, "OPTIONS", None, false), Verdict::Pass);
+    }
+
+    #[test]
+    fn an_ack_over_the_limit_is_never_answered() {
+        let g = limited(0.001, 1, 0.0, 1);
+        let a = ip("192.0.2.1");
+        assert_eq!(g.screen(a, "ACK", None, false), Verdict::Pass);
+        assert_eq!(g.screen(a, "ACK", None, false), Verdict::Drop);
+        assert!(matches!(
+            g.screen(a, "INVITE", None, false),
+            Verdict::Answer { code: 503, .. }
+        ));
+    }
+
+    #[test]
+    fn scanners_and_strangers() {
+        let g = Guard::new(GuardSettings {
+            allow: vec![
+                parse_cidr("10.0.0.0/8").unwrap(),
+                parse_cidr("192.0.2.7").unwrap(),
+            ],
+            refuse: Refuse::Forbidden,
+            ..GuardSettings::default()
+        });
+        assert_eq!(
+            g.screen(ip("10.1.2.3"), "INVITE", Some("Zoiper"), true),
+            Verdict::Pass
+        );
+        assert_eq!(
+            g.screen(ip("192.0.2.7"), "INVITE", None, true),
+            Verdict::Pass
+        );
+        assert!(matches!(
+            g.screen(ip("192.0.2.8"), "INVITE", None, true),
+            Verdict::Answer { code: 403, .. }
+        ));
+        assert_eq!(g.screen(ip("192.0.2.8"), "ACK", None, false), Verdict::Drop);
+        assert_eq!(
+            g.screen(
+                ip("10.0.0.9"),
+                "OPTIONS",
+                Some("Friendly-Scanner 1.0"),
+                false
+            ),
+            Verdict::Drop
+        );
+        assert_eq!(
+            g.screen(ip("10.0.0.9"), "OPTIONS", Some("sipvicious"), false),
+            Verdict::Drop
+        );
+    }
+
+    #[test]
+    fn exempt_sources_are_not_limited() {
+        let s = GuardSettings {
+            limits: SipLimits {
+                requests_per_s: 0.001,
+                requests_burst: 1,
+                exempt: vec![parse_cidr("127.0.0.1").unwrap()],
+                ..SipLimits::default()
+            },
+            ..GuardSettings::default()
+        };
+        let g = Guard::new(s);
+        for _ in 0..10 {
+            assert_eq!(
+                g.screen(ip("127.0.0.1"), "INVITE", None, true),
+                Verdict::Pass
+            );
+        }
+    }
+
+    #[test]
+    fn the_source_table_is_bounded() {
+        let g = limited(0.001, 1, 0.0, 1);
+        for i in 0..(MAX_SOURCES as u32 + 100) {
+            let a = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            g.screen(a, "OPTIONS", None, false);
+        }
+        assert!(g.tracked() <= MAX_SOURCES);
+    }
+
+    #[test]
+    fn cidrs_parse_or_say_why() {
+        assert!(parse_cidr("10.0.0.0/8").unwrap().contains(&ip("10.9.9.9")));
+        assert!(parse_cidr("10.1.2.3/8").unwrap().contains(&ip("10.9.9.9")));
+        assert!(parse_cidr("::1").unwrap().contains(&ip("::1")));
+        let e = parse_cidr("10.0.0/8").unwrap_err();
+        assert!(e.contains("10.0.0/8"), "{e}");
+    }
+}
