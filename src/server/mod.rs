@@ -2,8 +2,8 @@
 //! ops HTTP, admits calls, and on SIGTERM/Ctrl-C ends calls with BYE and flushes records.
 pub mod admission;
 pub mod auth;
-pub mod farm;
 pub mod conns;
+pub mod farm;
 pub mod http;
 pub mod outages;
 pub mod reload;

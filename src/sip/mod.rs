@@ -6,9 +6,9 @@ mod build;
 mod check;
 mod dialog;
 pub mod endpoint;
-pub mod gate;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod gate;
 pub mod guard;
 pub mod refusals;
 pub mod sdp;
