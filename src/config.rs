@@ -176,7 +176,8 @@ impl<'de> Deserialize<'de> for PortRange {
     }
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+/// A setting's duration as designers write it (`500ms`, `30s`, `2h`).
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
 }

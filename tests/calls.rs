@@ -9,7 +9,7 @@ mod common;
 use common::audio::fixture;
 use common::hotline::{Hotline, prompts};
 use common::pjcall::{CallReport, PjCall};
-use common::wav::{Spurt, describe, talk_spurts};
+use common::wav::{Spurt, describe, talk_joined, talk_spurts};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -25,14 +25,7 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 
 /// Spurts closer than 2 s are one prompt: prompts pause at commas, flows pause 5 s.
 fn prompts_heard(wav: &Path) -> Vec<Spurt> {
-    let mut out: Vec<Spurt> = Vec::new();
-    for s in talk_spurts(wav) {
-        match out.last_mut() {
-            Some(last) if s.start - last.end < 2.0 => last.end = s.end,
-            _ => out.push(s),
-        }
-    }
-    out
+    talk_joined(wav, 2.0)
 }
 
 /// Asserts greeting, 5 s, re-prompt, 5 s, farewell, 5 s, BYE, each mark within

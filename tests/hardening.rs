@@ -12,7 +12,7 @@ use common::hotline::{Hotline, prompts};
 use common::pjcall::PjCall;
 use common::ports::free_udp_port;
 use common::tools::{require_tool, run_with_timeout};
-use common::wav::{Spurt, describe, talk_spurts};
+use common::wav::{Spurt, describe, talk_joined};
 use std::net::UdpSocket;
 use std::path::Path;
 use std::process::Command;
@@ -31,14 +31,7 @@ const TOLERANCE: f64 = 0.3;
 
 /// Spurts closer than 2 s are one prompt: prompts pause at commas, flows pause 5 s.
 fn prompts_heard(wav: &Path) -> Vec<Spurt> {
-    let mut out: Vec<Spurt> = Vec::new();
-    for s in talk_spurts(wav) {
-        match out.last_mut() {
-            Some(last) if s.start - last.end < 2.0 => last.end = s.end,
-            _ => out.push(s),
-        }
-    }
-    out
+    talk_joined(wav, 2.0)
 }
 
 /// A counter or gauge from `/metrics`, by its name and labels as written there.

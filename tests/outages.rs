@@ -7,7 +7,7 @@ mod common;
 
 use common::hotline::{Hotline, prompts};
 use common::pjcall::{CallReport, PjCall};
-use common::wav::{Spurt, describe, talk_spurts};
+use common::wav::{describe, talk_joined};
 use common::{HttpAnswer, http_send, repo_path};
 use serde_json::Value;
 use std::path::Path;
@@ -291,13 +291,7 @@ fn assert_announced(rec: &Value, report: &CallReport, wav: &Path, seconds: f64) 
     };
     let at = started + shift;
     // A phrase's pause is under a second; the prompt after it follows at once.
-    let mut talk: Vec<Spurt> = Vec::new();
-    for s in talk_spurts(wav) {
-        match talk.last_mut() {
-            Some(last) if s.start - last.end < 1.0 => last.end = s.end,
-            _ => talk.push(s),
-        }
-    }
+    let talk = talk_joined(wav, 1.0);
     // The prompt it cut (the caller keyed over ask_area) may run into it: what counts
     // is talk without a pause from its start to its announced end.
     let heard = talk

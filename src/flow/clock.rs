@@ -216,6 +216,13 @@ impl Calendar {
         Date::new(last.year(), 12, 31).ok()
     }
 
+    /// When the calendar stops speaking for the days, in `tz`: the midnight after the
+    /// last day it covers (Prometheus wants a time in seconds, not days).
+    pub fn ends_at(&self, tz: &TimeZone) -> Option<Timestamp> {
+        let next = self.covers_until()?.tomorrow().ok()?;
+        in_zone(next.to_datetime(jiff::civil::Time::midnight()), tz).ok()
+    }
+
     /// Days from `today` to the calendar's end (negative once past it); `None` when
     /// there is no calendar at all.
     pub fn days_left(&self, today: Date) -> Option<i64> {
@@ -375,6 +382,12 @@ mod tests {
         let late = c.running_out(day("2027-01-03")).unwrap();
         assert!(late.contains("ended 3 day(s) ago"), "{late}");
         assert_eq!(Calendar::default().running_out(day("2027-01-03")), None);
+        let tz = time_zone("Asia/Shanghai").unwrap();
+        assert_eq!(
+            c.ends_at(&tz).unwrap().to_string(),
+            "2026-12-31T16:00:00Z",
+            "midnight of 1 January in Shanghai"
+        );
     }
 
     #[test]

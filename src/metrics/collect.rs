@@ -316,17 +316,13 @@ impl Collector for Readings {
             f64::from(u8::from(!rl.errors.is_empty())),
         )?;
 
-        if let Some(left) = self
-            .svc
-            .library()
-            .calendar
-            .days_left(crate::flow::clock::today_in(&self.timezone))
-        {
+        let tz = crate::flow::clock::time_zone(&self.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        if let Some(end) = self.svc.library().calendar.ends_at(&tz) {
             gauge(
                 &mut e,
-                "hotline_holiday_calendar_days_left",
-                "Days until the holiday calendar (holidays.yaml) runs out; negative once past",
-                left as f64,
+                "hotline_holiday_calendar_end_timestamp_seconds",
+                "When the holiday calendar (holidays.yaml) runs out: the midnight after the last day it covers",
+                end.as_second() as f64,
             )?;
         }
 

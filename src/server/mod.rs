@@ -52,7 +52,10 @@ pub fn load(cfg: &Config) -> Result<Library, Vec<String>> {
         &catalogue,
         &cfg.lookups,
     )));
-    if let Some(why) = data.calendar().running_out(today(cfg)) {
+    if let Some(why) = data
+        .calendar()
+        .running_out(flow::clock::today_in(&cfg.timezone))
+    {
         tracing::warn!(file = %cfg.lookups.join(crate::data::CALENDAR_FILE).display(), "{why}");
     }
     let default_flow = flows.get(&cfg.default_flow).cloned();
@@ -207,10 +210,6 @@ impl http::Health for MediaHealth {
             s.legs, s.rtp_sent, s.rtp_received, s.rtp_send_errors, s.late_visits
         )
     }
-}
-
-fn today(cfg: &Config) -> jiff::civil::Date {
-    flow::clock::today_in(&cfg.timezone)
 }
 
 /// The holiday calendar's `/healthz` line: days until it runs out, so that an alert

@@ -35,13 +35,13 @@ pub struct SipLimits {
     pub dialogs_per_s: f64,
     pub dialogs_burst: u32,
     /// The Retry-After of the one 503 a source over its limit is sent.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "crate::config::duration")]
     pub retry_after: Duration,
     /// Sources never limited (the trunk, the proxy), as CIDRs or addresses.
     #[serde(deserialize_with = "cidrs")]
     pub exempt: Vec<IpNet>,
     /// How often refusals are summed up in the log.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "crate::config::duration")]
     pub log_every: Duration,
 }
 
@@ -339,11 +339,6 @@ pub fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
         .map(|s| parse_cidr(s))
         .collect::<Result<_, _>>()
         .map_err(serde::de::Error::custom)
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    crate::flow::expr::parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

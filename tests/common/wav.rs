@@ -171,6 +171,19 @@ pub fn talk_spurts_with(audio: &Audio, p: SpurtParams) -> Vec<Spurt> {
         .collect()
 }
 
+/// Talk spurts of a WAV file, those closer than `gap` seconds joined into one: the
+/// pauses inside one prompt (at commas) or between prompts played back to back.
+pub fn talk_joined(path: impl AsRef<Path>, gap: f64) -> Vec<Spurt> {
+    let mut out: Vec<Spurt> = Vec::new();
+    for s in talk_spurts(path) {
+        match out.last_mut() {
+            Some(last) if s.start - last.end < gap => last.end = s.end,
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
 /// "0.00–1.00 s, 6.00–8.00 s": for assertion messages.
 pub fn describe(spurts: &[Spurt]) -> String {
     if spurts.is_empty() {
