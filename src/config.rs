@@ -51,8 +51,10 @@ pub struct Config {
     pub metrics: bool,
     /// A file holding the ops API's bearer token (`HOTLINE_OPS_TOKEN` wins over it).
     pub ops_token_file: Option<PathBuf>,
-    /// The local time zone of outages' `until` (IANA name).
+    /// The local time zone of outages' `until` and outbound calling windows (IANA name).
     pub timezone: String,
+    /// Calls hotline places (src/outbound).
+    pub outbound: crate::outbound::OutboundConfig,
 }
 
 /// Where and how tickets are POSTed (src/tickets).
@@ -128,6 +130,7 @@ impl Default for Config {
             metrics: true,
             ops_token_file: None,
             timezone: crate::flow::clock::DEFAULT_TIME_ZONE.into(),
+            outbound: crate::outbound::OutboundConfig::default(),
         }
     }
 }
@@ -159,7 +162,7 @@ impl<'de> Deserialize<'de> for PortRange {
     }
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
 }

@@ -7,6 +7,7 @@ pub mod flow;
 pub mod logs;
 pub mod media;
 pub mod metrics;
+pub mod outbound;
 pub mod server;
 pub mod sip;
 pub mod store;

@@ -5,8 +5,10 @@
 mod build;
 mod check;
 mod dialog;
+mod digest;
 pub mod endpoint;
 pub mod sdp;
+pub mod uac;
 mod wire;
 
 pub use endpoint::{NewCall, SipConfig, SipEndpoint, SipError, SipStats};
