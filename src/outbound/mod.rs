@@ -9,6 +9,7 @@
 //! made (`failed`), and the job goes on at its next slot, `retry_after` later, never at
 //! once. One task per job in flight, and the store's `scheduled -> dialing` claim, keep
 //! a job from being dialled twice at once.
+pub mod cli;
 pub mod jobs;
 pub mod routes;
 pub mod schedule;
