@@ -150,9 +150,11 @@ pub fn run(cmd: OutboundCmd) -> ExitCode {
         OutboundCmd::Show { id, ops } => {
             (reqwest::Method::GET, format!("/outbound/{}", enc(id)), ops)
         }
-        OutboundCmd::Cancel { id, ops } => {
-            (reqwest::Method::DELETE, format!("/outbound/{}", enc(id)), ops)
-        }
+        OutboundCmd::Cancel { id, ops } => (
+            reqwest::Method::DELETE,
+            format!("/outbound/{}", enc(id)),
+            ops,
+        ),
     };
     let url = format!("{}{path}", ops.server.trim_end_matches('/'));
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -196,7 +196,14 @@ pub fn parse(
     }
     let now = clock.now();
     let earliest = not_before.map_or(now, |nb| nb.max(now));
+    // A job that cannot be attempted before its deadline is due now: the scheduler
+    // expires it at once, loudly, rather than keep a promise nobody will make.
     let next = next_slot(earliest, &window, tz);
+    let next = if deadline.is_some_and(|d| next > d) {
+        now
+    } else {
+        next
+    };
     let id = uuid::Uuid::new_v4().simple().to_string();
     Ok(NewJob {
         id: id.get(..16).unwrap_or(&id).to_string(),

@@ -642,11 +642,15 @@ mod tests {
         let st = Store::open(dir.path()).ok().unwrap();
         create(&st.conn, &job("a", None)).ok().unwrap();
         assert_eq!(
-            start_attempt(&st.conn, "a", "c1", UtcMs(2000)).ok().unwrap(),
+            start_attempt(&st.conn, "a", "c1", UtcMs(2000))
+                .ok()
+                .unwrap(),
             Some(1)
         );
         assert_eq!(
-            start_attempt(&st.conn, "a", "c2", UtcMs(2000)).ok().unwrap(),
+            start_attempt(&st.conn, "a", "c2", UtcMs(2000))
+                .ok()
+                .unwrap(),
             None
         );
         let j = get(&st.conn, "a").ok().unwrap().unwrap();
@@ -670,11 +674,27 @@ mod tests {
         )
         .ok()
         .unwrap();
-        assert_eq!(due_events(&st.conn, UtcMs(5000), 10, &[]).ok().unwrap().len(), 1);
-        assert!(list(&st.conn, None, Some(UtcMs(3999))).ok().unwrap().is_empty());
-        assert_eq!(list(&st.conn, None, Some(UtcMs(4000))).ok().unwrap().len(), 1);
         assert_eq!(
-            start_attempt(&st.conn, "a", "c3", UtcMs(4000)).ok().unwrap(),
+            due_events(&st.conn, UtcMs(5000), 10, &[])
+                .ok()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            list(&st.conn, None, Some(UtcMs(3999)))
+                .ok()
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            list(&st.conn, None, Some(UtcMs(4000))).ok().unwrap().len(),
+            1
+        );
+        assert_eq!(
+            start_attempt(&st.conn, "a", "c3", UtcMs(4000))
+                .ok()
+                .unwrap(),
             Some(2)
         );
     }
