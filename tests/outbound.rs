@@ -23,9 +23,12 @@ const TOKEN: &str = "outbound-test-token";
 const SECRET: &str = "outbound-webhook-secret";
 
 /// The ticket system: records every POST (headers and body) and answers 200.
+/// A request's lower-case headers and its body.
+type Got = Vec<(Vec<(String, String)>, String)>;
+
 struct Receiver {
     port: u16,
-    got: Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>,
+    got: Arc<Mutex<Got>>,
 }
 
 impl Receiver {
@@ -304,8 +307,9 @@ fn survey(h: &Hotline, hook: &Receiver) {
                 && b["fields"]["ticket"] == "10000042"
         });
         let final_event = mine.iter().find(|b| b["event"] == "job");
-        if survey_ticket && mine.iter().any(|b| b["event"] == "attempt") && final_event.is_some() {
-            let f = final_event.unwrap();
+        if let Some(f) =
+            final_event.filter(|_| survey_ticket && mine.iter().any(|b| b["event"] == "attempt"))
+        {
             assert_eq!(f["status"], "completed");
             assert_eq!(f["result"]["rating"], "2");
             break;

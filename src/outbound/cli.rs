@@ -15,6 +15,7 @@ pub struct Server {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum OutboundCmd {
     /// Place a call: a job dialled within its window, retried per its settings
     Add {

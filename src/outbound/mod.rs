@@ -96,7 +96,7 @@ impl OutboundConfig {
     pub fn check(&self) -> Result<(), String> {
         Clock::starting_at(self.clock_start.as_deref())?;
         schedule::check_window(&self.window).map_err(|e| format!("outbound.{e}"))?;
-        if !(self.calls_per_second > 0.0) {
+        if self.calls_per_second.is_nan() || self.calls_per_second <= 0.0 {
             return Err("outbound.calls_per_second must be above 0".into());
         }
         if self.trunk.username.is_some() != self.trunk.password.is_some() {

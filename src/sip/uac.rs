@@ -187,6 +187,7 @@ impl Uac {
         self.sh.cfg.t1
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn request(
         &self,
         method: &str,
