@@ -121,6 +121,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: OutagesCmd,
     },
+    /// Outbound calls (call-backs, surveys) on a running server's ops API
+    Outbound {
+        #[command(subcommand)]
+        cmd: hotline::outbound::cli::OutboundCmd,
+    },
 }
 
 #[derive(clap::Args)]
@@ -213,6 +218,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Cmd::Calls { cmd } => calls_cmd(cmd),
         Cmd::Tickets { cmd } => tickets_cmd(cmd),
         Cmd::Outages { cmd } => outages_cmd(cmd),
+        Cmd::Outbound { cmd } => hotline::outbound::cli::run(cmd),
     }
 }
 

@@ -51,7 +51,7 @@ pub struct Config {
     pub metrics: bool,
     /// A file holding the ops API's bearer token (`HOTLINE_OPS_TOKEN` wins over it).
     pub ops_token_file: Option<PathBuf>,
-    /// The local time zone of outages' `until` (IANA name).
+    /// The local time zone of outages' `until` and outbound calling windows (IANA name).
     pub timezone: String,
     /// Once drained (`POST /drain`, SIGUSR1) and the last call has ended, stop and exit
     /// 0: a rolling upgrade's cue to start the new version.
@@ -65,6 +65,8 @@ pub struct Config {
     pub sip_limits: crate::sip::guard::SipLimits,
     /// User-Agent fragments of scanners, dropped unanswered; default: the known ones.
     pub sip_scanners: Vec<String>,
+    /// Calls hotline places (src/outbound).
+    pub outbound: crate::outbound::OutboundConfig,
 }
 
 /// Where and how tickets are POSTed (src/tickets).
@@ -145,6 +147,7 @@ impl Default for Config {
             sip_allow_refuse: crate::sip::guard::Refuse::Drop,
             sip_limits: crate::sip::guard::SipLimits::default(),
             sip_scanners: crate::sip::guard::default_scanners(),
+            outbound: crate::outbound::OutboundConfig::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod fuzzing;
 pub mod logs;
 pub mod media;
 pub mod metrics;
+pub mod outbound;
 pub mod server;
 pub mod sip;
 pub mod store;

@@ -124,6 +124,8 @@ fn check_graph(flow: &Flow, d: &mut Diags) {
         .collect();
     let mut reached = vec![false; n];
     let mut stack = vec![flow.start];
+    // Entered from outside the flow, when an outbound call's job is cancelled mid-call.
+    stack.extend(flow.index.get(super::CANCELED_STATE).copied());
     while let Some(i) = stack.pop() {
         if std::mem::replace(&mut reached[i], true) {
             continue;

@@ -363,6 +363,25 @@ impl Session {
         }
     }
 
+    /// Sends the call to `state` from outside the flow (an outbound call whose job was
+    /// cancelled mid-call goes to `canceled`): what plays stops and the state runs as if
+    /// a transition led there. A flow without that state hangs up.
+    pub fn goto(&mut self, state: &str, now: Instant) {
+        if self.is_ended() || self.detached || matches!(self.phase, Phase::NotAnswered) {
+            return;
+        }
+        self.tick(now);
+        self.hops = 0;
+        self.out.push_back(Command::StopPlay);
+        self.speaking = false;
+        self.pending = None;
+        self.held = None;
+        match self.flow.index.get(state).copied() {
+            Some(i) => self.enter(i, now),
+            None => self.hang_up(now),
+        }
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.is_ended() || matches!(self.phase, Phase::NotAnswered) {
             return;

@@ -21,6 +21,11 @@ pub use diag::{Diagnostic, Diags, Errors, Pos};
 pub use engine::{Command, Event, LookupResult, Outcome, Session, TicketRequest};
 pub use model::Flow;
 
+/// The state an outbound call's flow goes to when its job is cancelled mid-call
+/// (`DELETE /outbound/ID`): a polite goodbye rather than a cut line. `check` counts it
+/// as reached; a flow without it just hangs up.
+pub const CANCELED_STATE: &str = "canceled";
+
 use std::path::{Path, PathBuf};
 
 /// Reads, loads and checks one flow file: every problem, with its position.

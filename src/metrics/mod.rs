@@ -87,7 +87,12 @@ pub struct CallMetrics {
     tickets: Family<TicketLabel, Counter>,
     /// Ops requests refused for a missing or wrong token (src/server/auth.rs counts).
     pub ops_refused: Counter,
+    /// Survey ratings outbound calls collected (P-SURVEY), by flow and rating.
+    survey_ratings: Family<TicketLabel, Counter>,
 }
+
+/// The ratings counted in `hotline_survey_ratings_total`: a survey's keys 1 to 5.
+pub const RATINGS: [&str; 5] = ["1", "2", "3", "4", "5"];
 
 fn fixed<const N: usize>(
     family: &Family<Label, Counter>,
@@ -115,6 +120,7 @@ impl Default for CallMetrics {
             prompts: Family::default(),
             tickets: Family::default(),
             ops_refused: Counter::default(),
+            survey_ratings: Family::default(),
         }
     }
 }
@@ -193,6 +199,24 @@ impl CallMetrics {
         }
     }
 
+    /// Creates the ratings of a flow that outbound jobs run at 0.
+    pub fn survey_flow(&self, flow: &str) {
+        for r in RATINGS {
+            self.survey_ratings
+                .get_or_create_owned(&rating_label(flow, r));
+        }
+    }
+
+    /// An outbound call's flow collected `rating`; other values than [`RATINGS`] are
+    /// not labels.
+    pub fn survey_rated(&self, flow: &str, rating: &str) {
+        if RATINGS.contains(&rating) {
+            self.survey_ratings
+                .get_or_create(&rating_label(flow, rating))
+                .inc();
+        }
+    }
+
     pub fn ticket_filed(&self, category: &str, priority: Priority) {
         self.tickets
             .get_or_create(&ticket_label(category, priority.name()))
@@ -241,11 +265,20 @@ impl CallMetrics {
             self.tickets.clone(),
         );
         reg.register(
+            "hotline_survey_ratings",
+            "Survey ratings collected by outbound calls (P-SURVEY), by flow and rating",
+            self.survey_ratings.clone(),
+        );
+        reg.register(
             "hotline_ops_requests_refused",
             "Ops API requests refused with 401: no token or a wrong one",
             self.ops_refused.clone(),
         );
     }
+}
+
+fn rating_label(flow: &str, rating: &str) -> TicketLabel {
+    [("flow", flow.to_string()), ("rating", rating.to_string())]
 }
 
 fn ticket_label(category: &str, priority: &str) -> TicketLabel {

@@ -42,6 +42,13 @@ impl Admission {
         max_calls.saturating_sub(self.lines.available_permits())
     }
 
+    /// A line for a call hotline places (src/outbound); None when every line is taken.
+    /// Outbound calls hold lines like inbound ones, so a campaign never takes more
+    /// than what residents leave free.
+    pub fn try_line(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.lines.clone().try_acquire_owned().ok()
+    }
+
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
     }
@@ -129,6 +136,7 @@ impl Admission {
                     rings,
                     received_at,
                     library,
+                    placed: None,
                 },
             ),
             span,

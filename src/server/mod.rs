@@ -292,6 +292,11 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         }
     };
     let metrics = Arc::new(CallMetrics::default());
+    if let Err(e) = cfg.outbound.check() {
+        outbox.stop().await;
+        let _ = store.shutdown().await;
+        return Err(format!("{e}\nhotline not started"));
+    }
     let tz = match crate::flow::clock::time_zone(&cfg.timezone) {
         Ok(tz) => tz,
         Err(e) => {
@@ -346,7 +351,28 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     let metrics_on = cfg.metrics;
     let lookups = cfg.lookups.clone();
     let timezone = cfg.timezone.clone();
+    let outbound_cfg = cfg.outbound.clone();
+    let outbound_stop = cancel.child_token();
     let ops = |core: &run::Core| {
+        // Outbound calls (issue 10): the queue's scheduler and its routes.
+        let outbound = match crate::outbound::Outbound::new(
+            outbound_cfg,
+            store.clone(),
+            core.endpoint.clone(),
+            core.svc.clone(),
+            core.admission.clone(),
+            outbox.handle(),
+            tz.clone(),
+        ) {
+            Ok(o) => {
+                tokio::spawn(o.clone().run(outbound_stop));
+                Some(auth.protect(crate::outbound::routes::router(o)))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "outbound calls are off");
+                None
+            }
+        };
         let (status_data, status_page) = status::StatusSources {
             svc: core.svc.clone(),
             admission: core.admission.clone(),
@@ -369,23 +395,26 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
                         .router(),
                 ),
                 recordings.clone(),
-                crate::metrics::router(metrics_on.then(|| {
-                    Exporter::new(
-                        &core.svc.metrics,
-                        Readings {
-                            svc: core.svc.clone(),
-                            admission: core.admission.clone(),
-                            max_calls: core.max_calls,
-                            endpoint: core.endpoint.clone(),
-                            outbox: outbox.handle(),
-                            store: store.clone(),
-                            reloader: reloader.clone(),
-                            timezone: timezone.clone(),
-                            farm: core.farm.clone(),
-                        },
-                    )
-                })),
-            ],
+            ]
+            .into_iter()
+            .chain(outbound)
+            .chain([crate::metrics::router(metrics_on.then(|| {
+                Exporter::new(
+                    &core.svc.metrics,
+                    Readings {
+                        svc: core.svc.clone(),
+                        admission: core.admission.clone(),
+                        max_calls: core.max_calls,
+                        endpoint: core.endpoint.clone(),
+                        outbox: outbox.handle(),
+                        store: store.clone(),
+                        reloader: reloader.clone(),
+                        timezone: timezone.clone(),
+                        farm: core.farm.clone(),
+                    },
+                )
+            }))])
+            .collect(),
             health: vec![
                 reloader.clone() as Arc<dyn http::Health>,
                 Arc::new(OutboxHealth(outbox.handle())),

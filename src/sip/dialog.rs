@@ -93,6 +93,27 @@ pub(crate) struct CallTask {
     commands: Option<mpsc::Receiver<SipCommand>>,
     inbox: mpsc::Receiver<Inbound>,
     linger_until: Option<Instant>,
+    /// A call hotline placed (src/sip/uac.rs): the INVITE's CSeq and the ACK sent for
+    /// its 2xx, sent again for every retransmission of that 2xx (RFC 3261 §13.2.2.4).
+    uac_ack: Option<(u32, Vec<u8>, SocketAddr)>,
+}
+
+/// What a dialog that hotline started as the caller needs to go on as a call.
+pub(crate) struct UacDialog {
+    pub call_id: String,
+    /// The 2xx that set the dialog up (stands in for the INVITE a UAS task keeps).
+    pub ok: Message,
+    pub peer: Peer,
+    pub local_tag: String,
+    /// Our From, with our tag; the far end's To, with theirs.
+    pub local: String,
+    pub remote: String,
+    pub remote_target: String,
+    pub routes: Vec<String>,
+    pub invite_cseq: u32,
+    pub invite_branch: String,
+    pub ack: Vec<u8>,
+    pub ack_dest: SocketAddr,
 }
 
 fn branch_of(msg: &Message) -> String {
@@ -145,15 +166,58 @@ impl CallTask {
             commands: Some(commands),
             inbox,
             linger_until: None,
+            uac_ack: None,
             sh,
             invite,
             peer,
         }
     }
 
+    /// The dialog of a call hotline placed, confirmed by the ACK already sent: from
+    /// here on it is handled exactly like an answered inbound call.
+    pub(crate) fn confirmed_uac(
+        sh: Arc<Shared>,
+        d: UacDialog,
+        events: mpsc::Sender<SipEvent>,
+        commands: mpsc::Receiver<SipCommand>,
+        inbox: mpsc::Receiver<Inbound>,
+    ) -> CallTask {
+        CallTask {
+            call_id: d.call_id,
+            invite_branch: d.invite_branch,
+            offer_in_invite: true,
+            local: d.local,
+            remote: d.remote,
+            remote_cseq: 0,
+            routes: d.routes,
+            remote_target: d.remote_target,
+            local_tag: d.local_tag,
+            local_cseq: d.invite_cseq,
+            phase: Phase::Confirmed,
+            last_invite_response: None,
+            ack_wait: None,
+            bye_after_ack: false,
+            reinvite: None,
+            reinvite_answer: None,
+            replay: VecDeque::with_capacity(REPLAY_SLOTS),
+            client: Vec::new(),
+            refer_pending: false,
+            events,
+            commands: Some(commands),
+            inbox,
+            linger_until: None,
+            uac_ack: Some((d.invite_cseq, d.ack, d.ack_dest)),
+            sh,
+            invite: d.ok,
+            peer: d.peer,
+        }
+    }
+
     pub(crate) async fn run(mut self) {
         tracing::debug!("new call");
-        self.answer_invite(100, &[], None).await;
+        if self.phase == Phase::Early {
+            self.answer_invite(100, &[], None).await;
+        }
         loop {
             let now = Instant::now();
             if self.linger_until.is_some_and(|t| now >= t) {
@@ -514,6 +578,15 @@ impl CallTask {
 
     async fn on_response(&mut self, msg: &Message, code: u16) {
         let Some(cseq) = msg.cseq() else { return };
+        if let Some((seq, ack, dest)) = &self.uac_ack
+            && cseq.method == "INVITE"
+            && cseq.seq == *seq
+        {
+            if (200..300).contains(&code) {
+                self.sh.send(&Conn::Udp, *dest, ack.clone()).await;
+            }
+            return;
+        }
         let Some(pos) = self
             .client
             .iter()

@@ -343,6 +343,16 @@ impl SipEndpoint {
         self.shared.tcp_addr
     }
 
+    /// Places a call (src/sip/uac.rs); responses to it are routed by its Call-ID like
+    /// every call's messages.
+    pub async fn dial(
+        &self,
+        req: super::uac::DialRequest,
+        cancel: CancellationToken,
+    ) -> super::uac::DialOutcome {
+        super::uac::dial(self.shared.clone(), req, cancel).await
+    }
+
     pub fn stats(&self) -> SipStats {
         let c = &self.shared.counters;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);

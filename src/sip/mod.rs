@@ -5,6 +5,7 @@
 mod build;
 mod check;
 mod dialog;
+mod digest;
 pub mod endpoint;
 #[doc(hidden)]
 pub mod fuzz;
@@ -12,6 +13,7 @@ pub mod gate;
 pub mod guard;
 pub mod refusals;
 pub mod sdp;
+pub mod uac;
 mod wire;
 
 pub use endpoint::{NewCall, SipConfig, SipEndpoint, SipError, SipStats};

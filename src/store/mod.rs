@@ -11,12 +11,14 @@
 //! in memory and retried: nothing a call produced is dropped (P-RECORD, P-FAULT).
 mod delivery;
 pub mod identity;
+mod outbound;
 mod schema;
 mod sql;
 mod time;
 mod writer;
 
 pub use delivery::{Attempt, OutboxCounts, Outgoing};
+pub use outbound::{AttemptEnd, JobAttempt, JobStatus, NewJob, OutboundJob, OutgoingEvent, Window};
 pub use time::{UtcMs, format_duration_ms};
 pub use writer::{StoreHandle, StoreStats};
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Each entry takes the schema from version `index` to `index + 1`. Append only: a
 /// released step never changes, since stores in the field have already run it.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -71,6 +71,64 @@ ALTER TABLE tickets ADD COLUMN access_token TEXT;
 UPDATE tickets SET access_token = lower(hex(randomblob(16)));
 CREATE UNIQUE INDEX tickets_by_access_token ON tickets(access_token);
 CREATE INDEX tickets_outbox ON tickets(delivery, next_attempt_at);
+";
+
+// Outbound calls (issue 10): jobs, their attempts, and the events that go to the ticket
+// system through the same outbox as tickets. An attempt row is written, committed,
+// before its INVITE leaves, so that a crash can never hide a call that was placed.
+// Job ids are random text, not a sequence: they are shown to the ticket system.
+pub(super) const V3: &str = "
+CREATE TABLE outbound_jobs (
+    id TEXT PRIMARY KEY,
+    idempotency_key TEXT UNIQUE,
+    created_at INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN
+        ('scheduled', 'dialing', 'completed', 'failed', 'canceled', 'expired')),
+    to_uri TEXT NOT NULL,
+    flow TEXT NOT NULL,
+    vars TEXT NOT NULL,
+    ticket_id TEXT,
+    not_before INTEGER,
+    deadline INTEGER,
+    max_attempts INTEGER NOT NULL,
+    retry_after_ms INTEGER NOT NULL,
+    ring_timeout_ms INTEGER NOT NULL,
+    window_start TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    next_attempt_at INTEGER,
+    result TEXT,
+    reason TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX outbound_due ON outbound_jobs(status, next_attempt_at);
+
+CREATE TABLE outbound_attempts (
+    job_id TEXT NOT NULL REFERENCES outbound_jobs(id),
+    n INTEGER NOT NULL,
+    call_id TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    answered_at INTEGER,
+    ended_at INTEGER,
+    sip_code INTEGER,
+    outcome TEXT,
+    PRIMARY KEY (job_id, n)
+);
+
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    delivery TEXT NOT NULL DEFAULT 'pending'
+        CHECK (delivery IN ('pending', 'delivered', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    last_status INTEGER,
+    delivered_at INTEGER
+);
+CREATE INDEX events_outbox ON events(delivery, next_attempt_at);
 ";
 
 pub fn open_rw(path: &Path, opts: &StoreOptions) -> Result<Connection, StoreError> {

@@ -1,13 +1,18 @@
 //! The delivery worker: takes due tickets from the store in priority order, POSTs
 //! each (a few at once, never one ticket twice at once), and records what came of it.
 //!
+//! The same worker carries hotline's events (`"type": "outbound"`: an outbound call's
+//! attempts and its job's end), stored whole in the `events` table: one outbox, one
+//! signature, one back-off, one receiver-down probe for everything the ticket system
+//! hears. Tickets go first; events take the room tickets leave.
+//!
 //! The store is the queue: nothing about a delivery lives only in memory, so after a
 //! crash the worker starts over from the store. A ticket whose POST was cut off by the
 //! crash is sent again, with the same idempotency key.
 use super::payload::{self, Recordings};
 use super::webhook::{Answer, Webhook};
 use crate::config::WebhookConfig;
-use crate::store::{Attempt, OutboxCounts, Outgoing, StoreHandle, TicketId, UtcMs};
+use crate::store::{Attempt, OutboxCounts, Outgoing, OutgoingEvent, StoreHandle, TicketId, UtcMs};
 use prometheus_client::metrics::histogram::Histogram;
 use rand::Rng;
 use serde::Serialize;
@@ -221,12 +226,29 @@ struct Down {
     backoff: Duration,
 }
 
+/// What one delivery carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Item {
+    Ticket(TicketId),
+    Event(i64),
+}
+
+impl std::fmt::Display for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Item::Ticket(t) => write!(f, "ticket {t}"),
+            Item::Event(e) => write!(f, "event {e}"),
+        }
+    }
+}
+
 struct Flights {
     set: JoinSet<Answer>,
-    /// Task -> ticket; the ticket's attempt count for its back-off, and when it was
+    /// Task -> what it carries; the attempt count for its back-off, and when it was
     /// filed.
-    tasks: HashMap<tokio::task::Id, (TicketId, u32, UtcMs)>,
+    tasks: HashMap<tokio::task::Id, (Item, u32, UtcMs)>,
     tickets: HashSet<TicketId>,
+    events: HashSet<i64>,
 }
 
 impl Worker {
@@ -235,6 +257,7 @@ impl Worker {
             set: JoinSet::new(),
             tasks: HashMap::new(),
             tickets: HashSet::new(),
+            events: HashSet::new(),
         };
         let mut down: Option<Down> = None;
         // Deadlines up to here have been looked at; from 0 so that a start logs every
@@ -258,8 +281,17 @@ impl Worker {
                 match self.store.due_tickets(UtcMs::now(), room, skip).await {
                     Ok(due) => {
                         store_failing = false;
+                        let left = room - due.len().min(room);
                         for o in due {
                             self.launch(&mut flights, o);
+                        }
+                        if left > 0 {
+                            let skip = flights.events.iter().copied().collect();
+                            if let Ok(due) = self.store.due_events(UtcMs::now(), left, skip).await {
+                                for e in due {
+                                    self.launch_event(&mut flights, e);
+                                }
+                            }
                         }
                     }
                     Err(e) => {
@@ -310,8 +342,25 @@ impl Worker {
             let body = payload::body(&o, &rec).await;
             hook.post(&o.ticket.idempotency_key, body).await
         });
-        flights.tasks.insert(task.id(), (id, attempts, filed));
+        flights
+            .tasks
+            .insert(task.id(), (Item::Ticket(id), attempts, filed));
         flights.tickets.insert(id);
+        self.shared.in_flight.fetch_add(1, Relaxed);
+    }
+
+    fn launch_event(&self, flights: &mut Flights, e: OutgoingEvent) {
+        let Some(hook) = self.hook.clone() else {
+            return;
+        };
+        let (id, attempts, filed) = (e.id, e.attempts, e.created_at);
+        let task = flights
+            .set
+            .spawn(async move { hook.post(&e.idempotency_key, e.body.into_bytes()).await });
+        flights
+            .tasks
+            .insert(task.id(), (Item::Event(id), attempts, filed));
+        flights.events.insert(id);
         self.shared.in_flight.fetch_add(1, Relaxed);
     }
 
@@ -338,7 +387,14 @@ impl Worker {
         if let Some(i) = RESULTS.iter().position(|r| *r == answer.result()) {
             self.shared.results[i].fetch_add(1, Relaxed);
         }
-        flights.tickets.remove(&id);
+        match id {
+            Item::Ticket(t) => {
+                flights.tickets.remove(&t);
+            }
+            Item::Event(e) => {
+                flights.events.remove(&e);
+            }
+        }
         self.shared.in_flight.fetch_sub(1, Relaxed);
         *self
             .shared
@@ -353,10 +409,13 @@ impl Worker {
         let record = match answer {
             Answer::Delivered { status } => {
                 self.shared.deliveries.fetch_add(1, Relaxed);
-                self.shared
-                    .delivery_seconds
-                    .observe(now.since(filed).max(0) as f64 / 1000.0);
-                tracing::info!(ticket = %id, status, attempt, "ticket delivered");
+                // The histogram is tickets' (filed to delivered); events are not filed.
+                if matches!(id, Item::Ticket(_)) {
+                    self.shared
+                        .delivery_seconds
+                        .observe(now.since(filed).max(0) as f64 / 1000.0);
+                }
+                tracing::info!(item = %id, status, attempt, "delivered");
                 Attempt::Delivered { status }
             }
             Answer::Unreachable { error } => {
@@ -366,7 +425,7 @@ impl Worker {
                     None => self.retry_initial,
                 };
                 let wait = jitter(backoff);
-                tracing::warn!(ticket = %id, attempt, %error, "webhook unreachable; next try in {wait:.1?}");
+                tracing::warn!(item = %id, attempt, %error, "webhook unreachable; next try in {wait:.1?}");
                 *down = Some(Down {
                     until: Instant::now() + wait,
                     backoff,
@@ -385,7 +444,7 @@ impl Worker {
             } => {
                 self.shared.retries.fetch_add(1, Relaxed);
                 let wait = self.backoff(attempt).max(after.unwrap_or_default());
-                tracing::warn!(ticket = %id, attempt, %error, "delivery failed; next try in {wait:.1?}");
+                tracing::warn!(item = %id, attempt, %error, "delivery failed; next try in {wait:.1?}");
                 Attempt::Retry {
                     next_at: now.plus(wait),
                     error,
@@ -395,9 +454,9 @@ impl Worker {
             Answer::Park { status, error } => {
                 self.shared.parked.fetch_add(1, Relaxed);
                 tracing::error!(
-                    ticket = %id, status, %error,
-                    "the ticket system refused ticket {id}; parked as failed: \
-                     `hotline tickets retry {id}` once the cause is fixed"
+                    item = %id, status, %error,
+                    "the ticket system refused {id}; parked as failed: \
+                     `hotline tickets retry` once the cause is fixed"
                 );
                 Attempt::Failed { status, error }
             }
@@ -407,10 +466,14 @@ impl Worker {
             *down = None;
         }
         self.shared.unreachable.store(down.is_some(), Relaxed);
-        if let Err(e) = self.store.record_attempt(id, record).await {
+        let recorded = match id {
+            Item::Ticket(t) => self.store.record_attempt(t, record).await,
+            Item::Event(e) => self.store.record_event_attempt(e, record).await,
+        };
+        if let Err(e) = recorded {
             // The ticket stays as it was in the store (pending): it is sent again, with
             // the same key, which the receiver drops if this attempt had reached it.
-            tracing::error!(ticket = %id, error = %e, "cannot record a delivery attempt");
+            tracing::error!(item = %id, error = %e, "cannot record a delivery attempt");
         }
     }
 

@@ -13,6 +13,11 @@ after a given time or waits for the far end's BYE, and writes a JSON report:
 (`t` is seconds after confirmation; extra keys: record_started_at, hold_at,
 unhold_at, rtp_tx_packets, rtp_rx_packets, call_id, exit_code.)
 
+With --answer it is the callee instead: it listens on --bind:--local-port,
+prints "pjcall: listening" on stderr, answers the first INVITE (180, then 200
+after --answer-after seconds) and runs that call the same way (DTMF, record,
+hang up or wait for the BYE). Exit code 1 if no call came within --max-time.
+
 Exit codes: 0 the call ran as asked; 1 the call failed (not answered, DTMF
 could not be sent, exception, ...); 2 bad arguments; 3 --max-time was reached
 with the call still up (the caller then hangs up itself).
@@ -73,6 +78,7 @@ class State:
         self.errors = []
         self.record_started_at = None
         self.call_id = None
+        self.ringing_mono = None
 
     def fail(self, msg):
         log(f"error: {msg}")
@@ -97,8 +103,8 @@ def guarded(fn):
 
 
 class Call(pj.Call):
-    def __init__(self, acc, player, recorder):
-        pj.Call.__init__(self, acc)
+    def __init__(self, acc, player, recorder, call_id=pj.PJSUA_INVALID_ID):
+        pj.Call.__init__(self, acc, call_id)
         self.player = player
         self.recorder = recorder
 
@@ -135,6 +141,30 @@ class Call(pj.Call):
                 am.startTransmit(self.recorder)
                 if STATE.record_started_at is None:
                     STATE.record_started_at = time.time()
+
+
+class Callee(pj.Account):
+    """--answer: takes the first incoming call; later ones get 486."""
+
+    def __init__(self):
+        pj.Account.__init__(self)
+        self.player = None
+        self.recorder = None
+        self.call = None
+
+    @guarded
+    def onIncomingCall(self, prm):
+        call = Call(self, self.player, self.recorder, prm.callId)
+        op = pj.CallOpParam()
+        if self.call is not None:
+            op.statusCode = 486
+            call.hangup(op)
+            return
+        self.call = call
+        op.statusCode = 180
+        call.answer(op)
+        STATE.ringing_mono = time.monotonic()
+        log("incoming call: ringing")
 
 
 def parse_dtmf(spec):
@@ -217,7 +247,10 @@ class StreamCounter:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--target", required=True, help="sip:USER@127.0.0.1:PORT")
+    p.add_argument("--target", help="sip:USER@127.0.0.1:PORT (the caller's)")
+    p.add_argument("--answer", action="store_true", help="be the callee: answer the first call that comes")
+    p.add_argument("--answer-after", type=float, default=0.5, help="--answer: seconds of ringing before the 200")
+    p.add_argument("--bind", default="127.0.0.1", help="local IP for SIP and RTP (a 127.0.0.x of its own)")
     p.add_argument("--play", help="WAV played as the caller's voice, looped (default: digital silence)")
     p.add_argument("--play-once", action="store_true", help="play --play once, then silence (instead of looping)")
     p.add_argument("--no-rtp", action="store_true", help="offer a=recvonly and send no RTP at all")
@@ -260,8 +293,8 @@ def run(args, tmpdir):
 
     tcfg = pj.TransportConfig()
     tcfg.port = args.local_port
-    tcfg.boundAddress = "127.0.0.1"
-    tcfg.publicAddress = "127.0.0.1"
+    tcfg.boundAddress = args.bind
+    tcfg.publicAddress = args.bind
     ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
     ep.libStart()
     ep.audDevManager().setNullDev()
@@ -273,13 +306,13 @@ def run(args, tmpdir):
         ep.codecSetPriority(info.codecId, prio)
 
     acfg = pj.AccountConfig()
-    acfg.idUri = f"sip:{args.user}@127.0.0.1"
-    acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
-    acfg.mediaConfig.transportConfig.publicAddress = "127.0.0.1"
+    acfg.idUri = f"sip:{args.user}@{args.bind}"
+    acfg.mediaConfig.transportConfig.boundAddress = args.bind
+    acfg.mediaConfig.transportConfig.publicAddress = args.bind
     acfg.mediaConfig.transportConfig.port = args.rtp_port
     acfg.natConfig.iceEnabled = False
     acfg.natConfig.sdpNatRewriteUse = 0
-    acc = pj.Account()
+    acc = Callee() if args.answer else pj.Account()
     acc.create(acfg)
 
     player = None
@@ -300,7 +333,30 @@ def run(args, tmpdir):
         recorder = pj.AudioMediaRecorder()
         recorder.createRecorder(args.record)
 
-    call = Call(acc, player, recorder)
+    if args.answer:
+        acc.player, acc.recorder = player, recorder
+        log("listening")
+        end = time.monotonic() + args.max_time
+        answered = False
+        while time.monotonic() < end and STATE.disconnected_at is None:
+            ep.libHandleEvents(10)
+            if acc.call is not None and not answered and STATE.ringing_mono is not None:
+                if time.monotonic() - STATE.ringing_mono >= args.answer_after:
+                    op = pj.CallOpParam()
+                    op.statusCode = 200
+                    acc.call.answer(op)
+                    answered = True
+                    log("answered")
+            if STATE.confirmed_mono is not None:
+                break
+        if acc.call is None:
+            STATE.fail("no call came")
+            del player, recorder
+            ep.libDestroy()
+            return 1, report
+        call = acc.call
+    else:
+        call = Call(acc, player, recorder)
     prm = pj.CallOpParam(True)
     if args.no_rtp:
         prm.opt.flag |= pj.PJSUA_CALL_SET_MEDIA_DIR
@@ -312,7 +368,10 @@ def run(args, tmpdir):
     next_stat = 0.0
     counter = StreamCounter()
     try:
-        call.makeCall(args.target, prm)
+        if not args.answer:
+            if not args.target:
+                raise pj.Error(0, "--target is needed to place a call", "", "", 0)
+            call.makeCall(args.target, prm)
         while STATE.disconnected_at is None:
             ep.libHandleEvents(10)
             now = time.monotonic()
@@ -386,6 +445,8 @@ def run(args, tmpdir):
     # Tear down in order: calls, then the player and the recorder (which writes
     # its WAV header when destroyed), then the library.
     call.player = call.recorder = None
+    if args.answer:
+        acc.call = acc.player = acc.recorder = None
     del call
     del player, recorder
     ep.libDestroy()

@@ -1,0 +1,639 @@
+//! Calls hotline places: the INVITE client transaction (RFC 3261 §17.1.1) and what the
+//! UAC core does around it (§8.1.3, §13.2.2, §9.1, §22.2), on the endpoint's own wire,
+//! build and dialog code. Once a 2xx is ACKed the dialog goes to a [`CallTask`], the
+//! same one an answered inbound call has, and the call layer drives it like any call.
+//!
+//! - Timer A retransmits the INVITE over UDP until a response; Timer B (64·T1) gives
+//!   up when none came (a 408 of our own).
+//! - 1xx: the far end rings (183 with SDP: early media, which does not start the flow).
+//! - A non-2xx final is ACKed inside the transaction, and that ACK is sent again for
+//!   every retransmission of the final response while the call's state lingers.
+//! - 2xx: ACKed (a new transaction), and that ACK is repeated for each 2xx
+//!   retransmission by the dialog.
+//! - 3xx: the first Contact is tried next, up to `max_redirects` hops.
+//! - 401/407: answered once with the trunk's credentials (digest.rs); a second
+//!   challenge ends the attempt as rejected.
+//! - At `ring_timeout` (or when the job is cancelled) a CANCEL goes out once the far end
+//!   has sent a provisional response (§9.1); a 487 is expected. A 200 that crosses the
+//!   CANCEL is ACKed and the call ended with a BYE.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::build::{self, RequestSpec};
+use super::check::ALLOW;
+use super::dialog::{CallTask, Inbound, UacDialog};
+use super::digest::Challenge;
+use super::endpoint::{Conn, Peer, Shared};
+use super::wire::{Message, NameAddr, StartLine};
+use super::{SipCommand, SipEvent};
+
+/// A call to place.
+#[derive(Clone, Debug)]
+pub struct DialRequest {
+    /// Chosen by the caller of `dial`, so that it can be recorded before the INVITE.
+    pub call_id: String,
+    /// The Request-URI: `sip:13800138000@trunk.example` or `sip:user@127.0.0.5:5070`.
+    pub target: String,
+    /// Our identity (From), a SIP URI.
+    pub from: String,
+    /// An outbound proxy every request goes through first (a loose `Route`).
+    pub proxy: Option<String>,
+    /// Digest credentials for a 401/407: user name and password.
+    pub credentials: Option<(String, String)>,
+    /// Our SDP offer.
+    pub sdp: String,
+    pub ring_timeout: Duration,
+    pub max_redirects: u8,
+}
+
+/// Why a call was given up by hotline before an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GaveUp {
+    /// Nobody answered within the ring timeout.
+    RingTimeout,
+    /// The job was cancelled or hotline is stopping.
+    Cancelled,
+}
+
+/// How a dial ended.
+pub enum DialOutcome {
+    Answered(Answered),
+    /// No call: the final status (0 when there was none at all), why in words, and
+    /// whether hotline gave up itself.
+    Failed {
+        code: u16,
+        why: String,
+        gave_up: Option<GaveUp>,
+    },
+}
+
+/// An answered call, as the call layer drives it.
+pub struct Answered {
+    /// The SDP answer in the 2xx.
+    pub sdp: String,
+    /// The far end as it answered (To header).
+    pub to: String,
+    /// Our From tag: with the Call-ID, what the call's tickets are keyed by.
+    pub local_tag: String,
+    pub source: SocketAddr,
+    pub events: mpsc::Receiver<SipEvent>,
+    pub commands: mpsc::Sender<SipCommand>,
+}
+
+/// Where a SIP URI's requests go: its host and port (5060), resolved.
+pub async fn resolve(uri: &str) -> Option<SocketAddr> {
+    let bare = NameAddr::parse(uri)
+        .map(|n| n.uri)
+        .unwrap_or_else(|_| uri.to_owned());
+    let u = rsipstack::sip::uri::parse_uri(&bare).ok()?;
+    let host = u.host().to_string();
+    let port = u.host_with_port.port.map_or(5060, |p| p.value().to_owned());
+    let host = host.trim_matches(['[', ']']);
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Some(SocketAddr::new(ip, port));
+    }
+    tokio::net::lookup_host((host, port)).await.ok()?.next()
+}
+
+fn loose_route(proxy: &str) -> String {
+    let uri = NameAddr::parse(proxy)
+        .map(|n| n.uri)
+        .unwrap_or_else(|_| proxy.to_owned());
+    if uri.contains(";lr") {
+        format!("<{uri}>")
+    } else {
+        format!("<{uri};lr>")
+    }
+}
+
+fn contact_uri(msg: &Message) -> Option<String> {
+    let first = msg.list("Contact").next()?;
+    NameAddr::parse(first).ok().map(|n| n.uri)
+}
+
+/// One INVITE transaction's own state.
+struct Tx {
+    cseq: u32,
+    branch: String,
+    invite: Vec<u8>,
+    dest: SocketAddr,
+    next_retx: Instant,
+    interval: Duration,
+    timer_b: Instant,
+    provisional: bool,
+    cancel: Option<Retry>,
+}
+
+/// A CANCEL, retransmitted like any non-INVITE request (Timer E) until answered.
+struct Retry {
+    bytes: Vec<u8>,
+    next: Instant,
+    interval: Duration,
+    answered: bool,
+    give_up: Instant,
+}
+
+struct Uac {
+    sh: Arc<Shared>,
+    req: DialRequest,
+    local_tag: String,
+    local: String,
+    to: String,
+    routes: Vec<String>,
+    inbox: mpsc::Receiver<Inbound>,
+    /// ACKs of earlier transactions' finals (3xx, 401/407), by CSeq.
+    old_acks: Vec<(u32, Vec<u8>, SocketAddr)>,
+}
+
+/// Places the call. Resolves on the answer (the dialog then runs on its own task) or
+/// on the end of every try; `cancel` gives up politely (CANCEL, or BYE if answered).
+pub(crate) async fn dial(
+    sh: Arc<Shared>,
+    req: DialRequest,
+    cancel: CancellationToken,
+) -> DialOutcome {
+    let (inbox_tx, inbox) = mpsc::channel(32);
+    if let Ok(mut calls) = sh.calls.lock() {
+        calls.insert(req.call_id.clone(), inbox_tx);
+    }
+    let local_tag = build::unique_token();
+    let local = format!("<{}>;tag={local_tag}", req.from);
+    let to = format!("<{}>", req.target);
+    let routes = req.proxy.as_deref().map(loose_route).into_iter().collect();
+    let mut uac = Uac {
+        sh: sh.clone(),
+        local_tag,
+        local,
+        to,
+        routes,
+        inbox,
+        old_acks: Vec::new(),
+        req,
+    };
+    let out = uac.run(cancel).await;
+    if !matches!(out, DialOutcome::Answered(_)) {
+        // The call's state lingers (Timer D) to ACK retransmitted final responses.
+        let linger = (sh.cfg.t1 * 64).min(Duration::from_secs(32));
+        tokio::spawn(async move { uac.linger(linger).await });
+    }
+    out
+}
+
+impl Uac {
+    fn t1(&self) -> Duration {
+        self.sh.cfg.t1
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        branch: &str,
+        to: &str,
+        cseq: u32,
+        routes: &[String],
+        extra: &[(&str, String)],
+        body: Option<(&str, &str)>,
+    ) -> Vec<u8> {
+        let (sent_by, transport) = self.sh.sent_by(&Conn::Udp);
+        build::request(&RequestSpec {
+            method,
+            request_uri: uri,
+            via_sent_by: &sent_by,
+            transport,
+            branch,
+            routes,
+            from: &self.local,
+            to,
+            call_id: &self.req.call_id,
+            cseq,
+            contact: &self.sh.contact(&Conn::Udp),
+            extra,
+            body,
+            user_agent: &self.sh.cfg.user_agent,
+        })
+    }
+
+    fn failed(code: u16, why: impl Into<String>, gave_up: Option<GaveUp>) -> DialOutcome {
+        DialOutcome::Failed {
+            code,
+            why: why.into(),
+            gave_up,
+        }
+    }
+
+    async fn run(&mut self, cancel: CancellationToken) -> DialOutcome {
+        let mut target = self.req.target.clone();
+        let mut cseq = 0u32;
+        let mut credentials: Option<(&'static str, String)> = None;
+        let mut challenged = false;
+        let mut hops = 0u8;
+        let ring_deadline = Instant::now() + self.req.ring_timeout;
+        let mut gave_up: Option<GaveUp> = None;
+        loop {
+            cseq += 1;
+            let hop = self
+                .routes
+                .first()
+                .cloned()
+                .unwrap_or_else(|| target.clone());
+            let Some(dest) = resolve(&hop).await else {
+                return Self::failed(0, format!("cannot resolve {hop}"), None);
+            };
+            let branch = format!("z9hG4bK{}", build::unique_token());
+            let mut extra = vec![
+                ("Allow", ALLOW.to_owned()),
+                ("Supported", "replaces".to_owned()),
+            ];
+            if let Some((name, value)) = &credentials {
+                extra.push((name, value.clone()));
+            }
+            let invite = self.request(
+                "INVITE",
+                &target,
+                &branch,
+                &self.to.clone(),
+                cseq,
+                &self.routes.clone(),
+                &extra,
+                Some(("application/sdp", &self.req.sdp.clone())),
+            );
+            tracing::debug!(%dest, cseq, target = %target, "sending INVITE");
+            self.sh.send(&Conn::Udp, dest, invite.clone()).await;
+            let now = Instant::now();
+            let mut tx = Tx {
+                cseq,
+                branch,
+                invite,
+                dest,
+                next_retx: now + self.t1(),
+                interval: self.t1(),
+                timer_b: now + self.t1() * 64,
+                provisional: false,
+                cancel: None,
+            };
+            // Finals of this transaction come back here; the loop restarts for a new one.
+            let final_msg = loop {
+                if gave_up.is_some() && tx.provisional && tx.cancel.is_none() {
+                    self.send_cancel(&mut tx, &target).await;
+                }
+                let wake = self.next_wake(&tx, gave_up.is_none().then_some(ring_deadline));
+                tokio::select! {
+                    m = self.inbox.recv() => match m {
+                        Some(Inbound::Msg(msg, peer)) => {
+                            if let Some(f) = self.on_message(&mut tx, msg, peer).await {
+                                break f;
+                            }
+                        }
+                        Some(Inbound::Shutdown) | None => gave_up = gave_up.or(Some(GaveUp::Cancelled)),
+                    },
+                    _ = cancel.cancelled(), if gave_up.is_none() => gave_up = Some(GaveUp::Cancelled),
+                    _ = sleep_until(wake) => {
+                        let now = Instant::now();
+                        if gave_up.is_none() && now >= ring_deadline {
+                            tracing::info!("no answer within the ring timeout: CANCEL");
+                            gave_up = Some(GaveUp::RingTimeout);
+                        }
+                        if let Some(out) = self.on_timer(&mut tx, gave_up).await {
+                            return out;
+                        }
+                    }
+                }
+            };
+            let code = match &final_msg.start {
+                StartLine::Response { code, .. } => *code,
+                StartLine::Request { .. } => 500,
+            };
+            if (200..300).contains(&code) {
+                return self.answered(&tx, final_msg, gave_up).await;
+            }
+            // A non-2xx final: ACK within the transaction (§17.1.1.3).
+            let to = final_msg.get("To").unwrap_or(&self.to).to_owned();
+            let ack = self.request(
+                "ACK",
+                &target,
+                &tx.branch,
+                &to,
+                tx.cseq,
+                &self.routes.clone(),
+                &[],
+                None,
+            );
+            self.sh.send(&Conn::Udp, tx.dest, ack.clone()).await;
+            self.old_acks.push((tx.cseq, ack, tx.dest));
+            let reason = match &final_msg.start {
+                StartLine::Response { reason, .. } => reason.clone(),
+                StartLine::Request { .. } => String::new(),
+            };
+            if gave_up.is_some() {
+                return Self::failed(code, format!("{code} {reason}"), gave_up);
+            }
+            match code {
+                300..=399 => {
+                    let next = contact_uri(&final_msg);
+                    match next {
+                        Some(uri) if hops < self.req.max_redirects => {
+                            hops += 1;
+                            tracing::info!(to = %uri, hops, "redirected");
+                            target = uri;
+                            continue;
+                        }
+                        _ => {
+                            return Self::failed(
+                                code,
+                                format!("{code} {reason}: too many redirections or no Contact"),
+                                None,
+                            );
+                        }
+                    }
+                }
+                401 | 407 => {
+                    let (ask, answer) = if code == 401 {
+                        ("WWW-Authenticate", "Authorization")
+                    } else {
+                        ("Proxy-Authenticate", "Proxy-Authorization")
+                    };
+                    let challenge = Challenge::best(final_msg.all(ask));
+                    match (&self.req.credentials, challenge) {
+                        (Some((user, password)), Some(ch)) if !challenged => {
+                            challenged = true;
+                            credentials =
+                                Some((answer, ch.answer(user, password, "INVITE", &target)));
+                            continue;
+                        }
+                        (None, _) => {
+                            return Self::failed(
+                                code,
+                                format!("{code} {reason}: no credentials set"),
+                                None,
+                            );
+                        }
+                        _ => {
+                            return Self::failed(
+                                code,
+                                format!("{code} {reason}: the credentials were refused"),
+                                None,
+                            );
+                        }
+                    }
+                }
+                _ => return Self::failed(code, format!("{code} {reason}"), None),
+            }
+        }
+    }
+
+    fn next_wake(&self, tx: &Tx, ring_deadline: Option<Instant>) -> Instant {
+        let mut wake = Instant::now() + Duration::from_secs(3600);
+        if !tx.provisional {
+            wake = wake.min(tx.next_retx).min(tx.timer_b);
+        }
+        if let Some(c) = &tx.cancel {
+            wake = wake.min(c.give_up);
+            if !c.answered {
+                wake = wake.min(c.next);
+            }
+        }
+        if let Some(d) = ring_deadline {
+            wake = wake.min(d);
+        }
+        wake
+    }
+
+    async fn send_cancel(&mut self, tx: &mut Tx, target: &str) {
+        let bytes = self.request(
+            "CANCEL",
+            target,
+            &tx.branch,
+            &self.to.clone(),
+            tx.cseq,
+            &self.routes.clone(),
+            &[],
+            None,
+        );
+        self.sh.send(&Conn::Udp, tx.dest, bytes.clone()).await;
+        let now = Instant::now();
+        tx.cancel = Some(Retry {
+            bytes,
+            next: now + self.t1(),
+            interval: self.t1(),
+            answered: false,
+            give_up: now + self.t1() * 64,
+        });
+    }
+
+    /// Timers A, B and the CANCEL's; Some when the attempt is over.
+    async fn on_timer(&mut self, tx: &mut Tx, gave_up: Option<GaveUp>) -> Option<DialOutcome> {
+        let now = Instant::now();
+        let t2 = self.sh.cfg.t2;
+        if !tx.provisional {
+            if now >= tx.timer_b {
+                let why = "no response to the INVITE (Timer B)";
+                return Some(Self::failed(408, why, gave_up));
+            }
+            if now >= tx.next_retx {
+                self.sh.send(&Conn::Udp, tx.dest, tx.invite.clone()).await;
+                // Timer A doubles without the T2 cap (§17.1.1.2).
+                tx.interval *= 2;
+                tx.next_retx = now + tx.interval;
+            }
+        }
+        if let Some(c) = &mut tx.cancel {
+            if now >= c.give_up {
+                // §9.1: no final response 64·T1 after the CANCEL: the transaction ends.
+                return Some(Self::failed(487, "no answer to the CANCEL", gave_up));
+            }
+            if !c.answered && now >= c.next {
+                self.sh.send(&Conn::Udp, tx.dest, c.bytes.clone()).await;
+                c.interval = (c.interval * 2).min(t2);
+                c.next = now + c.interval;
+            }
+        }
+        None
+    }
+
+    /// A message for this call while dialing; Some(final response) ends the transaction.
+    async fn on_message(&mut self, tx: &mut Tx, msg: Message, peer: Peer) -> Option<Message> {
+        let code = match &msg.start {
+            StartLine::Response { code, .. } => *code,
+            StartLine::Request { method, .. } => {
+                // Nothing but responses belongs to a call not yet set up.
+                if method != "ACK" {
+                    let spec = build::ResponseSpec {
+                        code: 481,
+                        to_tag: None,
+                        extra: &[],
+                        body: None,
+                        user_agent: &self.sh.cfg.user_agent,
+                    };
+                    self.sh.reply(&msg, &peer, &spec).await;
+                }
+                return None;
+            }
+        };
+        let cseq = msg.cseq()?;
+        if cseq.method == "CANCEL" {
+            if let Some(c) = &mut tx.cancel {
+                c.answered = true;
+            }
+            return None;
+        }
+        if cseq.method != "INVITE" {
+            return None;
+        }
+        if cseq.seq != tx.cseq {
+            if code >= 300
+                && let Some((_, ack, dest)) = self.old_acks.iter().find(|(s, _, _)| *s == cseq.seq)
+            {
+                self.sh.send(&Conn::Udp, *dest, ack.clone()).await;
+            }
+            return None;
+        }
+        if code < 200 {
+            if !tx.provisional {
+                tracing::debug!(code, "the far end is ringing");
+            }
+            tx.provisional = true;
+            if code == 183 && !msg.body.is_empty() {
+                tracing::debug!("early media offered; the flow waits for the answer");
+            }
+            return None;
+        }
+        Some(msg)
+    }
+
+    async fn answered(&mut self, tx: &Tx, ok: Message, gave_up: Option<GaveUp>) -> DialOutcome {
+        let remote = ok.get("To").unwrap_or(&self.to).to_owned();
+        let remote_target = contact_uri(&ok).unwrap_or_else(|| self.req.target.clone());
+        // §12.1.2: the route set is the Record-Route list in reverse; without one, the
+        // outbound proxy stays the first hop, as for the INVITE.
+        let mut routes: Vec<String> = build::route_set(&ok).into_iter().rev().collect();
+        if routes.is_empty() {
+            routes = self.routes.clone();
+        }
+        let branch = format!("z9hG4bK{}", build::unique_token());
+        let ack = self.request(
+            "ACK",
+            &remote_target,
+            &branch,
+            &remote,
+            tx.cseq,
+            &routes,
+            &[],
+            None,
+        );
+        let hop = routes
+            .first()
+            .cloned()
+            .unwrap_or_else(|| remote_target.clone());
+        let ack_dest = resolve(&hop).await.unwrap_or(tx.dest);
+        self.sh.send(&Conn::Udp, ack_dest, ack.clone()).await;
+        let sdp = ok.body_text();
+        let (events_tx, events_rx) = mpsc::channel(32);
+        let (commands_tx, commands_rx) = mpsc::channel(32);
+        let (_, placeholder) = mpsc::channel(1);
+        let inbox = std::mem::replace(&mut self.inbox, placeholder);
+        let task = CallTask::confirmed_uac(
+            self.sh.clone(),
+            UacDialog {
+                call_id: self.req.call_id.clone(),
+                peer: Peer {
+                    conn: Conn::Udp,
+                    addr: ack_dest,
+                },
+                ok,
+                local_tag: self.local_tag.clone(),
+                local: self.local.clone(),
+                remote: remote.clone(),
+                remote_target,
+                routes,
+                invite_cseq: tx.cseq,
+                invite_branch: tx.branch.clone(),
+                ack,
+                ack_dest,
+            },
+            events_tx,
+            commands_rx,
+            inbox,
+        );
+        self.sh
+            .counters
+            .calls_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let span = tracing::info_span!("call", call_id = %self.req.call_id);
+        tokio::spawn(tracing::Instrument::instrument(task.run(), span));
+        if let Some(g) = gave_up {
+            // The 200 crossed our CANCEL: the call is ended at once (§9.1).
+            tracing::info!("answered after hotline gave up: ACK then BYE");
+            let _ = commands_tx.send(SipCommand::Hangup).await;
+            return Self::failed(
+                200,
+                "answered after hotline gave up; ended with BYE",
+                Some(g),
+            );
+        }
+        DialOutcome::Answered(Answered {
+            sdp,
+            to: remote,
+            local_tag: self.local_tag.clone(),
+            source: tx.dest,
+            events: events_rx,
+            commands: commands_tx,
+        })
+    }
+
+    /// After a failed dial: ACK retransmitted finals, then forget the call.
+    async fn linger(mut self, how_long: Duration) {
+        let until = Instant::now() + how_long;
+        loop {
+            tokio::select! {
+                m = self.inbox.recv() => match m {
+                    Some(Inbound::Msg(msg, _)) => {
+                        if let (StartLine::Response { code, .. }, Some(cseq)) = (&msg.start, msg.cseq())
+                            && *code >= 300
+                            && cseq.method == "INVITE"
+                            && let Some((_, ack, dest)) = self.old_acks.iter().find(|(s, _, _)| *s == cseq.seq)
+                        {
+                            self.sh.send(&Conn::Udp, *dest, ack.clone()).await;
+                        }
+                    }
+                    Some(Inbound::Shutdown) | None => break,
+                },
+                _ = sleep_until(until) => break,
+            }
+        }
+        self.sh.forget(&self.req.call_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_becomes_a_loose_route() {
+        assert_eq!(
+            loose_route("sip:trunk.example:5070"),
+            "<sip:trunk.example:5070;lr>"
+        );
+        assert_eq!(loose_route("<sip:10.0.0.1;lr>"), "<sip:10.0.0.1;lr>");
+    }
+
+    #[tokio::test]
+    async fn ip_literals_resolve_without_dns() {
+        assert_eq!(
+            resolve("sip:1001@127.0.0.5:5070").await,
+            Some(SocketAddr::from(([127, 0, 0, 5], 5070)))
+        );
+        assert_eq!(
+            resolve("sip:127.0.0.1").await,
+            Some(SocketAddr::from(([127, 0, 0, 1], 5060)))
+        );
+        assert_eq!(resolve("not a uri").await, None);
+    }
+}
