@@ -90,8 +90,9 @@ struct Counters {
     late_visits: AtomicU64,
     /// Frames the pacers dropped from their schedules (more than 100 ms late).
     skipped: AtomicU64,
-    /// Visits made, and the time spent in them (from the visit's start to its last
-    /// send): how much of its 20 ms the thread needs, the admission's overload signal.
+    /// Visits made, and the CPU time spent in them (the thread's own clock, so that
+    /// time the thread waited for a core does not count): how much of a core the
+    /// thread needs, the admission's overload signal.
     visits: AtomicU64,
     busy_ns: AtomicU64,
     legs: AtomicUsize,
@@ -505,7 +506,7 @@ impl Shard {
     }
 
     fn visit_slot(&mut self, slot: usize) {
-        let started = Instant::now();
+        let started = thread_cpu_ns();
         let Shard {
             legs,
             wheel,
@@ -577,7 +578,7 @@ impl Shard {
         io.flush();
         let sent = io.sent - sent0;
         let send_errors = io.send_errors - errors0;
-        let busy = started.elapsed().as_nanos() as u64;
+        let busy = thread_cpu_ns().saturating_sub(started);
         // Once per visit, whatever the number of calls in the slot.
         for (c, n) in [
             (&counters.sent, sent),
@@ -593,6 +594,17 @@ impl Shard {
         }
         counters.lateness.flush(lateness);
     }
+}
+
+/// CPU time this thread has used, in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a local timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// The leg's RTP goes where its caller's comes from, over a connected socket.

@@ -8,8 +8,10 @@
 //! sampled at most every [`INTERVAL`], so asking costs a lock and a clock read.
 //!
 //! The decision ([`Detector`]) is pure: a sample of counters and the time in, refuse or
-//! admit out. It trips when, over the last interval, the media threads were busy more
-//! than [`BUSY_HIGH`] of their time, or started more than [`LATE_HIGH`] of their visits
+//! admit out. Busy is the CPU time the threads spent visiting (their own CPU clock:
+//! time spent waiting for a core while another program compiles does not count) over
+//! the time their visits cover. It trips when, over the last interval, the media threads
+//! were busy more than [`BUSY_HIGH`] of their time, or started more than [`LATE_HIGH`] of their visits
 //! late while doing real work (late visits alone happen on any busy machine with three
 //! calls up; with few calls the busy share stays near zero). It clears only after
 //! [`CLEAR_AFTER`] of samples below [`BUSY_LOW`] with no late visits, so that it does
