@@ -29,6 +29,7 @@ cat >"$tmp/hotline.yaml" <<EOF
 flows: $repo/flows
 prompts: $repo/prompts
 lookups: $repo/data
+${SETUP_RATE_CONFIG:-}
 EOF
 # Every call held 1 s: RATE calls up at once, and the ones ending.
 max=$((RATE * 3 + 100))
@@ -49,6 +50,9 @@ c0=$(cpu); t0=$(date +%s.%N)
   -timeout $((SECS + 40))s >/dev/null 2>"$tmp/sipp.err") || true
 c1=$(cpu); t1=$(date +%s.%N)
 [ -n "${PERF:-}" ] && kill -INT "$perfpid" && wait "$perfpid" || true
+# What the media threads and the overload signal said (503s come from there).
+curl -s "http://127.0.0.1:$HTTP/healthz" | grep -E '^(media_|rtp_send_errors)' | tr '\n' ' ' >&2 || true
+echo >&2
 [ -s "$tmp/stats.csv" ] || { echo "setup-rate: sipp left no statistics" >&2; cat "$tmp/sipp.err" >&2; exit 1; }
 python3 - "$tmp/stats.csv" "$RATE" "$SECS" "$c0" "$c1" "$t0" "$t1" "$ticks" <<'EOF'
 import sys
