@@ -226,7 +226,8 @@ fn print_suite(
     };
     line(
         "cpu_within_floor",
-        (best_floor.is_finite() && hot_us.is_finite()).then(|| hot_us <= FLOOR_RATIO * best_floor),
+        (best_floor.is_finite() && hot_us.is_finite())
+            .then_some(hot_us <= FLOOR_RATIO * best_floor),
         format!(
             "CPU per packet ≤ {FLOOR_RATIO}× best floor: {hot_us:.2} µs vs {best_floor:.2} µs ({:.2}×) at {reference} calls",
             hot_us / best_floor
@@ -234,7 +235,7 @@ fn print_suite(
     );
     line(
         "cpu_below_sipp",
-        (sipp_us.is_finite() && hot_us.is_finite()).then(|| hot_us < sipp_us),
+        (sipp_us.is_finite() && hot_us.is_finite()).then_some(hot_us < sipp_us),
         format!("CPU per packet below SIPp's: {hot_us:.2} µs vs {sipp_us:.2} µs"),
     );
     let goal = at(a.goal_calls);

@@ -210,10 +210,10 @@ mod tests {
         // Real work and late: the threads are losing the race for the cores.
         assert!(run(&mut d, &mut s, 0.5, 0.1, Duration::from_millis(300)).await);
         // Working and still late keeps it refusing, below the busy mark too.
-        assert!(run(&mut d, &mut s, 0.3, 0.0, Duration::from_millis(1900)).await);
-        assert!(run(&mut d, &mut s, 0.5, 0.1, Duration::from_millis(250)).await);
-        assert!(run(&mut d, &mut s, 0.3, 0.0, Duration::from_millis(1900)).await);
-        assert!(!run(&mut d, &mut s, 0.3, 0.0, Duration::from_millis(300)).await);
+        assert!(run(&mut d, &mut s, 0.3, 0.0, Duration::from_millis(1500)).await);
+        assert!(run(&mut d, &mut s, 0.5, 0.1, Duration::from_millis(500)).await);
+        assert!(run(&mut d, &mut s, 0.3, 0.0, Duration::from_millis(1500)).await);
+        assert!(!run(&mut d, &mut s, 0.3, 0.0, Duration::from_millis(1000)).await);
         // Tripped again; nearly idle but late (a build took the cores): that is calm.
         assert!(run(&mut d, &mut s, 0.9, 0.0, Duration::from_millis(300)).await);
         assert!(!run(&mut d, &mut s, 0.05, 0.3, Duration::from_millis(2600)).await);
