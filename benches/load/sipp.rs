@@ -267,7 +267,7 @@ pub fn run(calls: usize, ramp: f64, window: f64) -> Result<Value, String> {
     let cpu = c1.minus(&c0);
     let pkts = (p1 - p0) as f64;
     let us = |s: f64| s * 1e6 / pkts.max(1.0);
-    let rss_kb = super::procfs::status_kb(pid, "VmRSS:").unwrap_or(0);
+    let rss_kb = super::procfs::status_kb(pid, "VmRSS").unwrap_or(0);
     Ok(json!({
         "calls": calls,
         "window_s": secs,
