@@ -134,7 +134,7 @@ impl Default for Config {
             reload_poll: Duration::from_secs(1),
             media_threads: 0,
             media_io: crate::call::rtpio::MediaIo::Auto,
-            media_pin: true,
+            media_pin: false,
             overload_refuse: true,
             metrics: true,
             ops_token_file: None,
