@@ -3,7 +3,10 @@
 //! 50 ms at full load, zero tickets lost.
 //!
 //! ```sh
-//! cargo bench --bench load -- --calls 5000 --ramp 500 --hold 45 [--rtp] [--tickets 5] [--json out.json]
+//! cargo bench --bench load                  # the whole suite (issue 11), ~15 min on a quiet machine:
+//!                                           # floor, SIPp reference, hotline at 1k/2k/5k/8k, setup rate, verdicts
+//! cargo bench --bench load -- --calls 1000 --hold 10   # one size, with its floor and SIPp reference
+//! cargo bench --bench load -- --calls 5000 --ramp 500 --hold 45 --no-floor --no-sipp [--rtp] [--tickets 5] [--json out.json]
 //! cargo bench --bench load -- --metrics both ...   # once with metrics: false, once on
 //! ```
 //!
@@ -49,6 +52,8 @@ use std::time::{Duration, Instant};
 
 #[path = "load/audio.rs"]
 mod audio;
+#[path = "load/floor.rs"]
+mod floor;
 #[path = "load/media.rs"]
 mod media;
 #[path = "load/procfs.rs"]
@@ -57,6 +62,10 @@ mod procfs;
 mod report;
 #[path = "load/sip.rs"]
 mod sip;
+#[path = "load/sipp.rs"]
+mod sipp;
+#[path = "load/suite.rs"]
+mod suite;
 
 use procfs::Cpu;
 use report::{f, summary_ms};
@@ -64,9 +73,32 @@ use report::{f, summary_ms};
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Load benchmark for hotline serve (see benches/load.rs)")]
 struct Args {
-    /// Concurrent calls (lines).
+    /// Concurrent calls (lines): one size. Without it, every size of `--sizes`.
+    #[arg(long)]
+    calls: Option<usize>,
+    /// The sizes run when `--calls` is not given.
+    #[arg(long, default_value = "1000,2000,5000,8000", value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// The size whose clean-audio figures are judged (the issue's 5,000), and the
+    /// size whose admitted calls must stay clean while the excess is refused.
     #[arg(long, default_value_t = 5000)]
-    calls: usize,
+    goal_calls: usize,
+    #[arg(long, default_value_t = 8000)]
+    overload_calls: usize,
+    /// Skip the floor step (plain Rust sending the same datagrams by each method).
+    #[arg(long)]
+    no_floor: bool,
+    /// Seconds each floor method sends, and rounds of all methods (best round counts).
+    #[arg(long, default_value_t = 5.0)]
+    floor_secs: f64,
+    #[arg(long, default_value_t = 2)]
+    floor_rounds: usize,
+    /// Skip the SIPp UAS reference.
+    #[arg(long)]
+    no_sipp: bool,
+    /// Skip benches/setup-rate.sh (run only in the whole suite).
+    #[arg(long)]
+    no_setup_rate: bool,
     /// New calls per second while ramping up (and BYEs per second at the end).
     #[arg(long, default_value_t = 500.0)]
     ramp: f64,
@@ -110,6 +142,9 @@ struct Args {
     /// `both` runs the whole bench twice, off then on, and compares CPU per packet.
     #[arg(long, value_enum, default_value_t = MetricsMode::On)]
     metrics: MetricsMode,
+    /// hotline's `media_io` setting: auto, io_uring or sendto.
+    #[arg(long, default_value = "auto")]
+    media_io: String,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -209,17 +244,19 @@ impl Server {
             format!(
                 // One process calls from 127.0.0.1 at thousands of calls a second: a
                 // trunk, exempt from the per-source limits.
-                "flows: {}\nprompts: {}\nlookups: {}\nmetrics: {}\nsip_limits: {{exempt: [127.0.0.0/8]}}\n",
+                "flows: {}\nprompts: {}\nlookups: {}\nmetrics: {}\nsip_limits: {{exempt: [127.0.0.0/8]}}\nmedia_io: {}\n",
                 repo("flows").display(),
                 repo("prompts").display(),
                 repo("data").display(),
-                a.metrics != MetricsMode::Off
+                a.metrics != MetricsMode::Off,
+                a.media_io,
             ),
         )
         .map_err(|e| e.to_string())?;
         let log = dir.join("hotline.log");
         let err = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        let max_calls = a.max_calls.unwrap_or(a.calls + a.calls / 10 + 10);
+        let calls = a.calls.unwrap_or(a.goal_calls);
+        let max_calls = a.max_calls.unwrap_or(calls + calls / 10 + 10);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotline"));
         let nofile = a.server_nofile;
         // SAFETY: prctl, getrlimit and setrlimit are async-signal-safe. PDEATHSIG: an
@@ -484,7 +521,7 @@ fn main() {
     let result = if a.metrics == MetricsMode::Both {
         compare_metrics(&a)
     } else {
-        run(&a).map(|_| ())
+        suite::run(&a)
     };
     if let Err(e) = result {
         eprintln!("load: {e}");
@@ -581,7 +618,7 @@ fn run(a: &Args) -> Result<Value, String> {
     };
 
     let run_start = snap(&shared, server.pid, &ports, None);
-    let lines = a.calls;
+    let lines = a.calls.unwrap_or(a.goal_calls);
     let pct = a.tickets.clamp(0.0, 100.0) / 100.0;
     // Ticket lines spread evenly among the others.
     let ticket_line: Vec<bool> = (0..lines)

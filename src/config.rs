@@ -46,6 +46,14 @@ pub struct Config {
     pub reload_poll: Duration,
     /// Threads that send and receive RTP; 0: one per core.
     pub media_threads: usize,
+    /// How the media threads hand datagrams to the kernel: `auto` (io_uring where it
+    /// works, else `sendto`), `io_uring`, `sendto`.
+    pub media_io: crate::call::rtpio::MediaIo,
+    /// Pin each media thread to a CPU of its own.
+    pub media_pin: bool,
+    /// Refuse new calls (503) while the media threads cannot pace the ones they have
+    /// (`src/server/overload.rs`).
+    pub overload_refuse: bool,
     /// `GET /metrics`, and timing every RTP frame sent for its lateness histogram;
     /// false turns both off (to measure what they cost).
     pub metrics: bool,
@@ -139,6 +147,9 @@ impl Default for Config {
             webhook: WebhookConfig::default(),
             reload_poll: Duration::from_millis(500),
             media_threads: 0,
+            media_io: crate::call::rtpio::MediaIo::Auto,
+            media_pin: false,
+            overload_refuse: true,
             metrics: true,
             ops_token_file: None,
             timezone: crate::flow::clock::DEFAULT_TIME_ZONE.into(),

@@ -4,6 +4,7 @@ pub mod live;
 pub mod media;
 pub mod ports;
 pub mod pump;
+pub mod rtpio;
 pub mod task;
 pub mod watch;
 

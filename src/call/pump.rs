@@ -10,17 +10,30 @@
 //! At 5,000 calls that is 250 thread wake-ups a second per pump thread instead of
 //! 250,000 task wake-ups, and no timer per call.
 //!
+//! The datagrams go through [`rtpio`]: every frame due in a slot is handed to the kernel
+//! in one io_uring submission (one `sendto` each where io_uring is not available), and
+//! one `epoll_wait` a visit names the sockets that have something to read, which are read
+//! in one batch, rather than a read of every socket every frame.
+//!
+//! A leg's socket latches (symmetric RTP, RFC 4961): the first RTP of the call's stream
+//! that arrives names where its RTP goes from then on, whatever port the SDP said (a
+//! caller behind NAT), and the socket is `connect()`ed to it, so the kernel keeps the
+//! route and hears only that caller. Until then it sends to the SDP's address unconnected
+//! and hears anyone. A new remote address in a re-INVITE starts the latch again.
+//!
 //! Commands from the call task (play, stop, stream changes, recording) wait at most one
 //! slot. Nothing here allocates per frame.
 use super::media::{MediaLeg, Stream};
 use super::ports::RtpPort;
+use super::rtpio::{self, MediaIo, RtpIo};
 use crate::flow::Event;
 use crate::flow::catalogue::Utterance;
 use crate::media::prompt::PromptCache;
 use crate::media::voice::VoiceSettings;
 use crate::metrics::lateness;
 use std::collections::HashMap;
-use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc as std_mpsc;
@@ -31,9 +44,6 @@ use tokio::sync::{mpsc, oneshot};
 const SLOTS: usize = 10;
 const FRAME: Duration = Duration::from_millis(20);
 const SLOT: Duration = Duration::from_millis(2);
-/// Datagrams read from one caller per visit at most: a flood from one caller must not
-/// starve the other calls of the slot.
-const MAX_READS_PER_VISIT: usize = 16;
 
 /// Something the flow must hear, with when it happened (a prompt's last frame was
 /// sent, a key arrived), so that the flow's timers count from then, not from when the
@@ -80,6 +90,11 @@ struct Counters {
     late_visits: AtomicU64,
     /// Frames the pacers dropped from their schedules (more than 100 ms late).
     skipped: AtomicU64,
+    /// Visits made, and the CPU time spent in them (the thread's own clock, so that
+    /// time the thread waited for a core does not count): how much of a core the
+    /// thread needs, the admission's overload signal.
+    visits: AtomicU64,
+    busy_ns: AtomicU64,
     legs: AtomicUsize,
     lateness: lateness::Shared,
 }
@@ -92,6 +107,13 @@ pub struct PumpStats {
     pub rtp_send_errors: u64,
     pub late_visits: u64,
     pub frames_skipped: u64,
+    /// Visits of all threads, and the time they took (ns).
+    pub visits: u64,
+    pub busy_ns: u64,
+    /// The busiest thread's visits and busy time: one thread can fall behind while the
+    /// other has room.
+    pub busiest_visits: u64,
+    pub busiest_busy_ns: u64,
 }
 
 /// The pump threads; cheap to share.
@@ -99,28 +121,74 @@ pub struct MediaPump {
     shards: Vec<std_mpsc::Sender<Cmd>>,
     next_leg: AtomicU64,
     counters: Vec<Arc<Counters>>,
+    io: MediaIo,
 }
 
 impl MediaPump {
     /// Starts `threads` pump threads (at least one). `measure`: time every frame sent
     /// against its schedule, for the send-lateness histogram (the `metrics` setting).
     pub fn start(threads: usize, measure: bool) -> std::io::Result<MediaPump> {
+        Self::start_with(threads, measure, MediaIo::Auto, false)
+    }
+
+    /// As [`MediaPump::start`], with the datagram path (`media_io`) and whether each
+    /// thread is pinned to a CPU of its own (`media_pin`).
+    pub fn start_with(
+        threads: usize,
+        measure: bool,
+        io: MediaIo,
+        pin: bool,
+    ) -> std::io::Result<MediaPump> {
+        let (io, why) = rtpio::resolve(io);
+        match why {
+            Some(why) => tracing::warn!(path = io.name(), why, "media I/O: io_uring unavailable"),
+            None => tracing::info!(path = io.name(), "media I/O"),
+        }
+        let cpus = allowed_cpus();
         let mut shards = Vec::new();
         let mut counters = Vec::new();
         for n in 0..threads.max(1) {
             let (tx, rx) = std_mpsc::channel();
             let c = Arc::new(Counters::default());
             counters.push(c.clone());
+            let cpu = (pin && !cpus.is_empty()).then(|| cpus[n % cpus.len()]);
+            // The ring is made on the thread that uses it: a single-issuer ring refuses
+            // submissions from any other.
+            let (ready_tx, ready_rx) = std_mpsc::sync_channel(1);
             std::thread::Builder::new()
                 .name(format!("media-pump-{n}"))
-                .spawn(move || Shard::new(rx, c, measure).run())?;
+                .spawn(move || {
+                    if let Some(cpu) = cpu
+                        && !rtpio::pin_to_cpu(cpu)
+                    {
+                        tracing::warn!(cpu, "media thread not pinned");
+                    }
+                    match RtpIo::new(io) {
+                        Ok(rtp) => {
+                            let _ = ready_tx.send(Ok(()));
+                            Shard::new(rx, c, measure, rtp).run()
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                })?;
+            ready_rx
+                .recv()
+                .map_err(|_| std::io::Error::other("a media thread ended at start"))??;
             shards.push(tx);
         }
         Ok(MediaPump {
             shards,
             next_leg: AtomicU64::new(1),
             counters,
+            io,
         })
+    }
+
+    /// The datagram path in use: `io_uring` or `sendto`.
+    pub fn io_path(&self) -> &'static str {
+        self.io.name()
     }
 
     /// Hands a call's RTP port to a pump thread; the leg's events come out of the
@@ -153,6 +221,12 @@ impl MediaPump {
             s.rtp_send_errors += c.send_errors.load(Relaxed);
             s.late_visits += c.late_visits.load(Relaxed);
             s.frames_skipped += c.skipped.load(Relaxed);
+            let (visits, busy) = (c.visits.load(Relaxed), c.busy_ns.load(Relaxed));
+            s.visits += visits;
+            s.busy_ns += busy;
+            if busy >= s.busiest_busy_ns {
+                (s.busiest_visits, s.busiest_busy_ns) = (visits, busy);
+            }
         }
         s
     }
@@ -223,6 +297,36 @@ struct Slotted {
     port: RtpPort,
     events: mpsc::UnboundedSender<LegEvent>,
     slot: usize,
+    /// Where the SDP said to send; `leg.stream.remote` is where we do (latched).
+    sdp_remote: Option<SocketAddr>,
+    latched: bool,
+    /// The socket is connected to `leg.stream.remote`: sends carry no address.
+    connected: bool,
+}
+
+/// The CPUs this process may run on, in order: where the media threads are pinned.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// The first packet that latches a leg must be RTP of its stream, not anything sent to
+/// the port.
+fn is_stream_rtp(pkt: &[u8], stream: &Stream) -> bool {
+    if crate::media::rtp::is_rtcp(pkt) {
+        return false;
+    }
+    crate::media::rtp::RtpPacket::parse(pkt).is_ok_and(|p| {
+        p.payload_type == stream.payload_type || Some(p.payload_type) == stream.telephone_event
+    })
 }
 
 struct Shard {
@@ -237,11 +341,19 @@ struct Shard {
     epoch: Instant,
     /// The next visit, counted in slots since the epoch.
     visit: u64,
-    buf: Box<[u8; 2048]>,
+    io: RtpIo,
+    /// The legs with something to read, and their sockets (reused every visit).
+    ready: Vec<u64>,
+    socks: Vec<(u64, RawFd)>,
 }
 
 impl Shard {
-    fn new(rx: std_mpsc::Receiver<Cmd>, counters: Arc<Counters>, measure: bool) -> Shard {
+    fn new(
+        rx: std_mpsc::Receiver<Cmd>,
+        counters: Arc<Counters>,
+        measure: bool,
+        io: RtpIo,
+    ) -> Shard {
         Shard {
             rx,
             counters,
@@ -251,7 +363,9 @@ impl Shard {
             wheel: Default::default(),
             epoch: Instant::now(),
             visit: 0,
-            buf: Box::new([0u8; 2048]),
+            io,
+            ready: Vec::with_capacity(1024),
+            socks: Vec::with_capacity(1024),
         }
     }
 
@@ -315,7 +429,12 @@ impl Shard {
                     v += 1;
                 }
                 let t0 = self.due(v);
+                if let Err(e) = self.io.watch(&n.port.socket, n.id) {
+                    // The call still sends; what the caller says is not heard.
+                    tracing::error!(port = n.port.port, error = %e, "RTP socket not watched");
+                }
                 self.wheel[slot].push(n.id);
+                let sdp_remote = n.stream.remote;
                 self.legs.insert(
                     n.id,
                     Slotted {
@@ -323,6 +442,9 @@ impl Shard {
                         port: n.port,
                         events: n.events,
                         slot,
+                        sdp_remote,
+                        latched: false,
+                        connected: false,
                     },
                 );
                 self.counters.legs.fetch_add(1, Relaxed);
@@ -342,8 +464,22 @@ impl Shard {
                     l.leg.stop();
                 }
             }
-            Cmd::Stream(leg, stream) => {
+            Cmd::Stream(leg, mut stream) => {
                 if let Some(l) = self.legs.get_mut(&leg) {
+                    if stream.remote == l.sdp_remote {
+                        // Hold, a direction: the latched address stays.
+                        stream.remote = l.leg.stream.remote;
+                    } else {
+                        // The caller moved: hear anyone again and latch anew.
+                        l.sdp_remote = stream.remote;
+                        l.latched = false;
+                        if l.connected {
+                            l.connected = false;
+                            if let Err(e) = rtpio::connect(&l.port.socket, None) {
+                                tracing::warn!(port = l.port.port, error = %e, "RTP socket not disconnected");
+                            }
+                        }
+                    }
                     l.leg.stream = stream;
                 }
             }
@@ -370,49 +506,63 @@ impl Shard {
     }
 
     fn visit_slot(&mut self, slot: usize) {
+        let started = thread_cpu_ns();
         let Shard {
             legs,
             wheel,
-            buf,
             counters,
             measure,
             lateness,
+            io,
+            ready,
+            socks,
             ..
         } = self;
-        let mut sent = 0u64;
-        let mut received = 0u64;
-        let mut send_errors = 0u64;
+        let (sent0, errors0) = (io.sent, io.send_errors);
         let mut skipped = 0u64;
+        // What arrived, on any of this thread's legs: one look, one batch of reads.
+        io.readable(ready);
+        socks.clear();
+        socks.extend(
+            ready
+                .iter()
+                .filter_map(|k| legs.get(k).map(|l| (*k, l.port.socket.as_raw_fd()))),
+        );
+        let received = if socks.is_empty() {
+            0
+        } else {
+            io.receive(socks, |key, pkt, from| {
+                let Some(l) = legs.get_mut(&key) else { return };
+                if !l.latched
+                    && let Some(from) = from
+                    && is_stream_rtp(pkt, &l.leg.stream)
+                {
+                    latch(l, from);
+                }
+                let mut heard = super::media::Heard::default();
+                l.leg.receive(pkt, &mut heard);
+                if !heard.events.is_empty() {
+                    let at = Instant::now();
+                    for event in heard.events {
+                        let _ = l.events.send(LegEvent { event, at });
+                    }
+                }
+            })
+        };
         for id in &wheel[slot] {
             let Some(l) = legs.get_mut(id) else { continue };
-            for _ in 0..MAX_READS_PER_VISIT {
-                match l.port.socket.recv_from(&mut buf[..]) {
-                    Ok((n, _from)) => {
-                        received += 1;
-                        let mut heard = super::media::Heard::default();
-                        l.leg.receive(&buf[..n], &mut heard);
-                        if !heard.events.is_empty() {
-                            let at = Instant::now();
-                            for event in heard.events {
-                                let _ = l.events.send(LegEvent { event, at });
-                            }
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    // ICMP port unreachable from an earlier send, and the like.
-                    Err(_) => break,
-                }
-            }
             let now = Instant::now();
-            let remote = l.leg.stream.remote;
-            let sock = &l.port.socket;
+            let to = if l.connected {
+                None
+            } else {
+                l.leg.stream.remote
+            };
+            let fd = l.port.socket.as_raw_fd();
+            let can_send = l.connected || to.is_some();
             let ticked = l.leg.tick(now, |pkt, due| {
-                if let Some(to) = remote {
+                if can_send {
                     // A full socket buffer drops the frame: late audio is worse than none.
-                    match sock.send_to(pkt, to) {
-                        Ok(_) => sent += 1,
-                        Err(_) => send_errors += 1,
-                    }
+                    io.send(fd, pkt, to);
                     // `now` was read just before this leg's frames went out: no
                     // clock read per packet.
                     if *measure {
@@ -425,18 +575,48 @@ impl Shard {
                 let _ = l.events.send(LegEvent { event, at: now });
             }
         }
+        io.flush();
+        let sent = io.sent - sent0;
+        let send_errors = io.send_errors - errors0;
+        let busy = thread_cpu_ns().saturating_sub(started);
         // Once per visit, whatever the number of calls in the slot.
         for (c, n) in [
             (&counters.sent, sent),
             (&counters.received, received),
             (&counters.send_errors, send_errors),
             (&counters.skipped, skipped),
+            (&counters.visits, 1),
+            (&counters.busy_ns, busy),
         ] {
             if n > 0 {
                 c.fetch_add(n, Relaxed);
             }
         }
         counters.lateness.flush(lateness);
+    }
+}
+
+/// CPU time this thread has used, in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a local timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// The leg's RTP goes where its caller's comes from, over a connected socket.
+fn latch(l: &mut Slotted, from: SocketAddr) {
+    l.latched = true;
+    if l.leg.stream.remote != Some(from) {
+        tracing::debug!(sdp = ?l.sdp_remote, from = %from, "RTP latched to where the caller sends from");
+        l.leg.stream.remote = Some(from);
+    }
+    match rtpio::connect(&l.port.socket, Some(from)) {
+        Ok(()) => l.connected = true,
+        Err(e) => tracing::warn!(port = l.port.port, error = %e, "RTP socket not connected"),
     }
 }
 
@@ -536,5 +716,55 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(pump.stats().legs, 0);
         assert_eq!(pool.available(), 50, "the port is back in the pool");
+    }
+
+    /// Symmetric RTP: a caller whose RTP comes from another port than its SDP named
+    /// gets hotline's RTP there; on either datagram path.
+    #[tokio::test]
+    async fn a_leg_latches_to_where_the_caller_sends_from() {
+        for io in [MediaIo::Sendto, MediaIo::Auto] {
+            let pump = MediaPump::start_with(1, false, io, false).expect("pump");
+            let pool =
+                super::super::ports::PortPool::new("127.0.0.1".parse().unwrap(), 42200, 42299);
+            let port = pool.take().expect("port");
+            let hotline = std::net::SocketAddr::from(([127, 0, 0, 1], port.port));
+            // The SDP names one port; the caller's NAT sends from another.
+            let sdp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            sdp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let nat = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            nat.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let _leg = pump.add(
+                stream_to(sdp.local_addr().unwrap()),
+                &VoiceSettings::default(),
+                port,
+            );
+            let mut buf = [0u8; 512];
+            let recv = |s: &std::net::UdpSocket, buf: &mut [u8]| loop {
+                match s.recv(buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    r => break r,
+                }
+            };
+            assert_eq!(
+                recv(&sdp, &mut buf).expect("RTP to the SDP's port first"),
+                172
+            );
+            // A PCMU frame of silence from the NAT's port.
+            let mut pkt = vec![0x80, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7];
+            pkt.extend_from_slice(&[0xFF; 160]);
+            nat.send_to(&pkt, hotline).expect("sent");
+            let n = recv(&nat, &mut buf);
+            assert!(
+                matches!(n, Ok(172)),
+                "RTP follows the caller ({io:?}): {n:?}"
+            );
+            // Latched and connected: nothing more goes to the SDP's port.
+            std::thread::sleep(Duration::from_millis(60));
+            sdp.set_nonblocking(true).unwrap();
+            while sdp.recv(&mut buf).is_ok() {}
+            std::thread::sleep(Duration::from_millis(60));
+            assert!(sdp.recv(&mut buf).is_err(), "{io:?}");
+            assert_eq!(pump.stats().rtp_received, 1, "{io:?}");
+        }
     }
 }

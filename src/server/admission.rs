@@ -12,6 +12,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
 pub struct Admission {
+    /// Whether the media threads can pace another call (`overload_refuse`).
+    pub overload: super::overload::Overload,
     lines: Arc<Semaphore>,
     waiting: AtomicUsize,
     queue_max: usize,
@@ -31,6 +33,7 @@ pub fn rings(waited: Duration, period: Duration) -> u32 {
 impl Admission {
     pub fn new(max_calls: usize, queue_max: usize, queue_max_wait: Duration) -> Admission {
         Admission {
+            overload: super::overload::Overload::new(true),
             lines: Arc::new(Semaphore::new(max_calls)),
             waiting: AtomicUsize::new(0),
             queue_max,
@@ -66,6 +69,9 @@ impl Admission {
         let library = svc.library();
         let flow = library.flow_for(&call.user);
         let settings = flow.settings.clone();
+        if let Some(why) = self.overload.refuse(&svc.pump) {
+            return refuse(&svc, &flow.name, &call, &commands, received_at, 503, why).await;
+        }
         let _ = commands.send(SipCommand::Ringing).await;
         let permit = match self.lines.clone().try_acquire_owned() {
             Ok(p) => p,

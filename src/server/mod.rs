@@ -6,6 +6,7 @@ pub mod conns;
 pub mod farm;
 pub mod http;
 pub mod outages;
+pub mod overload;
 pub mod reload;
 pub mod run;
 pub mod status;
@@ -91,7 +92,7 @@ pub fn services(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let pump = MediaPump::start(threads, cfg.metrics)
+    let pump = MediaPump::start_with(threads, cfg.metrics, cfg.media_io, cfg.media_pin)
         .map_err(|e| format!("cannot start the media threads: {e}"))?;
     Ok(Arc::new(
         CallServices::new(
@@ -129,11 +130,9 @@ pub use admission::rings;
 
 /// Admission shared by the accept loop and the ops HTTP.
 pub fn admission(cfg: &Config) -> Arc<Admission> {
-    Arc::new(Admission::new(
-        cfg.max_calls,
-        cfg.queue_max,
-        cfg.queue_max_wait,
-    ))
+    let mut a = Admission::new(cfg.max_calls, cfg.queue_max, cfg.queue_max_wait);
+    a.overload = overload::Overload::new(cfg.overload_refuse);
+    Arc::new(a)
 }
 
 /// Calls leave their records and tickets in the SQLite store; a filed ticket wakes
@@ -206,8 +205,15 @@ impl http::Health for MediaHealth {
     fn health(&self) -> String {
         let s = self.0.pump.stats();
         format!(
-            "media_legs {}\nrtp_sent {}\nrtp_received {}\nrtp_send_errors {}\nmedia_late_visits {}\n",
-            s.legs, s.rtp_sent, s.rtp_received, s.rtp_send_errors, s.late_visits
+            "media_legs {}\nrtp_sent {}\nrtp_received {}\nrtp_send_errors {}\nmedia_late_visits {}\nmedia_io {}\nmedia_busy_share {:.3}\n",
+            s.legs,
+            s.rtp_sent,
+            s.rtp_received,
+            s.rtp_send_errors,
+            s.late_visits,
+            self.0.pump.io_path(),
+            // The busiest thread's share of its time spent visiting, since start.
+            s.busiest_busy_ns as f64 / (s.busiest_visits.max(1) as f64 * 2e6),
         )
     }
 }
@@ -227,6 +233,15 @@ impl http::Health for CalendarHealth {
             Some(n) => format!("holiday_calendar_days_left {n}\n"),
             None => String::new(),
         }
+    }
+}
+
+/// Whether new calls are refused because the media threads are behind.
+struct OverloadHealth(Arc<Admission>);
+
+impl http::Health for OverloadHealth {
+    fn health(&self) -> String {
+        self.0.overload.health()
     }
 }
 
@@ -421,6 +436,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
                 Arc::new(StoreHealth(store.clone())),
                 Arc::new(MediaHealth(core.svc.clone())),
                 Arc::new(CalendarHealth(core.svc.clone(), timezone.clone())),
+                Arc::new(OverloadHealth(core.admission.clone())),
             ],
         }
     };

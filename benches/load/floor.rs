@@ -1,0 +1,245 @@
+//! The floor: what the kernel charges per datagram on this machine, right now. Plain
+//! Rust sends the same count of 172-byte datagrams from the same number of sockets to
+//! the same kind of client socket (one socket, drained by a thread with `recvmmsg`) at
+//! hotline's pace (ten 2 ms slots a 20 ms frame, every socket once a frame), by each
+//! method; the sending thread's own CPU (`RUSAGE_THREAD`) over the datagrams sent is the
+//! figure. Hotline's CPU per packet is compared with the best of them, measured minutes
+//! apart on the same machine.
+//!
+//! Methods: `sendto` on unconnected sockets (hotline's fallback), `send` on connected
+//! sockets, and hotline's own batched path (`hotline::call::rtpio`, one io_uring
+//! submission a slot) unconnected and connected.
+use hotline::call::rtpio::{MediaIo, RtpIo};
+use serde_json::{Value, json};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    Sendto,
+    SendConnected,
+    Uring,
+    UringConnected,
+}
+
+impl Method {
+    pub const ALL: [Method; 4] = [
+        Method::Sendto,
+        Method::SendConnected,
+        Method::Uring,
+        Method::UringConnected,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Sendto => "sendto",
+            Method::SendConnected => "send (connected)",
+            Method::Uring => "io_uring batch",
+            Method::UringConnected => "io_uring batch (connected)",
+        }
+    }
+}
+
+fn thread_cpu() -> (f64, f64) {
+    // SAFETY: getrusage fills the struct for the calling thread.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut r) };
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (s(r.ru_utime), s(r.ru_stime))
+}
+
+/// A client socket drained in the background, as the load client drains hotline's RTP.
+struct Sink {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    got: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sink {
+    fn new() -> Result<Sink, String> {
+        let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        super::set_buffers(&sock, 64 << 20);
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .map_err(|e| e.to_string())?;
+        let addr = sock.local_addr().map_err(|e| e.to_string())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let got = Arc::new(AtomicU64::new(0));
+        let (st, g) = (stop.clone(), got.clone());
+        let thread = std::thread::Builder::new()
+            .name("floor-sink".into())
+            .spawn(move || {
+                const N: usize = 64;
+                let mut bufs = vec![[0u8; 256]; N];
+                while !st.load(Ordering::Relaxed) {
+                    let mut iovs: Vec<libc::iovec> = bufs
+                        .iter_mut()
+                        .map(|b| libc::iovec {
+                            iov_base: b.as_mut_ptr().cast(),
+                            iov_len: b.len(),
+                        })
+                        .collect();
+                    // SAFETY: plain C structs; every header points at its own iovec.
+                    let mut msgs: Vec<libc::mmsghdr> = iovs
+                        .iter_mut()
+                        .map(|iov| {
+                            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                            m.msg_hdr.msg_iov = iov;
+                            m.msg_hdr.msg_iovlen = 1;
+                            m
+                        })
+                        .collect();
+                    // SAFETY: msgs and the buffers they point at live through the call;
+                    // the socket's read timeout bounds the wait.
+                    let n = unsafe {
+                        libc::recvmmsg(
+                            sock.as_raw_fd(),
+                            msgs.as_mut_ptr(),
+                            N as u32,
+                            libc::MSG_WAITFORONE,
+                            std::ptr::null_mut(),
+                        )
+                    };
+                    if n > 0 {
+                        g.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Sink {
+            addr,
+            stop,
+            got,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sends for `secs` from `sockets` sockets at hotline's pace by `m`; CPU per datagram.
+fn one(m: Method, sockets: usize, secs: f64, sink: &Sink) -> Result<Value, String> {
+    let socks: Vec<UdpSocket> = (0..sockets)
+        .map(|_| {
+            let s = UdpSocket::bind("127.0.0.1:0")?;
+            s.set_nonblocking(true)?;
+            if matches!(m, Method::SendConnected | Method::UringConnected) {
+                s.connect(sink.addr)?;
+            }
+            Ok(s)
+        })
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| format!("floor: {sockets} sockets: {e}"))?;
+    let fds: Vec<i32> = socks.iter().map(|s| s.as_raw_fd()).collect();
+    let to = sink.addr;
+    let connected = matches!(m, Method::SendConnected | Method::UringConnected);
+    let uring = matches!(m, Method::Uring | Method::UringConnected);
+    let pkt = {
+        let mut p = vec![0x80u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        p.extend_from_slice(&[0xFF; 160]);
+        p
+    };
+    let path = if uring {
+        MediaIo::IoUring
+    } else {
+        MediaIo::Sendto
+    };
+    let handle = std::thread::Builder::new()
+        .name("floor-send".into())
+        .spawn(move || -> Result<(u64, u64, f64, f64, f64), String> {
+            let mut io = RtpIo::new(path).map_err(|e| e.to_string())?;
+            let slot = Duration::from_millis(2);
+            let slots = 10usize;
+            let start = Instant::now();
+            let (u0, s0) = thread_cpu();
+            let mut visit = 0u64;
+            let end = start + Duration::from_secs_f64(secs);
+            while Instant::now() < end {
+                let due = start + slot * visit as u32;
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                let k = (visit as usize) % slots;
+                for fd in fds.iter().skip(k).step_by(slots) {
+                    io.send(*fd, &pkt, if connected { None } else { Some(to) });
+                }
+                io.flush();
+                visit += 1;
+            }
+            let (u1, s1) = thread_cpu();
+            Ok((
+                io.sent,
+                io.send_errors,
+                u1 - u0,
+                s1 - s0,
+                start.elapsed().as_secs_f64(),
+            ))
+        })
+        .map_err(|e| e.to_string())?;
+    let (sent, errors, user, sys, wall) = handle
+        .join()
+        .map_err(|_| "floor sender panicked".to_string())??;
+    drop(socks);
+    let per = |s: f64| s * 1e6 / sent.max(1) as f64;
+    Ok(json!({
+        "method": m.name(),
+        "sockets": sockets,
+        "sent": sent,
+        "send_errors": errors,
+        "packets_per_s": sent as f64 / wall,
+        "us_per_packet": { "user": per(user), "sys": per(sys), "total": per(user + sys) },
+    }))
+}
+
+/// Every method, in turn, `rounds` times interleaved (noise moves between rounds, and
+/// each method's best round is its figure).
+pub fn run(sockets: usize, secs: f64, rounds: usize) -> Result<Value, String> {
+    let sink = Sink::new()?;
+    let mut best: Vec<Option<Value>> = vec![None; Method::ALL.len()];
+    let mut all = Vec::new();
+    for r in 0..rounds.max(1) {
+        for (i, m) in Method::ALL.iter().enumerate() {
+            let v = one(*m, sockets, secs, &sink)?;
+            eprintln!(
+                "load: floor round {} {:<28} {:.2} µs/packet ({} sent)",
+                r + 1,
+                m.name(),
+                v["us_per_packet"]["total"].as_f64().unwrap_or(f64::NAN),
+                v["sent"]
+            );
+            let t = v["us_per_packet"]["total"].as_f64().unwrap_or(f64::MAX);
+            if best[i]
+                .as_ref()
+                .is_none_or(|b| t < b["us_per_packet"]["total"].as_f64().unwrap_or(f64::MAX))
+            {
+                best[i] = Some(v.clone());
+            }
+            all.push(v);
+        }
+    }
+    let best: Vec<Value> = best.into_iter().flatten().collect();
+    let floor = best
+        .iter()
+        .filter_map(|v| v["us_per_packet"]["total"].as_f64())
+        .fold(f64::MAX, f64::min);
+    Ok(json!({
+        "sockets": sockets,
+        "secs_each": secs,
+        "rounds": rounds,
+        "best_per_method": best,
+        "all": all,
+        "best_us_per_packet": floor,
+        "delivered_to_client": sink.got.load(Ordering::Relaxed),
+    }))
+}

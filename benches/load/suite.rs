@@ -1,0 +1,344 @@
+//! The whole bench of issue 11 in one command: the floor, the SIPp reference, hotline at
+//! each size, the setup-rate script, then the figures side by side and a verdict line
+//! per goal. Every ratio is of figures measured in this one run.
+use super::{Args, floor, report, sipp};
+use serde_json::{Value, json};
+
+/// The issue's goals.
+const FLOOR_RATIO: f64 = 1.15;
+const MARK_TOL_MS: f64 = 50.0;
+const SKIPPED_MAX: f64 = 0.001;
+const LATENESS_P99_MS: f64 = 5.0;
+const GAP_P999_MS: f64 = 40.0;
+const KIB_PER_CALL: f64 = 48.0;
+const SETUP_P99_MS: f64 = 20.0;
+/// "Flat": the largest CPU per packet across the sizes over the smallest.
+const FLAT_RATIO: f64 = 1.25;
+const SETUP_RATE: f64 = 2500.0;
+
+fn n(v: &Value, p: &str) -> f64 {
+    v.pointer(p).and_then(Value::as_f64).unwrap_or(f64::NAN)
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "NO" }
+}
+
+pub fn run(a: &Args) -> Result<(), String> {
+    let sizes: Vec<usize> = match a.calls {
+        Some(c) => vec![c],
+        None => a.sizes.clone(),
+    };
+    // The floor and SIPp are run at the goal size, or at the one size asked for.
+    let reference = match a.calls {
+        Some(c) => c,
+        None => a.goal_calls,
+    };
+    let mut out = json!({ "sizes": sizes, "reference_calls": reference });
+    super::procfs::raise_nofile();
+    let floor = if a.no_floor {
+        Value::Null
+    } else {
+        eprintln!(
+            "load: floor, {reference} sockets, {} s per method, {} rounds",
+            a.floor_secs, a.floor_rounds
+        );
+        floor::run(reference, a.floor_secs, a.floor_rounds)?
+    };
+    out["floor"] = floor.clone();
+    let sipp_ref = if a.no_sipp {
+        Value::Null
+    } else {
+        eprintln!("load: SIPp UAS reference, {reference} calls");
+        match sipp::run(reference, a.ramp, a.hold.min(30.0)) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("load: SIPp reference failed: {e}");
+                json!({ "error": e })
+            }
+        }
+    };
+    out["sipp"] = sipp_ref.clone();
+    let mut runs = Vec::new();
+    for &size in &sizes {
+        eprintln!("load: hotline at {size} calls");
+        let one = Args {
+            calls: Some(size),
+            json: None,
+            ..a.clone()
+        };
+        runs.push(super::run(&one)?);
+    }
+    out["hotline"] = json!(runs);
+    let setup_rate = if a.calls.is_none() && !a.no_setup_rate {
+        setup_rate()
+    } else {
+        Value::Null
+    };
+    out["setup_rate"] = setup_rate.clone();
+    let verdicts = print_suite(a, reference, &floor, &sipp_ref, &runs, &setup_rate);
+    out["verdicts"] = verdicts;
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&out).unwrap_or_default())
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        eprintln!("load: suite report written to {}", p.display());
+    }
+    Ok(())
+}
+
+/// benches/setup-rate.sh against a fresh `hotline serve`; its last line is the figures.
+fn setup_rate() -> Value {
+    let script = super::repo("benches/setup-rate.sh");
+    eprintln!("load: setup rate ({})", script.display());
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .env("HOTLINE_BIN", env!("CARGO_BIN_EXE_hotline"))
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    let Ok(out) = out else {
+        return json!({ "error": "cannot run benches/setup-rate.sh" });
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(last) = text.lines().rev().find(|l| l.starts_with("RESULT ")) else {
+        return json!({ "error": "benches/setup-rate.sh printed no RESULT line" });
+    };
+    let mut v = serde_json::Map::new();
+    for kv in last.trim_start_matches("RESULT ").split_whitespace() {
+        if let Some((k, x)) = kv.split_once('=') {
+            v.insert(k.into(), x.parse::<f64>().map_or(json!(x), |f| json!(f)));
+        }
+    }
+    Value::Object(v)
+}
+
+/// The figures side by side and a verdict per goal.
+fn print_suite(
+    a: &Args,
+    reference: usize,
+    floor: &Value,
+    sipp: &Value,
+    runs: &[Value],
+    setup: &Value,
+) -> Value {
+    println!();
+    println!("==== issue 11: CPU per RTP packet, side by side (one run, same machine) ====");
+    let best_floor = n(floor, "/best_us_per_packet");
+    if let Some(ms) = floor.get("best_per_method").and_then(Value::as_array) {
+        for m in ms {
+            println!(
+                "floor      {:<28} {:6.2} µs/packet (user {:.2}, sys {:.2}); {} sockets, {:.0} packets/s",
+                m["method"].as_str().unwrap_or("?"),
+                n(m, "/us_per_packet/total"),
+                n(m, "/us_per_packet/user"),
+                n(m, "/us_per_packet/sys"),
+                m["sockets"],
+                n(m, "/packets_per_s"),
+            );
+        }
+    }
+    let sipp_us = n(sipp, "/us_per_packet/total");
+    if sipp.is_object() {
+        println!(
+            "SIPp UAS   {} calls: {:6.2} µs/packet (user {:.2}, sys {:.2}); {:.0} of {:.0} packets/s, {:.2} cores, RSS {:.0} MB{}",
+            sipp["calls"],
+            sipp_us,
+            n(sipp, "/us_per_packet/user"),
+            n(sipp, "/us_per_packet/sys"),
+            n(sipp, "/rtp_packets_per_s"),
+            n(sipp, "/expected_packets_per_s"),
+            n(sipp, "/cpu_cores"),
+            n(sipp, "/rss_mb"),
+            sipp.get("error")
+                .map(|e| format!("  error: {e}"))
+                .unwrap_or_default(),
+        );
+    }
+    let at = |calls: usize| {
+        runs.iter()
+            .find(|r| r.pointer("/args/calls").and_then(Value::as_u64) == Some(calls as u64))
+    };
+    let hot = at(reference);
+    let hot_us = hot.map_or(f64::NAN, |r| n(r, "/hotline/us_per_packet/total"));
+    println!(
+        "hotline    {reference} calls: {hot_us:6.2} µs/packet (media I/O {});  ÷ best floor {:.2}×;  ÷ SIPp {:.2}×",
+        hot.and_then(|r| r.pointer("/calls/hotline_healthz/media_io"))
+            .and_then(Value::as_str)
+            .unwrap_or("?"),
+        hot_us / best_floor,
+        hot_us / sipp_us,
+    );
+    println!();
+    println!(
+        "| calls offered | in flows (max) | refused 503 | µs/packet (user+sys) | lateness p99 | gap p99.9 | skipped | marks p1..p99 | setup p99 | RSS | KiB/call | contaminated |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
+    for r in runs {
+        let calls = r
+            .pointer("/args/calls")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let max_up = n(r, "/calls/max_concurrent");
+        let refused = r
+            .pointer("/calls/failed/503")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let rss = n(r, "/hotline/vm_rss_mb");
+        let kib = rss * 1024.0 / max_up.max(1.0);
+        let others = n(r, "/other_processes_cpu_cores");
+        println!(
+            "| {calls} | {max_up:.0} | {refused} | {:.2} ({:.2}+{:.2}) | {:.1} ms | {:.1} ms | {:.2} % | {:+.0}..{:+.0} ms | {:.1} ms | {:.0} MB | {kib:.1} | {} |",
+            n(r, "/hotline/us_per_packet/total"),
+            n(r, "/hotline/us_per_packet/user"),
+            n(r, "/hotline/us_per_packet/sys"),
+            n(r, "/rtp_from_hotline/lateness/p99_ms"),
+            n(r, "/rtp_from_hotline/gaps/p999_ms"),
+            n(r, "/rtp_from_hotline/skipped_share_in_window") * 100.0,
+            n(r, "/marks_in_window/p1_ms"),
+            n(r, "/marks_in_window/p99_ms"),
+            n(r, "/calls/setup/p99_ms"),
+            rss,
+            if others > 0.1 {
+                format!("{others:.2} cores")
+            } else {
+                "no".into()
+            },
+        );
+        rows.push((calls, max_up, rss, n(r, "/hotline/us_per_packet/total")));
+    }
+    println!();
+    // Clean audio, judged on a run's own figures.
+    let clean = |r: &Value| {
+        n(r, "/marks_in_window/p99_ms") <= MARK_TOL_MS
+            && n(r, "/marks_in_window/p1_ms") >= -MARK_TOL_MS
+            && n(r, "/rtp_from_hotline/skipped_share_in_window") <= SKIPPED_MAX
+            && n(r, "/rtp_from_hotline/lateness/p99_ms") <= LATENESS_P99_MS
+            && n(r, "/rtp_from_hotline/gaps/p999_ms") <= GAP_P999_MS
+    };
+    let mut v = serde_json::Map::new();
+    let mut line = |key: &str, ok: Option<bool>, what: String| {
+        let shown = match ok {
+            Some(b) => yes(b),
+            None => "not run",
+        };
+        println!("verdict  {shown:<7} {what}");
+        v.insert(key.into(), json!(ok));
+    };
+    line(
+        "cpu_within_floor",
+        (best_floor.is_finite() && hot_us.is_finite())
+            .then_some(hot_us <= FLOOR_RATIO * best_floor),
+        format!(
+            "CPU per packet ≤ {FLOOR_RATIO}× best floor: {hot_us:.2} µs vs {best_floor:.2} µs ({:.2}×) at {reference} calls",
+            hot_us / best_floor
+        ),
+    );
+    line(
+        "cpu_below_sipp",
+        (sipp_us.is_finite() && hot_us.is_finite()).then_some(hot_us < sipp_us),
+        format!("CPU per packet below SIPp's: {hot_us:.2} µs vs {sipp_us:.2} µs"),
+    );
+    let goal = at(a.goal_calls);
+    line(
+        "marks_p99",
+        goal.map(|r| {
+            n(r, "/marks_in_window/p99_ms") <= MARK_TOL_MS
+                && n(r, "/marks_in_window/p1_ms") >= -MARK_TOL_MS
+        }),
+        format!(
+            "P-SIL marks p1..p99 within ±{MARK_TOL_MS} ms at {} calls: {:+.0}..{:+.0} ms",
+            a.goal_calls,
+            goal.map_or(f64::NAN, |r| n(r, "/marks_in_window/p1_ms")),
+            goal.map_or(f64::NAN, |r| n(r, "/marks_in_window/p99_ms")),
+        ),
+    );
+    line(
+        "frames_skipped",
+        goal.map(|r| n(r, "/rtp_from_hotline/skipped_share_in_window") <= SKIPPED_MAX),
+        format!(
+            "frames skipped ≤ 0.1 % at {}: {:.3} %",
+            a.goal_calls,
+            goal.map_or(f64::NAN, |r| n(
+                r,
+                "/rtp_from_hotline/skipped_share_in_window"
+            ) * 100.0)
+        ),
+    );
+    line(
+        "lateness_p99",
+        goal.map(|r| n(r, "/rtp_from_hotline/lateness/p99_ms") <= LATENESS_P99_MS),
+        format!(
+            "send lateness p99 ≤ {LATENESS_P99_MS} ms at {}: {:.1} ms",
+            a.goal_calls,
+            goal.map_or(f64::NAN, |r| n(r, "/rtp_from_hotline/lateness/p99_ms"))
+        ),
+    );
+    line(
+        "gap_p999",
+        goal.map(|r| n(r, "/rtp_from_hotline/gaps/p999_ms") <= GAP_P999_MS),
+        format!(
+            "gap between a call's packets p99.9 ≤ {GAP_P999_MS} ms at {}: {:.1} ms",
+            a.goal_calls,
+            goal.map_or(f64::NAN, |r| n(r, "/rtp_from_hotline/gaps/p999_ms"))
+        ),
+    );
+    // Linear cost: over the sizes hotline admitted in full (the overload size is judged
+    // on its own line).
+    let full: Vec<&(u64, f64, f64, f64)> = rows
+        .iter()
+        .filter(|r| r.0 as usize != a.overload_calls || rows.len() == 1)
+        .collect();
+    let (lo, hi) = full
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(r.3), hi.max(r.3)));
+    // Memory per call: the slope between the smallest and largest size (what one more
+    // call costs), and RSS over calls at the largest.
+    let slope = match (full.first(), full.last()) {
+        (Some(x), Some(y)) if y.1 > x.1 => (y.2 - x.2) * 1024.0 / (y.1 - x.1),
+        (_, Some(y)) => y.2 * 1024.0 / y.1.max(1.0),
+        _ => f64::NAN,
+    };
+    let setup_ok = runs
+        .iter()
+        .all(|r| n(r, "/calls/setup/p99_ms") < SETUP_P99_MS);
+    line(
+        "linear_cost",
+        (full.len() >= 2).then(|| hi / lo <= FLAT_RATIO && slope <= KIB_PER_CALL && setup_ok),
+        format!(
+            "linear cost over {:?}: CPU/packet {lo:.2}..{hi:.2} µs ({:.2}× ≤ {FLAT_RATIO}×), {slope:.1} KiB per added call (≤ {KIB_PER_CALL}), setup p99 < {SETUP_P99_MS} ms at every size: {}",
+            full.iter().map(|r| r.0).collect::<Vec<_>>(),
+            hi / lo,
+            yes(setup_ok),
+        ),
+    );
+    let over = at(a.overload_calls);
+    line(
+        "overload",
+        over.map(clean),
+        format!(
+            "overload at {} offered: {} in flows at most, {} refused with 503; the admitted keep clean audio: {}",
+            a.overload_calls,
+            over.map_or(f64::NAN, |r| n(r, "/calls/max_concurrent")),
+            over.and_then(|r| r.pointer("/calls/failed/503"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            over.map_or("not run", |r| yes(clean(r))),
+        ),
+    );
+    let rate = n(setup, "/rate");
+    line(
+        "setup_rate",
+        rate.is_finite().then(|| {
+            rate >= SETUP_RATE
+                && n(setup, "/failures") == 0.0
+                && n(setup, "/retransmissions") == 0.0
+        }),
+        format!(
+            "setup rate ≥ {SETUP_RATE} calls/s with 0 failures and 0 retransmissions (benches/setup-rate.sh): {rate:.0}/s, {} failures, {} retransmissions",
+            n(setup, "/failures"),
+            n(setup, "/retransmissions"),
+        ),
+    );
+    let _ = report::quantile;
+    Value::Object(v)
+}

@@ -1,0 +1,733 @@
+//! How a media thread moves datagrams: every send due in a slot submitted to the kernel
+//! at once through io_uring (one `io_uring_enter` for a few hundred sends), the sockets
+//! with something to read found by one `epoll_wait` and read in one batch, and the
+//! plain one-syscall-per-datagram path where io_uring is not available.
+//!
+//! Why: at 5,000 calls nearly all of hotline's CPU was the kernel's per-datagram work,
+//! and a per-socket batch (`sendmmsg`) batches nothing when every call has its own
+//! socket (callers behind NAT need RTP from the port the SDP names). io_uring is the
+//! one way to hand the kernel many sends on many sockets in one system call. Our own
+//! code because the `io-uring` crate is the raw ring: the batching, the probe and the
+//! fallback are ours.
+//!
+//! Sends carry `MSG_DONTWAIT`: a full socket buffer fails the send at once (the frame
+//! is dropped and counted, as with `sendto`) rather than parking it in the ring, so a
+//! flush always completes inside its own `io_uring_enter` and the buffers are free
+//! again when it returns.
+use io_uring::{IoUring, opcode, types};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Sends or receives submitted to the kernel in one call at most; also the ring's size.
+pub const BATCH: usize = 256;
+/// Largest datagram sent: an RTP header and one 20 ms G.711 frame.
+pub const MAX_OUT: usize = super::media::MAX_PACKET;
+/// Largest datagram read whole; longer ones are cut (a 20 ms frame is 172 bytes, 40 ms
+/// is 332: anything near this is not a caller's audio).
+pub const MAX_IN: usize = 1500;
+/// Reads submitted per readable socket and visit: a caller's packet and the one behind
+/// it after a burst of jitter; a socket with more stays readable for the next visit, so
+/// one flooding caller cannot take the slot from the others.
+const READS_PER_SOCKET: usize = 2;
+
+/// Which way RTP goes to the kernel; the `media_io` setting chooses, `auto` probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaIo {
+    /// io_uring if the probe passes, else `sendto`.
+    #[default]
+    Auto,
+    IoUring,
+    Sendto,
+}
+
+impl MediaIo {
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaIo::Auto => "auto",
+            MediaIo::IoUring => "io_uring",
+            MediaIo::Sendto => "sendto",
+        }
+    }
+}
+
+/// The path `want` resolves to on this machine: `auto` and `io_uring` probe (a ring
+/// built and one datagram sent through it over loopback), and fall back to `sendto`
+/// with the reason where the kernel, a seccomp filter or `io_uring_disabled` says no.
+pub fn resolve(want: MediaIo) -> (MediaIo, Option<String>) {
+    match want {
+        MediaIo::Sendto => (MediaIo::Sendto, None),
+        MediaIo::Auto | MediaIo::IoUring => match probe() {
+            Ok(()) => (MediaIo::IoUring, None),
+            Err(e) => (MediaIo::Sendto, Some(e)),
+        },
+    }
+}
+
+fn probe() -> Result<(), String> {
+    let mut ring = new_ring(4).map_err(|e| format!("io_uring_setup: {e}"))?;
+    let mut p = io_uring::Probe::new();
+    ring.submitter()
+        .register_probe(&mut p)
+        .map_err(|e| format!("io_uring probe: {e}"))?;
+    for (op, name) in [
+        (opcode::Send::CODE, "send"),
+        (opcode::RecvMsg::CODE, "recvmsg"),
+    ] {
+        if !p.is_supported(op) {
+            return Err(format!("io_uring has no {name}"));
+        }
+    }
+    let a = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let b = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    b.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let to = b.local_addr().map_err(|e| e.to_string())?;
+    let mut out = Outbox::new();
+    out.push(a.as_raw_fd(), b"probe", Some(to));
+    let (sent, errors) = out.flush_ring(&mut ring);
+    if sent != 1 || errors != 0 {
+        return Err(format!(
+            "a datagram sent through io_uring did not go ({})",
+            out.last_error.map_or("no completion".into(), |e| {
+                std::io::Error::from_raw_os_error(e).to_string()
+            })
+        ));
+    }
+    let mut buf = [0u8; 16];
+    // Loopback delivers inside the send: the datagram is there or it is lost.
+    match b.recv(&mut buf) {
+        Ok(5) if &buf[..5] == b"probe" => Ok(()),
+        other => Err(format!(
+            "the io_uring probe datagram did not arrive: {other:?}"
+        )),
+    }
+}
+
+fn new_ring(entries: u32) -> std::io::Result<IoUring> {
+    // One thread submits and reaps: the kernel may skip the locking and the
+    // inter-processor interrupts that a shared ring needs. Older kernels refuse the
+    // flags; a plain ring does the same work.
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_coop_taskrun()
+        .build(entries)
+        .or_else(|_| IoUring::new(entries))
+}
+
+/// A socket address as the kernel takes it.
+#[derive(Clone, Copy)]
+#[repr(C)]
+union RawAddr {
+    v4: libc::sockaddr_in,
+    v6: libc::sockaddr_in6,
+}
+
+fn raw_addr(a: SocketAddr) -> (RawAddr, libc::socklen_t) {
+    match a {
+        SocketAddr::V4(v) => {
+            // SAFETY: sockaddr_in is plain data; all-zero is a valid value.
+            let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            s.sin_family = libc::AF_INET as libc::sa_family_t;
+            s.sin_port = v.port().to_be();
+            s.sin_addr.s_addr = u32::from_ne_bytes(v.ip().octets());
+            (
+                RawAddr { v4: s },
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        }
+        SocketAddr::V6(v) => {
+            // SAFETY: as above.
+            let mut s: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            s.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            s.sin6_port = v.port().to_be();
+            s.sin6_addr.s6_addr = v.ip().octets();
+            s.sin6_flowinfo = v.flowinfo();
+            s.sin6_scope_id = v.scope_id();
+            (
+                RawAddr { v6: s },
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        }
+    }
+}
+
+/// The source of a received datagram, from what the kernel wrote.
+fn from_raw(a: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let fam = i32::from(a.ss_family);
+    if fam == libc::AF_INET && len as usize >= std::mem::size_of::<libc::sockaddr_in>() {
+        // SAFETY: the kernel wrote a sockaddr_in here; sockaddr_storage is larger and aligned.
+        let s: &libc::sockaddr_in = unsafe { &*(a as *const _ as *const libc::sockaddr_in) };
+        let ip = Ipv4Addr::from(u32::from_be(s.sin_addr.s_addr));
+        return Some(SocketAddr::V4(SocketAddrV4::new(
+            ip,
+            u16::from_be(s.sin_port),
+        )));
+    }
+    if fam == libc::AF_INET6 && len as usize >= std::mem::size_of::<libc::sockaddr_in6>() {
+        // SAFETY: as above, for sockaddr_in6.
+        let s: &libc::sockaddr_in6 = unsafe { &*(a as *const _ as *const libc::sockaddr_in6) };
+        let ip = Ipv6Addr::from(s.sin6_addr.s6_addr);
+        return Some(SocketAddr::V6(SocketAddrV6::new(
+            ip,
+            u16::from_be(s.sin6_port),
+            s.sin6_flowinfo,
+            s.sin6_scope_id,
+        )));
+    }
+    None
+}
+
+/// `connect()` a UDP socket to `to`, or with `None` dissolve the association
+/// (`AF_UNSPEC`), so that it receives from anyone again.
+pub fn connect(sock: &UdpSocket, to: Option<SocketAddr>) -> std::io::Result<()> {
+    match to {
+        Some(a) => sock.connect(a),
+        None => {
+            // SAFETY: sockaddr is plain data; AF_UNSPEC with zeroes dissolves (connect(2)).
+            let mut s: libc::sockaddr = unsafe { std::mem::zeroed() };
+            s.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+            // SAFETY: a valid pointer and its length.
+            let r = unsafe {
+                libc::connect(
+                    sock.as_raw_fd(),
+                    &s,
+                    std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+                )
+            };
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        }
+    }
+}
+
+struct OutSlot {
+    buf: [u8; MAX_OUT],
+    len: u32,
+    fd: RawFd,
+    addr: RawAddr,
+    addr_len: libc::socklen_t,
+}
+
+/// The sends due in one visit, kept until they are flushed.
+struct Outbox {
+    slots: Box<[OutSlot]>,
+    n: usize,
+    last_error: Option<i32>,
+}
+
+impl Outbox {
+    fn new() -> Outbox {
+        let empty = || OutSlot {
+            buf: [0; MAX_OUT],
+            len: 0,
+            fd: -1,
+            addr: raw_addr(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)).0,
+            addr_len: 0,
+        };
+        Outbox {
+            slots: (0..BATCH).map(|_| empty()).collect(),
+            n: 0,
+            last_error: None,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.n == self.slots.len()
+    }
+
+    /// `to: None`: the socket is connected.
+    fn push(&mut self, fd: RawFd, pkt: &[u8], to: Option<SocketAddr>) {
+        let s = &mut self.slots[self.n];
+        let len = pkt.len().min(MAX_OUT);
+        s.buf[..len].copy_from_slice(&pkt[..len]);
+        s.len = len as u32;
+        s.fd = fd;
+        match to {
+            Some(a) => (s.addr, s.addr_len) = raw_addr(a),
+            None => s.addr_len = 0,
+        }
+        self.n += 1;
+    }
+
+    /// Submits every queued send in one `io_uring_enter` and reaps them; (sent, failed).
+    fn flush_ring(&mut self, ring: &mut IoUring) -> (u64, u64) {
+        if self.n == 0 {
+            return (0, 0);
+        }
+        {
+            let mut sq = ring.submission();
+            for (i, s) in self.slots[..self.n].iter().enumerate() {
+                let mut op = opcode::Send::new(types::Fd(s.fd), s.buf.as_ptr(), s.len)
+                    .flags(libc::MSG_DONTWAIT);
+                if s.addr_len > 0 {
+                    op = op
+                        .dest_addr(&s.addr as *const RawAddr as *const libc::sockaddr)
+                        .dest_addr_len(s.addr_len);
+                }
+                // SAFETY: the buffer and address live in `self.slots`, untouched until
+                // every completion of this flush is reaped below. The ring has BATCH
+                // entries and a flush holds at most BATCH, so the push cannot fail.
+                let _ = unsafe { sq.push(&op.build().user_data(i as u64)) };
+            }
+        }
+        let want = self.n;
+        self.n = 0;
+        reap(ring, want, |_, res| res, &mut self.last_error)
+    }
+
+    /// The path without a ring: one system call per datagram.
+    fn send_plain(fd: RawFd, pkt: &[u8], to: Option<SocketAddr>) -> Result<(), i32> {
+        let (addr, len) = match to {
+            Some(a) => raw_addr(a),
+            None => (raw_addr(SocketAddr::from(([0, 0, 0, 0], 0))).0, 0),
+        };
+        let ptr = if len > 0 {
+            &addr as *const RawAddr as *const libc::sockaddr
+        } else {
+            std::ptr::null()
+        };
+        // SAFETY: pkt and addr are valid for the lengths given.
+        let r = unsafe {
+            libc::sendto(
+                fd,
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                libc::MSG_DONTWAIT,
+                ptr,
+                len,
+            )
+        };
+        if r < 0 {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Waits for `want` completions (they complete inside the enter: MSG_DONTWAIT), hands
+/// each to `f` with its user data; (ok, failed) by the sign of what `f` returns.
+fn reap(
+    ring: &mut IoUring,
+    want: usize,
+    mut f: impl FnMut(u64, i32) -> i32,
+    last_error: &mut Option<i32>,
+) -> (u64, u64) {
+    let (mut ok, mut failed) = (0u64, 0u64);
+    let mut got = 0usize;
+    let mut first = true;
+    while got < want {
+        let r = if first {
+            ring.submit_and_wait(want)
+        } else {
+            ring.submit_and_wait(want - got)
+        };
+        first = false;
+        if let Err(e) = r {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            // The ring itself failed: what was not reaped is lost; count it so.
+            *last_error = e.raw_os_error();
+            failed += (want - got) as u64;
+            break;
+        }
+        for cqe in ring.completion() {
+            got += 1;
+            let res = f(cqe.user_data(), cqe.result());
+            if res < 0 {
+                failed += 1;
+                *last_error = Some(-res);
+            } else {
+                ok += 1;
+            }
+        }
+    }
+    (ok, failed)
+}
+
+struct InSlot {
+    buf: [u8; MAX_IN],
+    iov: libc::iovec,
+    hdr: libc::msghdr,
+    addr: libc::sockaddr_storage,
+    key: u64,
+}
+
+/// One media thread's datagram I/O.
+pub struct RtpIo {
+    ring: Option<IoUring>,
+    out: Outbox,
+    /// Reads in flight, boxed so that the pointers in their headers stay put.
+    ins: Box<[InSlot]>,
+    epoll: OwnedFd,
+    ready: Vec<libc::epoll_event>,
+    /// Completed reads of a batch (slot, length), kept to allocate nothing per visit.
+    got: Vec<(usize, usize)>,
+    pub sent: u64,
+    pub send_errors: u64,
+}
+
+impl RtpIo {
+    /// `path` as [`resolve`] gave it.
+    pub fn new(path: MediaIo) -> std::io::Result<RtpIo> {
+        let ring = match path {
+            MediaIo::IoUring => Some(new_ring(BATCH as u32)?),
+            _ => None,
+        };
+        // SAFETY: epoll_create1 returns a new descriptor or -1.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fd is a new descriptor nothing else owns.
+        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        let ins = if ring.is_some() {
+            (0..BATCH)
+                .map(|_| InSlot {
+                    buf: [0; MAX_IN],
+                    iov: libc::iovec {
+                        iov_base: std::ptr::null_mut(),
+                        iov_len: 0,
+                    },
+                    // SAFETY: plain C structs; all-zero is valid.
+                    hdr: unsafe { std::mem::zeroed() },
+                    // SAFETY: as above.
+                    addr: unsafe { std::mem::zeroed() },
+                    key: 0,
+                })
+                .collect()
+        } else {
+            Vec::new().into_boxed_slice()
+        };
+        Ok(RtpIo {
+            ring,
+            out: Outbox::new(),
+            ins,
+            epoll,
+            ready: vec![libc::epoll_event { events: 0, u64: 0 }; 1024],
+            got: Vec::with_capacity(BATCH),
+            sent: 0,
+            send_errors: 0,
+        })
+    }
+
+    pub fn path(&self) -> MediaIo {
+        if self.ring.is_some() {
+            MediaIo::IoUring
+        } else {
+            MediaIo::Sendto
+        }
+    }
+
+    /// Watches `sock` for datagrams; `key` comes back from [`RtpIo::readable`].
+    pub fn watch(&self, sock: &UdpSocket, key: u64) -> std::io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: key,
+        };
+        // SAFETY: both descriptors are open; ev is a valid pointer.
+        let r = unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                sock.as_raw_fd(),
+                &mut ev,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// Stops watching (closing the socket does too; this is for a socket that lives on).
+    pub fn unwatch(&self, sock: &UdpSocket) {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: as in watch.
+        unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                sock.as_raw_fd(),
+                &mut ev,
+            )
+        };
+    }
+
+    /// The keys of the watched sockets with something to read, without waiting. At most
+    /// the array's length a visit: level-triggered, the rest come at the next one.
+    pub fn readable(&mut self, keys: &mut Vec<u64>) {
+        keys.clear();
+        // SAFETY: `ready` has room for its length in events.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                self.ready.as_mut_ptr(),
+                self.ready.len() as i32,
+                0,
+            )
+        };
+        if n > 0 {
+            keys.extend(self.ready[..n as usize].iter().map(|e| e.u64));
+        }
+    }
+
+    /// Reads what waits on the sockets named, `fd` found by `key`, handing each
+    /// datagram to `f` with its source. With a ring: every read in one system call.
+    pub fn receive(
+        &mut self,
+        socks: &[(u64, RawFd)],
+        mut f: impl FnMut(u64, &[u8], Option<SocketAddr>),
+    ) -> u64 {
+        let mut received = 0u64;
+        let Some(ring) = self.ring.as_mut() else {
+            let mut buf = [0u8; MAX_IN];
+            for &(key, fd) in socks {
+                for _ in 0..READS_PER_SOCKET * 4 {
+                    // SAFETY: sockaddr_storage is plain data.
+                    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+                    let mut alen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                    // SAFETY: buf and addr are valid for the lengths given.
+                    let n = unsafe {
+                        libc::recvfrom(
+                            fd,
+                            buf.as_mut_ptr().cast(),
+                            buf.len(),
+                            libc::MSG_DONTWAIT,
+                            (&mut addr as *mut libc::sockaddr_storage).cast(),
+                            &mut alen,
+                        )
+                    };
+                    if n < 0 {
+                        break;
+                    }
+                    received += 1;
+                    f(key, &buf[..n as usize], from_raw(&addr, alen));
+                }
+            }
+            return received;
+        };
+        let mut at = 0;
+        while at < socks.len() {
+            let mut n = 0usize;
+            {
+                let mut sq = ring.submission();
+                while at < socks.len() && n + READS_PER_SOCKET <= self.ins.len() {
+                    let (key, fd) = socks[at];
+                    for _ in 0..READS_PER_SOCKET {
+                        let s = &mut self.ins[n];
+                        s.key = key;
+                        s.iov.iov_base = s.buf.as_mut_ptr().cast();
+                        s.iov.iov_len = MAX_IN;
+                        s.hdr.msg_name = (&mut s.addr as *mut libc::sockaddr_storage).cast();
+                        s.hdr.msg_namelen =
+                            std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                        s.hdr.msg_iov = &mut s.iov;
+                        s.hdr.msg_iovlen = 1;
+                        s.hdr.msg_control = std::ptr::null_mut();
+                        s.hdr.msg_controllen = 0;
+                        s.hdr.msg_flags = 0;
+                        let op = opcode::RecvMsg::new(types::Fd(fd), &mut s.hdr)
+                            .flags(libc::MSG_DONTWAIT as u32);
+                        // SAFETY: the slot (buffer, iovec, header, address) is boxed and
+                        // untouched until this batch is reaped below; BATCH entries.
+                        let _ = unsafe { sq.push(&op.build().user_data(n as u64)) };
+                        n += 1;
+                    }
+                    at += 1;
+                }
+            }
+            let ins = &self.ins;
+            let got = &mut self.got;
+            got.clear();
+            let mut last = None;
+            reap(
+                ring,
+                n,
+                |i, res| {
+                    if res > 0 {
+                        got.push((i as usize, res as usize));
+                    }
+                    // EAGAIN on the second read of a socket is the usual case, not a failure.
+                    0
+                },
+                &mut last,
+            );
+            // In submission order, so that two packets of one socket are heard in order.
+            got.sort_unstable_by_key(|g| g.0);
+            for &(i, len) in got.iter() {
+                let s = &ins[i];
+                received += 1;
+                f(
+                    s.key,
+                    &s.buf[..len.min(MAX_IN)],
+                    from_raw(&s.addr, s.hdr.msg_namelen),
+                );
+            }
+        }
+        received
+    }
+
+    /// Queues a datagram (`to: None` for a connected socket); with a ring it goes at
+    /// the next [`RtpIo::flush`] (or now, if the batch is full), without one at once.
+    pub fn send(&mut self, fd: RawFd, pkt: &[u8], to: Option<SocketAddr>) {
+        match self.ring.as_mut() {
+            None => match Outbox::send_plain(fd, pkt, to) {
+                Ok(()) => self.sent += 1,
+                Err(_) => self.send_errors += 1,
+            },
+            Some(ring) => {
+                if self.out.full() {
+                    let (ok, failed) = self.out.flush_ring(ring);
+                    self.sent += ok;
+                    self.send_errors += failed;
+                }
+                self.out.push(fd, pkt, to);
+            }
+        }
+    }
+
+    /// Submits the queued sends.
+    pub fn flush(&mut self) {
+        if let Some(ring) = self.ring.as_mut() {
+            let (ok, failed) = self.out.flush_ring(ring);
+            self.sent += ok;
+            self.send_errors += failed;
+        }
+    }
+}
+
+/// Pins the calling thread to one CPU; false where the kernel refuses (a cpuset that
+/// excludes it, say), and the thread runs where the scheduler puts it.
+pub fn pin_to_cpu(cpu: usize) -> bool {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it; sched_setaffinity(0)
+    // applies to the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (UdpSocket, UdpSocket) {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        (a, b)
+    }
+
+    /// Both paths send, batch past the ring's size, read what arrived with its source,
+    /// and find only the sockets that have something.
+    fn round_trip(path: MediaIo) {
+        let mut io = RtpIo::new(path).unwrap();
+        assert_eq!(io.path(), path);
+        let (a, b) = pair();
+        let (c, d) = pair();
+        let (_, sink) = pair();
+        let to_b = b.local_addr().unwrap();
+        // More than one ring's worth in one flush (to a socket nobody reads: whether
+        // its buffer holds them all is not the sender's business).
+        for i in 0..(BATCH + 10) as u32 {
+            io.send(
+                a.as_raw_fd(),
+                &i.to_be_bytes(),
+                Some(sink.local_addr().unwrap()),
+            );
+        }
+        io.flush();
+        assert_eq!(io.sent, (BATCH + 10) as u64);
+        assert_eq!(io.send_errors, 0);
+        for i in 0..40u32 {
+            io.send(a.as_raw_fd(), &i.to_be_bytes(), Some(to_b));
+        }
+        io.flush();
+        // A connected socket sends without an address.
+        c.connect(d.local_addr().unwrap()).unwrap();
+        io.send(c.as_raw_fd(), b"connected", None);
+        io.flush();
+        let mut got = [0u8; 16];
+        assert_eq!(d.recv(&mut got).unwrap(), 9);
+
+        io.watch(&b, 7).unwrap();
+        io.watch(&d, 8).unwrap();
+        let mut keys = Vec::new();
+        io.readable(&mut keys);
+        assert_eq!(keys, vec![7], "only b has datagrams waiting");
+        let mut seen = Vec::new();
+        let from_a = a.local_addr().unwrap();
+        // Read until drained, visit after visit, as the pump does.
+        for _ in 0..BATCH {
+            io.readable(&mut keys);
+            if keys.is_empty() {
+                break;
+            }
+            let socks: Vec<(u64, RawFd)> = keys.iter().map(|&k| (k, b.as_raw_fd())).collect();
+            io.receive(&socks, |key, pkt, from| {
+                assert_eq!(key, 7);
+                assert_eq!(from, Some(from_a));
+                seen.push(u32::from_be_bytes(pkt.try_into().unwrap()));
+            });
+        }
+        let want: Vec<u32> = (0..40).collect();
+        assert_eq!(seen, want, "every datagram, in order");
+    }
+
+    #[test]
+    fn the_plain_path_sends_and_receives() {
+        round_trip(MediaIo::Sendto);
+    }
+
+    #[test]
+    fn the_ring_sends_and_receives_in_batches() {
+        match resolve(MediaIo::IoUring) {
+            (MediaIo::IoUring, _) => round_trip(MediaIo::IoUring),
+            (_, why) => eprintln!("io_uring unavailable here, skipped: {why:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_send_is_counted_not_fatal() {
+        for path in [MediaIo::Sendto, resolve(MediaIo::Auto).0] {
+            let mut io = RtpIo::new(path).unwrap();
+            let (a, _b) = pair();
+            // An IPv6 destination from an IPv4 socket fails in the kernel.
+            io.send(a.as_raw_fd(), b"x", Some("[::1]:9".parse().unwrap()));
+            io.flush();
+            assert_eq!((io.sent, io.send_errors), (0, 1), "{path:?}");
+        }
+    }
+
+    #[test]
+    fn connect_none_receives_from_anyone_again() {
+        // A port bound by number stays bound when the association is dissolved (as the
+        // RTP ports are); one the kernel picked would be given up.
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let a = UdpSocket::bind(port).unwrap();
+        a.set_nonblocking(true).unwrap();
+        let (_, b) = pair();
+        let (c, _) = pair();
+        connect(&a, Some(b.local_addr().unwrap())).unwrap();
+        c.send_to(b"x", a.local_addr().unwrap()).unwrap();
+        let mut buf = [0u8; 4];
+        assert!(
+            a.recv(&mut buf).is_err(),
+            "a connected socket hears only its peer"
+        );
+        connect(&a, None).unwrap();
+        c.send_to(b"y", a.local_addr().unwrap()).unwrap();
+        assert_eq!(a.recv(&mut buf).unwrap(), 1);
+    }
+}
