@@ -13,6 +13,13 @@ after a given time or waits for the far end's BYE, and writes a JSON report:
 (`t` is seconds after confirmation; extra keys: record_started_at, hold_at,
 unhold_at, rtp_tx_packets, rtp_rx_packets, call_id, exit_code.)
 
+With --follow-refer a REFER from the far end is accepted (202) and its
+Refer-To called at once from the same account, as a phone's blind transfer does:
+the report then says where (refer_to) and how that second call went
+(transfer_confirmed_at, transfer_status, transfer_disconnected_at,
+transfer_remote_hangup); the script waits for both calls to end. Without it a
+REFER is refused with 603.
+
 With --answer it is the callee instead: it listens on --bind:--local-port,
 prints "pjcall: listening" on stderr, answers the first INVITE (180, then 200
 after --answer-after seconds) and runs that call the same way (DTMF, record,
@@ -79,6 +86,12 @@ class State:
         self.record_started_at = None
         self.call_id = None
         self.ringing_mono = None
+        self.refer_to = None
+        self.transfer_call = None
+        self.transfer_confirmed_at = None
+        self.transfer_disconnected_at = None
+        self.transfer_status = None
+        self.transfer_remote_hangup = False
 
     def fail(self, msg):
         log(f"error: {msg}")
@@ -103,10 +116,27 @@ def guarded(fn):
 
 
 class Call(pj.Call):
-    def __init__(self, acc, player, recorder, call_id=pj.PJSUA_INVALID_ID):
+    def __init__(self, acc, player, recorder, call_id=pj.PJSUA_INVALID_ID, follow_refer=False):
         pj.Call.__init__(self, acc, call_id)
+        self.account = acc
         self.player = player
         self.recorder = recorder
+        self.follow_refer = follow_refer
+
+    @guarded
+    def onCallTransferRequest(self, prm):
+        STATE.refer_to = prm.dstUri
+        log(f"REFER to {prm.dstUri}")
+        if not self.follow_refer or STATE.transfer_call is not None:
+            prm.statusCode = 603
+            return
+        # The library places the new call; it needs our object for its callbacks.
+        STATE.transfer_call = TransferredCall(self.account, self.player, self.recorder)
+        prm.newCall = STATE.transfer_call
+
+    @guarded
+    def onCallTransferStatus(self, prm):
+        log(f"transfer status {prm.statusCode} {prm.reason} final={prm.finalNotify}")
 
     @guarded
     def onCallState(self, prm):
@@ -141,6 +171,21 @@ class Call(pj.Call):
                 am.startTransmit(self.recorder)
                 if STATE.record_started_at is None:
                     STATE.record_started_at = time.time()
+
+
+class TransferredCall(Call):
+    """The call a REFER asked for: its state goes to the transfer_* fields."""
+
+    @guarded
+    def onCallState(self, prm):
+        ci = self.getInfo()
+        STATE.transfer_status = ci.lastStatusCode
+        log(f"transfer call: state {ci.stateText} status {ci.lastStatusCode} {ci.lastReason}")
+        if ci.state == pj.PJSIP_INV_STATE_CONFIRMED and STATE.transfer_confirmed_at is None:
+            STATE.transfer_confirmed_at = time.time()
+        elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            STATE.transfer_disconnected_at = time.time()
+            STATE.transfer_remote_hangup = STATE.transfer_confirmed_at is not None
 
 
 class Callee(pj.Account):
@@ -256,6 +301,7 @@ def parse_args(argv):
     p.add_argument("--no-rtp", action="store_true", help="offer a=recvonly and send no RTP at all")
     p.add_argument("--dtmf", default="", help='RFC 4733 keys at seconds after confirmation: "1@12.5,2@20"')
     p.add_argument("--dtmf-duration-ms", type=int, default=160)
+    p.add_argument("--follow-refer", action="store_true", help="accept a REFER and call its target (blind transfer)")
     p.add_argument("--hangup-after", type=float, help="caller hangs up this many seconds after confirmation")
     p.add_argument("--max-time", type=float, default=60.0, help="hard limit on the whole run, seconds")
     p.add_argument("--record", help="write what the caller heard to this WAV (8 kHz mono 16-bit)")
@@ -356,7 +402,7 @@ def run(args, tmpdir):
             return 1, report
         call = acc.call
     else:
-        call = Call(acc, player, recorder)
+        call = Call(acc, player, recorder, follow_refer=args.follow_refer)
     prm = pj.CallOpParam(True)
     if args.no_rtp:
         prm.opt.flag |= pj.PJSUA_CALL_SET_MEDIA_DIR
@@ -433,6 +479,24 @@ def run(args, tmpdir):
         while STATE.disconnected_at is None and time.monotonic() < end:
             ep.libHandleEvents(10)
 
+    # A transfer the REFER started: wait for it to end too (the far end's BYE).
+    while (
+        STATE.transfer_call is not None
+        and STATE.transfer_disconnected_at is None
+        and time.monotonic() < deadline
+    ):
+        ep.libHandleEvents(10)
+    if STATE.transfer_call is not None and STATE.transfer_disconnected_at is None:
+        STATE.fail(f"max-time {args.max_time}s reached before the transferred call ended")
+        try:
+            STATE.transfer_call.hangup(pj.CallOpParam(True))
+        except pj.Error:
+            pass
+        end = time.monotonic() + 2.0
+        while STATE.transfer_disconnected_at is None and time.monotonic() < end:
+            ep.libHandleEvents(10)
+        code = code or 3
+
     if STATE.confirmed_at is None and not STATE.errors:
         STATE.fail(f"call was not answered (last status {STATE.last_status})")
     if dtmf_plan and not STATE.errors:
@@ -445,6 +509,9 @@ def run(args, tmpdir):
     # Tear down in order: calls, then the player and the recorder (which writes
     # its WAV header when destroyed), then the library.
     call.player = call.recorder = None
+    if STATE.transfer_call is not None:
+        STATE.transfer_call.player = STATE.transfer_call.recorder = None
+        STATE.transfer_call = None
     if args.answer:
         acc.call = acc.player = acc.recorder = None
     del call
@@ -496,6 +563,11 @@ def main(argv):
         "rtp_rx_packets": report.get("rtp_rx_packets"),
         "call_id": STATE.call_id,
         "exit_code": code,
+        "refer_to": STATE.refer_to,
+        "transfer_confirmed_at": STATE.transfer_confirmed_at,
+        "transfer_disconnected_at": STATE.transfer_disconnected_at,
+        "transfer_status": STATE.transfer_status,
+        "transfer_remote_hangup": STATE.transfer_remote_hangup,
     }
     text = json.dumps(out, indent=1)
     if args.json:

@@ -47,6 +47,19 @@ pub struct CallReport {
     pub call_id: Option<String>,
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// `--follow-refer`: the Refer-To of a REFER the far end sent.
+    #[serde(default)]
+    pub refer_to: Option<String>,
+    /// The call the REFER started: when it was answered, its last status, when
+    /// it ended and whether its far end hung up.
+    #[serde(default)]
+    pub transfer_confirmed_at: Option<f64>,
+    #[serde(default)]
+    pub transfer_status: Option<u16>,
+    #[serde(default)]
+    pub transfer_disconnected_at: Option<f64>,
+    #[serde(default)]
+    pub transfer_remote_hangup: bool,
 }
 
 impl CallReport {
@@ -132,6 +145,11 @@ impl PjCall {
     }
 
     /// Any other pjcall.py option.
+    /// Accept a REFER and call its Refer-To (a phone's blind transfer).
+    pub fn follow_refer(self) -> Self {
+        self.arg("--follow-refer")
+    }
+
     pub fn arg(mut self, a: impl Into<String>) -> Self {
         self.args.push(a.into());
         self
