@@ -126,6 +126,18 @@ enum Cmd {
         #[command(subcommand)]
         cmd: hotline::outbound::cli::OutboundCmd,
     },
+    /// Take a running server out of rotation for an upgrade (POST /drain): the proxy
+    /// stops sending it calls, calls in progress finish
+    Drain {
+        /// Only show whether it is draining and how many calls are left (GET /drain)
+        #[arg(long)]
+        status: bool,
+        /// Wait until the last call has ended, printing the calls left as they fall
+        #[arg(long, conflicts_with = "status")]
+        wait: bool,
+        #[command(flatten)]
+        ops: OpsServer,
+    },
 }
 
 #[derive(clap::Args)]
@@ -219,6 +231,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Cmd::Tickets { cmd } => tickets_cmd(cmd),
         Cmd::Outages { cmd } => outages_cmd(cmd),
         Cmd::Outbound { cmd } => hotline::outbound::cli::run(cmd),
+        Cmd::Drain { status, wait, ops } => drain_cmd(status, wait, &ops),
     }
 }
 
@@ -1020,6 +1033,102 @@ enum OutagesCmd {
     },
 }
 
+/// One request to a running server's ops API: the answer's body, or the exit code after
+/// saying what went wrong.
+fn ops_request(
+    method: reqwest::Method,
+    ops: &OpsServer,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    token: Option<&str>,
+) -> Result<String, ExitCode> {
+    let url = format!("{}{path}", ops.server.trim_end_matches('/'));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start: {e}");
+            ExitCode::FAILURE
+        })?;
+    let answer = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(15))
+            .build()?;
+        let mut req = client.request(method, &url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t.trim());
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        Ok::<_, reqwest::Error>((status, resp.text().await?))
+    });
+    let (status, text) = answer.map_err(|e| {
+        eprintln!("{url}: {e}");
+        ExitCode::FAILURE
+    })?;
+    if !status.is_success() {
+        let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+            "\nset HOTLINE_OPS_TOKEN to the server's ops token"
+        } else {
+            ""
+        };
+        eprintln!("{url}: {status}\n{}{hint}", text.trim_end());
+        return Err(ExitCode::FAILURE);
+    }
+    Ok(text)
+}
+
+/// `hotline drain`: the rolling upgrade's first step, without curl and the token's header.
+fn drain_cmd(status_only: bool, wait: bool, ops: &OpsServer) -> ExitCode {
+    let token = std::env::var(hotline::server::auth::TOKEN_ENV).ok();
+    let method = if status_only {
+        reqwest::Method::GET
+    } else {
+        reqwest::Method::POST
+    };
+    let mut text = match ops_request(method, ops, "/drain", None, token.as_deref()) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let mut last_left = None;
+    loop {
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let left = v["calls_left"].as_u64().unwrap_or(0);
+        if ops.json {
+            println!("{}", text.trim_end());
+        } else if last_left != Some(left) {
+            match v["draining"].as_bool() {
+                Some(true) => println!(
+                    "draining since {} ({}): {left} calls left",
+                    match &v["draining_since"] {
+                        serde_json::Value::String(t) => t.clone(),
+                        other => other.to_string(),
+                    },
+                    v["draining_by"].as_str().unwrap_or("?"),
+                ),
+                _ => println!("not draining: {left} calls in progress"),
+            }
+        }
+        last_left = Some(left);
+        if !wait || left == 0 {
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        text = match ops_request(reqwest::Method::GET, ops, "/drain", None, token.as_deref()) {
+            Ok(t) => t,
+            // With --exit-when-drained the server goes away as its last call ends.
+            Err(_) if !ops.json => {
+                println!("the server is gone (exit when drained?)");
+                return ExitCode::SUCCESS;
+            }
+            Err(code) => return code,
+        };
+    }
+}
+
 fn outages_cmd(cmd: OutagesCmd) -> ExitCode {
     let token = std::env::var(hotline::server::auth::TOKEN_ENV).ok();
     let (method, path, body, ops) = match &cmd {
@@ -1045,48 +1154,10 @@ fn outages_cmd(cmd: OutagesCmd) -> ExitCode {
             ops,
         ),
     };
-    let url = format!("{}{path}", ops.server.trim_end_matches('/'));
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
+    let text = match ops_request(method, ops, &path, body.as_ref(), token.as_deref()) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
-    let answer = rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(15))
-            .build()?;
-        let mut req = client.request(method, &url);
-        if let Some(t) = &token {
-            req = req.bearer_auth(t.trim());
-        }
-        if let Some(b) = &body {
-            req = req.json(b);
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        Ok::<_, reqwest::Error>((status, resp.text().await?))
-    });
-    let (status, text) = match answer {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("{url}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if !status.is_success() {
-        let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
-            "\nset HOTLINE_OPS_TOKEN to the server's ops token"
-        } else {
-            ""
-        };
-        eprintln!("{url}: {status}\n{}{hint}", text.trim_end());
-        return ExitCode::FAILURE;
-    }
     if ops.json {
         if !text.is_empty() {
             println!("{}", text.trim_end());

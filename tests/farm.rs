@@ -465,10 +465,25 @@ fn a_drained_instance_finishes_its_call_and_exits() {
         assert!(Instant::now() < deadline, "the call was not answered");
         thread::sleep(Duration::from_millis(200));
     };
-    let a = farm.post(busy, "/drain", "");
-    assert_eq!(a.status, 202, "{a:?}");
-    let v: Value = serde_json::from_str(&a.body).unwrap();
+    // The operator's way: `hotline drain`, then `hotline drain --wait` until it is over.
+    let url = format!("http://127.0.0.1:{}", farm.h(busy).http);
+    let drain = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"));
+        c.arg("drain")
+            .args(args)
+            .args(["--server", &url])
+            .env("HOTLINE_OPS_TOKEN", TOKEN);
+        c
+    };
+    let a = drain(&["--json"]).output().expect("hotline drain runs");
+    assert!(a.status.success(), "{a:?}");
+    let v: Value = serde_json::from_slice(&a.stdout).unwrap();
     assert_eq!(v["draining"], true, "{v}");
+    let waiter = drain(&["--wait"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hotline drain --wait runs");
     let status = http_send(
         farm.h(busy).http,
         "GET",
@@ -493,6 +508,17 @@ fn a_drained_instance_finishes_its_call_and_exits() {
     let h = farm.instances[busy].as_mut().unwrap();
     let st = h.server.wait_exit(Duration::from_secs(10));
     assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", h.server.output());
+    let w = waiter
+        .wait_with_output()
+        .expect("hotline drain --wait ends");
+    let said = String::from_utf8_lossy(&w.stdout);
+    assert!(w.status.success(), "{w:?}");
+    assert!(said.contains(": 1 calls left"), "{said}");
+    let last = said.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(": 0 calls left") || last.contains("server is gone"),
+        "{said}"
+    );
 
     // SIGUSR1 drains the other one; with no call it exits at once.
     let h = farm.instances[other].as_mut().unwrap();

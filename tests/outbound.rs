@@ -1,6 +1,6 @@
 //! Outbound calls (issue 10) against real user agents, each on a loopback address of
 //! its own: a PJSIP callee who takes the W-CALLBACK survey, SIPp callees that are
-//! busy, never answer, or challenge with a digest; the bad-input table; a calling
+//! busy, never answer, answer just as hotline CANCELs, or challenge with a digest; the bad-input table; a calling
 //! window that opens and a deadline that lapses (a clock set through the settings);
 //! and a `kill -9` while a job is dialing.
 //!
@@ -218,6 +218,7 @@ fn outbound_calls_to_real_user_agents() {
         s.spawn(|| survey(h, &hook));
         s.spawn(|| busy(h));
         s.spawn(|| no_answer(h));
+        s.spawn(|| answered_as_we_cancel(h));
         s.spawn(|| digest(h, "secret", "127.0.0.24"));
         s.spawn(|| digest(h, "not-the-password", "127.0.0.25"));
         s.spawn(|| bad_input(h));
@@ -374,6 +375,22 @@ fn no_answer(h: &Hotline) {
     assert_eq!(j["status"], "failed", "{j}");
     assert_eq!(outcomes(&j), vec![("no-answer".into(), json!(487))], "{j}");
     sipp_done(uas, "no answer");
+}
+
+/// The callee picks up as hotline gives up ringing: its 200 crosses the CANCEL, and
+/// hotline ACKs it and ends that call with a BYE (RFC 3261 §9.1), which SIPp awaits.
+fn answered_as_we_cancel(h: &Hotline) {
+    let port = free_udp_port();
+    let uas = sipp("sipp_uas_cross.xml", "127.0.0.26", port, 1, "");
+    let id = create(
+        h,
+        json!({"to": format!("sip:late@127.0.0.26:{port}"), "flow": "callback",
+               "max_attempts": 1, "ring_timeout": "2s"}),
+    );
+    let j = wait_status(h, &id, &["failed", "completed"], Duration::from_secs(30));
+    assert_eq!(j["status"], "failed", "{j}");
+    assert_eq!(outcomes(&j), vec![("no-answer".into(), json!(200))], "{j}");
+    sipp_done(uas, "a 200 crossing the CANCEL");
 }
 
 /// A trunk that challenges: the right password gets through, a wrong one is rejected.

@@ -1,4 +1,5 @@
 //! Calls: one task per call joins the SIP dialog, its RTP stream and a flow session.
+pub mod latch;
 pub mod lifecycle;
 pub mod live;
 pub mod media;

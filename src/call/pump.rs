@@ -23,6 +23,7 @@
 //!
 //! Commands from the call task (play, stop, stream changes, recording) wait at most one
 //! slot. Nothing here allocates per frame.
+use super::latch::Verdict;
 use super::media::{MediaLeg, Stream};
 use super::ports::RtpPort;
 use super::rtpio::{self, MediaIo, RtpIo};
@@ -163,7 +164,16 @@ impl MediaPump {
                     {
                         tracing::warn!(cpu, "media thread not pinned");
                     }
-                    match RtpIo::new(io) {
+                    // A ring the probe's small one did not foretell (RLIMIT_MEMLOCK on
+                    // older kernels counts each thread's): this thread uses sendto.
+                    let made = RtpIo::new(io).or_else(|e| {
+                        if io != MediaIo::IoUring {
+                            return Err(e);
+                        }
+                        tracing::warn!(error = %e, thread = n, "no io_uring for this media thread: sendto");
+                        RtpIo::new(MediaIo::Sendto)
+                    });
+                    match made {
                         Ok(rtp) => {
                             let _ = ready_tx.send(Ok(()));
                             Shard::new(rx, c, measure, rtp).run()
@@ -300,6 +310,8 @@ struct Slotted {
     /// Where the SDP said to send; `leg.stream.remote` is where we do (latched).
     sdp_remote: Option<SocketAddr>,
     latched: bool,
+    /// Until latched: the source on probation (src/call/latch.rs).
+    probation: super::latch::Probation,
     /// The socket is connected to `leg.stream.remote`: sends carry no address.
     connected: bool,
 }
@@ -320,13 +332,18 @@ fn allowed_cpus() -> Vec<usize> {
 
 /// The first packet that latches a leg must be RTP of its stream, not anything sent to
 /// the port.
-fn is_stream_rtp(pkt: &[u8], stream: &Stream) -> bool {
+/// The SSRC and sequence number of a packet that is this stream's RTP (its payload
+/// types); `None` for RTCP and anything else.
+fn stream_rtp(pkt: &[u8], stream: &Stream) -> Option<(u32, u16)> {
     if crate::media::rtp::is_rtcp(pkt) {
-        return false;
+        return None;
     }
-    crate::media::rtp::RtpPacket::parse(pkt).is_ok_and(|p| {
-        p.payload_type == stream.payload_type || Some(p.payload_type) == stream.telephone_event
-    })
+    crate::media::rtp::RtpPacket::parse(pkt)
+        .ok()
+        .filter(|p| {
+            p.payload_type == stream.payload_type || Some(p.payload_type) == stream.telephone_event
+        })
+        .map(|p| (p.ssrc, p.sequence))
 }
 
 struct Shard {
@@ -374,7 +391,9 @@ impl Shard {
     }
 
     fn due(&self, visit: u64) -> Instant {
-        self.epoch + SLOT * (visit as u32)
+        // In u64 nanoseconds: `SLOT * (visit as u32)` wrapped after 99 days of uptime,
+        // and every media thread then spun at full CPU.
+        self.epoch + Duration::from_nanos(visit.saturating_mul(SLOT.as_nanos() as u64))
     }
 
     fn run(mut self) {
@@ -444,6 +463,7 @@ impl Shard {
                         slot,
                         sdp_remote,
                         latched: false,
+                        probation: Default::default(),
                         connected: false,
                     },
                 );
@@ -473,6 +493,7 @@ impl Shard {
                         // The caller moved: hear anyone again and latch anew.
                         l.sdp_remote = stream.remote;
                         l.latched = false;
+                        l.probation = Default::default();
                         if l.connected {
                             l.connected = false;
                             if let Err(e) = rtpio::connect(&l.port.socket, None) {
@@ -535,9 +556,13 @@ impl Shard {
                 let Some(l) = legs.get_mut(&key) else { return };
                 if !l.latched
                     && let Some(from) = from
-                    && is_stream_rtp(pkt, &l.leg.stream)
                 {
-                    latch(l, from);
+                    let rtp = stream_rtp(pkt, &l.leg.stream);
+                    match l.probation.consider(l.sdp_remote, from, rtp) {
+                        Verdict::Latch => latch(l, from),
+                        Verdict::Hear => {}
+                        Verdict::Drop => return,
+                    }
                 }
                 let mut heard = super::media::Heard::default();
                 l.leg.receive(pkt, &mut heard);
@@ -752,6 +777,14 @@ mod tests {
             // A PCMU frame of silence from the NAT's port.
             let mut pkt = vec![0x80, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7];
             pkt.extend_from_slice(&[0xFF; 160]);
+            // A stranger on another address with one packet takes nothing.
+            let stranger = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+            stranger
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            stranger.send_to(&pkt, hotline).expect("sent");
+            assert!(stranger.recv(&mut buf).is_err(), "{io:?}");
+            assert_eq!(recv(&sdp, &mut buf).expect("still to the SDP's port"), 172);
             nat.send_to(&pkt, hotline).expect("sent");
             let n = recv(&nat, &mut buf);
             assert!(
@@ -764,7 +797,8 @@ mod tests {
             while sdp.recv(&mut buf).is_ok() {}
             std::thread::sleep(Duration::from_millis(60));
             assert!(sdp.recv(&mut buf).is_err(), "{io:?}");
-            assert_eq!(pump.stats().rtp_received, 1, "{io:?}");
+            // Read both, heard one: the stranger's was dropped unheard.
+            assert_eq!(pump.stats().rtp_received, 2, "{io:?}");
         }
     }
 }

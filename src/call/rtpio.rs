@@ -84,8 +84,8 @@ fn probe() -> Result<(), String> {
     let to = b.local_addr().map_err(|e| e.to_string())?;
     let mut out = Outbox::new();
     out.push(a.as_raw_fd(), b"probe", Some(to));
-    let (sent, errors) = out.flush_ring(&mut ring);
-    if sent != 1 || errors != 0 {
+    let r = out.flush_ring(&mut ring);
+    if r.ok != 1 || r.failed != 0 {
         return Err(format!(
             "a datagram sent through io_uring did not go ({})",
             out.last_error.map_or("no completion".into(), |e| {
@@ -252,10 +252,10 @@ impl Outbox {
         self.n += 1;
     }
 
-    /// Submits every queued send in one `io_uring_enter` and reaps them; (sent, failed).
-    fn flush_ring(&mut self, ring: &mut IoUring) -> (u64, u64) {
+    /// Submits every queued send in one `io_uring_enter` and reaps them.
+    fn flush_ring(&mut self, ring: &mut IoUring) -> Reaped {
         if self.n == 0 {
-            return (0, 0);
+            return Reaped::default();
         }
         {
             let mut sq = ring.submission();
@@ -268,9 +268,11 @@ impl Outbox {
                         .dest_addr_len(s.addr_len);
                 }
                 // SAFETY: the buffer and address live in `self.slots`, untouched until
-                // every completion of this flush is reaped below. The ring has BATCH
-                // entries and a flush holds at most BATCH, so the push cannot fail.
-                let _ = unsafe { sq.push(&op.build().user_data(i as u64)) };
+                // every completion of this flush is reaped below (or the ring, broken,
+                // is dropped first). The ring has BATCH entries and a flush holds at
+                // most BATCH, so the push cannot fail.
+                let pushed = unsafe { sq.push(&op.build().user_data(i as u64)) };
+                debug_assert!(pushed.is_ok(), "the submission queue holds a batch");
             }
         }
         let want = self.n;
@@ -308,45 +310,49 @@ impl Outbox {
     }
 }
 
+/// What one batch came to: sends done and failed, and whether the ring itself failed.
+#[derive(Debug, Default, Clone, Copy)]
+struct Reaped {
+    ok: u64,
+    failed: u64,
+    /// `io_uring_enter` failed: entries may be left in the queue, to be submitted later
+    /// against descriptors that by then belong to other calls. The ring must go.
+    broken: bool,
+}
+
 /// Waits for `want` completions (they complete inside the enter: MSG_DONTWAIT), hands
-/// each to `f` with its user data; (ok, failed) by the sign of what `f` returns.
+/// each to `f` with its user data; ok or failed by the sign of what `f` returns.
 fn reap(
     ring: &mut IoUring,
     want: usize,
     mut f: impl FnMut(u64, i32) -> i32,
     last_error: &mut Option<i32>,
-) -> (u64, u64) {
-    let (mut ok, mut failed) = (0u64, 0u64);
+) -> Reaped {
+    let mut r = Reaped::default();
     let mut got = 0usize;
-    let mut first = true;
     while got < want {
-        let r = if first {
-            ring.submit_and_wait(want)
-        } else {
-            ring.submit_and_wait(want - got)
-        };
-        first = false;
-        if let Err(e) = r {
+        if let Err(e) = ring.submit_and_wait(want - got) {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            // The ring itself failed: what was not reaped is lost; count it so.
+            // What was not reaped is lost; count it so.
             *last_error = e.raw_os_error();
-            failed += (want - got) as u64;
+            r.failed += (want - got) as u64;
+            r.broken = true;
             break;
         }
         for cqe in ring.completion() {
             got += 1;
             let res = f(cqe.user_data(), cqe.result());
             if res < 0 {
-                failed += 1;
+                r.failed += 1;
                 *last_error = Some(-res);
             } else {
-                ok += 1;
+                r.ok += 1;
             }
         }
     }
-    (ok, failed)
+    r
 }
 
 struct InSlot {
@@ -485,6 +491,7 @@ impl RtpIo {
         mut f: impl FnMut(u64, &[u8], Option<SocketAddr>),
     ) -> u64 {
         let mut received = 0u64;
+        let mut broken = false;
         let Some(ring) = self.ring.as_mut() else {
             let mut buf = [0u8; MAX_IN];
             for &(key, fd) in socks {
@@ -546,7 +553,7 @@ impl RtpIo {
             let got = &mut self.got;
             got.clear();
             let mut last = None;
-            reap(
+            let r = reap(
                 ring,
                 n,
                 |i, res| {
@@ -558,6 +565,7 @@ impl RtpIo {
                 },
                 &mut last,
             );
+            broken |= r.broken;
             // In submission order, so that two packets of one socket are heard in order.
             got.sort_unstable_by_key(|g| g.0);
             for &(i, len) in got.iter() {
@@ -569,8 +577,30 @@ impl RtpIo {
                     from_raw(&s.addr, s.hdr.msg_namelen),
                 );
             }
+            if broken {
+                break;
+            }
+        }
+        if broken {
+            self.give_up_ring(last_error_text(None));
         }
         received
+    }
+
+    /// The ring failed: this thread sends and reads with plain system calls from now on.
+    fn give_up_ring(&mut self, why: String) {
+        // Dropping the ring discards what it still queues; the slots stay alive with self.
+        self.ring = None;
+        self.out.n = 0;
+        tracing::error!(error = %why, "io_uring failed: this media thread uses sendto from now on");
+    }
+
+    fn account(&mut self, r: Reaped) {
+        self.sent += r.ok;
+        self.send_errors += r.failed;
+        if r.broken {
+            self.give_up_ring(last_error_text(self.out.last_error));
+        }
     }
 
     /// Queues a datagram (`to: None` for a connected socket); with a ring it goes at
@@ -583,9 +613,11 @@ impl RtpIo {
             },
             Some(ring) => {
                 if self.out.full() {
-                    let (ok, failed) = self.out.flush_ring(ring);
-                    self.sent += ok;
-                    self.send_errors += failed;
+                    let r = self.out.flush_ring(ring);
+                    self.account(r);
+                    if self.ring.is_none() {
+                        return self.send(fd, pkt, to);
+                    }
                 }
                 self.out.push(fd, pkt, to);
             }
@@ -595,11 +627,17 @@ impl RtpIo {
     /// Submits the queued sends.
     pub fn flush(&mut self) {
         if let Some(ring) = self.ring.as_mut() {
-            let (ok, failed) = self.out.flush_ring(ring);
-            self.sent += ok;
-            self.send_errors += failed;
+            let r = self.out.flush_ring(ring);
+            self.account(r);
         }
     }
+}
+
+fn last_error_text(errno: Option<i32>) -> String {
+    errno.map_or_else(
+        || "io_uring_enter failed".to_string(),
+        |e| std::io::Error::from_raw_os_error(e).to_string(),
+    )
 }
 
 /// Pins the calling thread to one CPU; false where the kernel refuses (a cpuset that

@@ -72,6 +72,8 @@ pub struct Challenge {
     pub algorithm: Algorithm,
     /// `qop="auth"` offered (auth-int alone is not supported: bodies differ per retry).
     pub qop_auth: bool,
+    /// `stale=true`: the nonce expired, the password was not refused (RFC 7616 §3.3).
+    pub stale: bool,
 }
 
 /// Splits `a=b, c="d, e"` into pairs, honouring quotes and backslash escapes.
@@ -139,19 +141,29 @@ impl Challenge {
         let mut opaque = None;
         let mut algorithm = Some(Algorithm::Md5);
         let mut qop_auth = false;
+        let mut qop_offered = false;
+        let mut stale = false;
         for (k, val) in params(rest) {
+            // Echoed into our headers: no CR, LF or other control characters.
+            let val: String = val.chars().filter(|c| !c.is_control()).collect();
             match k.as_str() {
                 "realm" => realm = Some(val),
                 "nonce" => nonce = Some(val),
                 "opaque" => opaque = Some(val),
                 "algorithm" => algorithm = Algorithm::parse(&val),
                 "qop" => {
+                    qop_offered = true;
                     qop_auth = val
                         .split(',')
                         .any(|q| q.trim().eq_ignore_ascii_case("auth"))
                 }
+                "stale" => stale = val.eq_ignore_ascii_case("true"),
                 _ => {}
             }
+        }
+        if qop_offered && !qop_auth {
+            // Only auth-int: an answer without qop would be refused anyway.
+            return None;
         }
         Some(Challenge {
             realm: realm.unwrap_or_default(),
@@ -159,14 +171,19 @@ impl Challenge {
             opaque,
             algorithm: algorithm?,
             qop_auth,
+            stale,
         })
     }
 
     /// The strongest challenge hotline can answer among a response's header values.
     pub fn best<'a>(values: impl Iterator<Item = &'a str>) -> Option<Challenge> {
+        // The first of the strongest (RFC 7616 §3.7: in the server's order of preference).
         values
             .filter_map(Challenge::parse)
-            .max_by_key(|c| c.algorithm.strength())
+            .fold(None, |best, c| match best {
+                Some(b) if b.algorithm.strength() >= c.algorithm.strength() => Some(b),
+                _ => Some(c),
+            })
     }
 
     /// The credentials header value for `method uri`.

@@ -111,6 +111,21 @@ fn loose_route(proxy: &str) -> String {
     }
 }
 
+/// A redirect's URI without its `?headers` part (§19.1.5: not for the Request-URI).
+fn strip_uri_headers(uri: &str) -> String {
+    uri.split_once('?').map_or(uri, |(u, _)| u).to_owned()
+}
+
+/// Whether two SIP URIs name the same host.
+fn same_host(a: &str, b: &str) -> bool {
+    let host = |u: &str| {
+        rsipstack::sip::uri::parse_uri(u)
+            .ok()
+            .map(|u| u.host().to_string().to_ascii_lowercase())
+    };
+    host(a).is_some_and(|h| Some(h) == host(b))
+}
+
 fn contact_uri(msg: &Message) -> Option<String> {
     let first = msg.list("Contact").next()?;
     NameAddr::parse(first).ok().map(|n| n.uri)
@@ -148,6 +163,10 @@ struct Uac {
     inbox: mpsc::Receiver<Inbound>,
     /// ACKs of earlier transactions' finals (3xx, 401/407), by CSeq.
     old_acks: Vec<(u32, Vec<u8>, SocketAddr)>,
+    /// The credentials the last INVITE carried: its 2xx's ACK carries them too (§13.2.2.4).
+    auth: Option<(&'static str, String)>,
+    /// The dialog (and this call's inbox) went to a call task: nothing left to linger for.
+    handed_off: bool,
 }
 
 /// Places the call. Resolves on the answer (the dialog then runs on its own task) or
@@ -173,10 +192,14 @@ pub(crate) async fn dial(
         routes,
         inbox,
         old_acks: Vec::new(),
+        auth: None,
+        handed_off: false,
         req,
     };
     let out = uac.run(cancel).await;
-    if !matches!(out, DialOutcome::Answered(_)) {
+    // A 200 that crossed our CANCEL was handed to a call task to be ACKed and BYEd: a
+    // linger would forget the call under it and its BYE would go unretransmitted.
+    if !matches!(out, DialOutcome::Answered(_)) && !uac.handed_off {
         // The call's state lingers (Timer D) to ACK retransmitted final responses.
         let linger = (sh.cfg.t1 * 64).min(Duration::from_secs(32));
         tokio::spawn(async move { uac.linger(linger).await });
@@ -232,7 +255,7 @@ impl Uac {
         let mut target = self.req.target.clone();
         let mut cseq = 0u32;
         let mut credentials: Option<(&'static str, String)> = None;
-        let mut challenged = false;
+        let mut answers = 0u8;
         let mut hops = 0u8;
         let ring_deadline = Instant::now() + self.req.ring_timeout;
         let mut gave_up: Option<GaveUp> = None;
@@ -254,6 +277,7 @@ impl Uac {
             if let Some((name, value)) = &credentials {
                 extra.push((name, value.clone()));
             }
+            self.auth = credentials.clone();
             let invite = self.request(
                 "INVITE",
                 &target,
@@ -341,7 +365,10 @@ impl Uac {
                         Some(uri) if hops < self.req.max_redirects => {
                             hops += 1;
                             tracing::info!(to = %uri, hops, "redirected");
-                            target = uri;
+                            target = strip_uri_headers(&uri);
+                            // Credentials were for the first target's realm: a redirect
+                            // must not carry them, nor collect new answers (below).
+                            credentials = None;
                             continue;
                         }
                         _ => {
@@ -360,9 +387,17 @@ impl Uac {
                         ("Proxy-Authenticate", "Proxy-Authorization")
                     };
                     let challenge = Challenge::best(final_msg.all(ask));
+                    // Only the trunk, or the first target's own host, gets an answer
+                    // computed from the trunk's password: a callee that redirects us
+                    // elsewhere and challenges there would collect material for an
+                    // offline guess at it.
+                    let trusted = !self.routes.is_empty() || same_host(&target, &self.req.target);
                     match (&self.req.credentials, challenge) {
-                        (Some((user, password)), Some(ch)) if !challenged => {
-                            challenged = true;
+                        // Once; again only when the nonce went stale (RFC 7616 §3.3).
+                        (Some((user, password)), Some(ch))
+                            if trusted && (answers == 0 || (ch.stale && answers < 3)) =>
+                        {
+                            answers += 1;
                             credentials =
                                 Some((answer, ch.answer(user, password, "INVITE", &target)));
                             continue;
@@ -517,6 +552,7 @@ impl Uac {
             routes = self.routes.clone();
         }
         let branch = format!("z9hG4bK{}", build::unique_token());
+        let creds: Vec<(&str, String)> = self.auth.iter().cloned().collect();
         let ack = self.request(
             "ACK",
             &remote_target,
@@ -524,7 +560,7 @@ impl Uac {
             &remote,
             tx.cseq,
             &routes,
-            &[],
+            &creds,
             None,
         );
         let hop = routes
@@ -538,6 +574,7 @@ impl Uac {
         let (commands_tx, commands_rx) = mpsc::channel(32);
         let (_, placeholder) = mpsc::channel(1);
         let inbox = std::mem::replace(&mut self.inbox, placeholder);
+        self.handed_off = true;
         let task = CallTask::confirmed_uac(
             self.sh.clone(),
             UacDialog {
@@ -587,18 +624,70 @@ impl Uac {
         })
     }
 
+    /// A 2xx nobody wants: its ACK, then a BYE (sent twice, T1 apart: best effort for a
+    /// call that was never ours to run).
+    async fn ack_and_bye(&self, ok: &Message, cseq: u32, from: SocketAddr) {
+        let remote = ok.get("To").unwrap_or(&self.to).to_owned();
+        let Some(remote_target) = contact_uri(ok) else {
+            return;
+        };
+        let mut routes: Vec<String> = build::route_set(ok).into_iter().rev().collect();
+        if routes.is_empty() {
+            routes = self.routes.clone();
+        }
+        let hop = routes
+            .first()
+            .cloned()
+            .unwrap_or_else(|| remote_target.clone());
+        let dest = resolve(&hop).await.unwrap_or(from);
+        let creds: Vec<(&str, String)> = self.auth.iter().cloned().collect();
+        let branch = format!("z9hG4bK{}", build::unique_token());
+        let ack = self.request(
+            "ACK",
+            &remote_target,
+            &branch,
+            &remote,
+            cseq,
+            &routes,
+            &creds,
+            None,
+        );
+        self.sh.send(&Conn::Udp, dest, ack).await;
+        let branch = format!("z9hG4bK{}", build::unique_token());
+        let bye = self.request(
+            "BYE",
+            &remote_target,
+            &branch,
+            &remote,
+            cseq + 1,
+            &routes,
+            &[],
+            None,
+        );
+        self.sh.send(&Conn::Udp, dest, bye.clone()).await;
+        tokio::time::sleep(self.t1()).await;
+        self.sh.send(&Conn::Udp, dest, bye).await;
+        tracing::info!(%dest, "a late 2xx: ACKed and ended with BYE");
+    }
+
     /// After a failed dial: ACK retransmitted finals, then forget the call.
     async fn linger(mut self, how_long: Duration) {
         let until = Instant::now() + how_long;
         loop {
             tokio::select! {
                 m = self.inbox.recv() => match m {
-                    Some(Inbound::Msg(msg, _)) => {
-                        if let (StartLine::Response { code, .. }, Some(cseq)) = (&msg.start, msg.cseq())
-                            && *code >= 300
-                            && cseq.method == "INVITE"
-                            && let Some((_, ack, dest)) = self.old_acks.iter().find(|(s, _, _)| *s == cseq.seq)
-                        {
+                    Some(Inbound::Msg(msg, peer)) => {
+                        let (StartLine::Response { code, .. }, Some(cseq)) = (&msg.start, msg.cseq()) else {
+                            continue;
+                        };
+                        if cseq.method != "INVITE" {
+                            continue;
+                        }
+                        if (200..300).contains(code) {
+                            // Answered after Timer B or the CANCEL's wait: the far end
+                            // holds a call nobody will use. ACK it, then end it (§13.2.2.4).
+                            self.ack_and_bye(&msg, cseq.seq, peer.addr).await;
+                        } else if let Some((_, ack, dest)) = self.old_acks.iter().find(|(s, _, _)| *s == cseq.seq) {
                             self.sh.send(&Conn::Udp, *dest, ack.clone()).await;
                         }
                     }

@@ -235,14 +235,16 @@ impl Message {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|h| h.name == name)
+            .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value.as_str())
     }
 
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
-            .filter(move |h| h.name == name)
+            // §7.3.1: names are case-insensitive; those outside KNOWN keep the sender's
+            // spelling (`Www-Authenticate`).
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value.as_str())
     }
 
