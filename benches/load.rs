@@ -145,6 +145,9 @@ struct Args {
     /// hotline's `media_io` setting: auto, io_uring or sendto.
     #[arg(long, default_value = "auto")]
     media_io: String,
+    /// A settings line added to hotline's (`--setting "media_realtime: true"`); repeatable.
+    #[arg(long = "setting")]
+    settings: Vec<String>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -250,7 +253,7 @@ impl Server {
                 repo("data").display(),
                 a.metrics != MetricsMode::Off,
                 a.media_io,
-            ),
+            ) + &a.settings.iter().map(|l| format!("{l}\n")).collect::<String>(),
         )
         .map_err(|e| e.to_string())?;
         let log = dir.join("hotline.log");

@@ -51,6 +51,9 @@ pub struct Config {
     pub media_io: crate::call::rtpio::MediaIo,
     /// Pin each media thread to a CPU of its own.
     pub media_pin: bool,
+    /// Run the media threads `SCHED_RR` (needs CAP_SYS_NICE or an RLIMIT_RTPRIO; else a
+    /// warning and normal priority): their 2 ms slots preempt everything else.
+    pub media_realtime: bool,
     /// Refuse new calls (503) while the media threads cannot pace the ones they have
     /// (`src/server/overload.rs`).
     pub overload_refuse: bool,
@@ -149,6 +152,7 @@ impl Default for Config {
             media_threads: 0,
             media_io: crate::call::rtpio::MediaIo::Auto,
             media_pin: false,
+            media_realtime: false,
             overload_refuse: true,
             metrics: true,
             ops_token_file: None,

@@ -71,43 +71,7 @@ impl Sink {
         let (st, g) = (stop.clone(), got.clone());
         let thread = std::thread::Builder::new()
             .name("floor-sink".into())
-            .spawn(move || {
-                const N: usize = 64;
-                let mut bufs = vec![[0u8; 256]; N];
-                while !st.load(Ordering::Relaxed) {
-                    let mut iovs: Vec<libc::iovec> = bufs
-                        .iter_mut()
-                        .map(|b| libc::iovec {
-                            iov_base: b.as_mut_ptr().cast(),
-                            iov_len: b.len(),
-                        })
-                        .collect();
-                    // SAFETY: plain C structs; every header points at its own iovec.
-                    let mut msgs: Vec<libc::mmsghdr> = iovs
-                        .iter_mut()
-                        .map(|iov| {
-                            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                            m.msg_hdr.msg_iov = iov;
-                            m.msg_hdr.msg_iovlen = 1;
-                            m
-                        })
-                        .collect();
-                    // SAFETY: msgs and the buffers they point at live through the call;
-                    // the socket's read timeout bounds the wait.
-                    let n = unsafe {
-                        libc::recvmmsg(
-                            sock.as_raw_fd(),
-                            msgs.as_mut_ptr(),
-                            N as u32,
-                            libc::MSG_WAITFORONE,
-                            std::ptr::null_mut(),
-                        )
-                    };
-                    if n > 0 {
-                        g.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                }
-            })
+            .spawn(move || count_until_stopped(&sock, &st, &g))
             .map_err(|e| e.to_string())?;
         Ok(Sink {
             addr,
@@ -242,4 +206,43 @@ pub fn run(sockets: usize, secs: f64, rounds: usize) -> Result<Value, String> {
         "best_us_per_packet": floor,
         "delivered_to_client": sink.got.load(Ordering::Relaxed),
     }))
+}
+
+/// Reads datagrams off `sock` in batches (`recvmmsg`), as the load client does, counting
+/// them into `got` until `stop`; the socket's read timeout bounds each wait.
+pub(crate) fn count_until_stopped(sock: &UdpSocket, stop: &AtomicBool, got: &AtomicU64) {
+    const N: usize = 64;
+    let mut bufs = vec![[0u8; 512]; N];
+    while !stop.load(Ordering::Relaxed) {
+        let mut iovs: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = iovs
+            .iter_mut()
+            .map(|iov| {
+                // SAFETY: plain C struct; all-zero is valid.
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_iov = iov;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        // SAFETY: the headers and the buffers they point at live through the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                N as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n > 0 {
+            got.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
 }

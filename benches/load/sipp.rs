@@ -6,7 +6,6 @@
 //! reached the client socket.
 use serde_json::{Value, json};
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -127,42 +126,7 @@ fn counting_sink() -> Result<(u16, Arc<AtomicU64>, Arc<AtomicBool>), String> {
     let got = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (g, st) = (got.clone(), stop.clone());
-    std::thread::spawn(move || {
-        const N: usize = 64;
-        let mut bufs = vec![[0u8; 512]; N];
-        while !st.load(Ordering::Relaxed) {
-            let mut iovs: Vec<libc::iovec> = bufs
-                .iter_mut()
-                .map(|b| libc::iovec {
-                    iov_base: b.as_mut_ptr().cast(),
-                    iov_len: b.len(),
-                })
-                .collect();
-            let mut msgs: Vec<libc::mmsghdr> = iovs
-                .iter_mut()
-                .map(|iov| {
-                    // SAFETY: plain C struct; all-zero is valid.
-                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    m.msg_hdr.msg_iov = iov;
-                    m.msg_hdr.msg_iovlen = 1;
-                    m
-                })
-                .collect();
-            // SAFETY: the headers and buffers live through the call.
-            let n = unsafe {
-                libc::recvmmsg(
-                    sock.as_raw_fd(),
-                    msgs.as_mut_ptr(),
-                    N as u32,
-                    libc::MSG_WAITFORONE,
-                    std::ptr::null_mut(),
-                )
-            };
-            if n > 0 {
-                g.fetch_add(n as u64, Ordering::Relaxed);
-            }
-        }
-    });
+    std::thread::spawn(move || super::floor::count_until_stopped(&sock, &st, &g));
     Ok((port, got, stop))
 }
 

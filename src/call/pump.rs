@@ -129,17 +129,18 @@ impl MediaPump {
     /// Starts `threads` pump threads (at least one). `measure`: time every frame sent
     /// against its schedule, for the send-lateness histogram (the `metrics` setting).
     pub fn start(threads: usize, measure: bool) -> std::io::Result<MediaPump> {
-        Self::start_with(threads, measure, MediaIo::Auto, false)
+        Self::start_with(threads, measure, MediaIo::Auto, Placement::default())
     }
 
-    /// As [`MediaPump::start`], with the datagram path (`media_io`) and whether each
-    /// thread is pinned to a CPU of its own (`media_pin`).
+    /// As [`MediaPump::start`], with the datagram path (`media_io`) and where and how
+    /// the threads are scheduled (`media_pin`, `media_realtime`).
     pub fn start_with(
         threads: usize,
         measure: bool,
         io: MediaIo,
-        pin: bool,
+        placement: Placement,
     ) -> std::io::Result<MediaPump> {
+        let Placement { pin, realtime } = placement;
         let (io, why) = rtpio::resolve(io);
         match why {
             Some(why) => tracing::warn!(path = io.name(), why, "media I/O: io_uring unavailable"),
@@ -163,6 +164,9 @@ impl MediaPump {
                         && !rtpio::pin_to_cpu(cpu)
                     {
                         tracing::warn!(cpu, "media thread not pinned");
+                    }
+                    if realtime && let Err(e) = run_realtime() {
+                        tracing::warn!(error = %e, "media thread not made real-time (needs CAP_SYS_NICE or an RLIMIT_RTPRIO): it runs at normal priority");
                     }
                     // A ring the probe's small one did not foretell (RLIMIT_MEMLOCK on
                     // older kernels counts each thread's): this thread uses sendto.
@@ -314,6 +318,35 @@ struct Slotted {
     probation: super::latch::Probation,
     /// The socket is connected to `leg.stream.remote`: sends carry no address.
     connected: bool,
+}
+
+/// How the media threads are placed and scheduled.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Placement {
+    /// Each thread on a CPU of its own (`media_pin`).
+    pub pin: bool,
+    /// `SCHED_RR` (`media_realtime`), as Asterisk's `-p` and FreeSWITCH's `-rp` do for
+    /// theirs: a media thread that wakes for its 2 ms slot preempts SIP work, the store
+    /// and anything else on the machine at normal priority, instead of waiting for the
+    /// scheduler to get round to it. Safe to ask because a thread never spins: it
+    /// sleeps until its next slot, and one that falls far behind skips ahead.
+    pub realtime: bool,
+}
+
+/// The lowest real-time priority: above every normal thread, below anything a system
+/// runs real-time for itself (watchdogs, audio servers).
+const REALTIME_PRIORITY: i32 = 1;
+
+/// Makes the calling thread `SCHED_RR` at [`REALTIME_PRIORITY`].
+fn run_realtime() -> std::io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: REALTIME_PRIORITY,
+    };
+    // SAFETY: pid 0 is the calling thread on Linux; param is a valid sched_param.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The CPUs this process may run on, in order: where the media threads are pinned.
@@ -748,7 +781,7 @@ mod tests {
     #[tokio::test]
     async fn a_leg_latches_to_where_the_caller_sends_from() {
         for io in [MediaIo::Sendto, MediaIo::Auto] {
-            let pump = MediaPump::start_with(1, false, io, false).expect("pump");
+            let pump = MediaPump::start_with(1, false, io, Placement::default()).expect("pump");
             let pool =
                 super::super::ports::PortPool::new("127.0.0.1".parse().unwrap(), 42200, 42299);
             let port = pool.take().expect("port");

@@ -92,8 +92,16 @@ pub fn services(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let pump = MediaPump::start_with(threads, cfg.metrics, cfg.media_io, cfg.media_pin)
-        .map_err(|e| format!("cannot start the media threads: {e}"))?;
+    let pump = MediaPump::start_with(
+        threads,
+        cfg.metrics,
+        cfg.media_io,
+        crate::call::pump::Placement {
+            pin: cfg.media_pin,
+            realtime: cfg.media_realtime,
+        },
+    )
+    .map_err(|e| format!("cannot start the media threads: {e}"))?;
     Ok(Arc::new(
         CallServices::new(
             library,

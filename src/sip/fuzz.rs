@@ -32,6 +32,8 @@ fn one(msg: &wire::Message, src: SocketAddr) {
         let _ = build::response_destination(&via, src);
     }
     let StartLine::Request { method, .. } = &msg.start else {
+        // A response, as the UAC reads one from a callee or a trunk.
+        super::uac::fuzz_response(msg);
         return;
     };
     let guard = super::guard::Guard::new(super::guard::GuardSettings::default());

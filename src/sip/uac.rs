@@ -111,6 +111,21 @@ fn loose_route(proxy: &str) -> String {
     }
 }
 
+/// What the UAC reads of a response from a callee or a trunk (the fuzzer's look at it):
+/// the challenges, the redirect's target, the route set.
+pub(crate) fn fuzz_response(msg: &Message) {
+    for h in ["WWW-Authenticate", "Proxy-Authenticate"] {
+        if let Some(ch) = Challenge::best(msg.all(h)) {
+            let _ = ch.answer("user", "password", "INVITE", "sip:x@192.0.2.1");
+        }
+    }
+    if let Some(uri) = contact_uri(msg) {
+        let _ = strip_uri_headers(&uri);
+        let _ = same_host(&uri, "sip:x@192.0.2.1");
+    }
+    let _ = build::route_set(msg);
+}
+
 /// A redirect's URI without its `?headers` part (§19.1.5: not for the Request-URI).
 fn strip_uri_headers(uri: &str) -> String {
     uri.split_once('?').map_or(uri, |(u, _)| u).to_owned()
