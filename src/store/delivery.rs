@@ -75,30 +75,48 @@ fn due(
 }
 
 fn record(conn: &Connection, id: TicketId, now: UtcMs, a: &Attempt) -> Result<bool, DbError> {
+    record_in(conn, "tickets", id.0, now, a)
+}
+
+/// One delivery attempt's end, for a row of either table the outbox delivers (`tickets`,
+/// or the outbound calls' `events`): the same columns, the same state machine.
+pub(super) fn record_in(
+    conn: &Connection,
+    table: &'static str,
+    id: i64,
+    now: UtcMs,
+    a: &Attempt,
+) -> Result<bool, DbError> {
     // `delivery = 'pending'`: an attempt never overrides what an operator did meanwhile.
     let n = match a {
         Attempt::Delivered { status } => conn.execute(
-            "UPDATE tickets SET delivery = 'delivered', delivered_at = ?2,
-                attempts = attempts + 1, last_error = NULL, last_status = ?3,
-                next_attempt_at = 0
-             WHERE id = ?1 AND delivery = 'pending'",
-            params![id.0, now.0, status],
+            &format!(
+                "UPDATE {table} SET delivery = 'delivered', delivered_at = ?2,
+                    attempts = attempts + 1, last_error = NULL, last_status = ?3,
+                    next_attempt_at = 0
+                 WHERE id = ?1 AND delivery = 'pending'"
+            ),
+            params![id, now.0, status],
         )?,
         Attempt::Retry {
             next_at,
             error,
             status,
         } => conn.execute(
-            "UPDATE tickets SET attempts = attempts + 1, last_error = ?2, last_status = ?3,
-                next_attempt_at = ?4
-             WHERE id = ?1 AND delivery = 'pending'",
-            params![id.0, error, status, next_at.0],
+            &format!(
+                "UPDATE {table} SET attempts = attempts + 1, last_error = ?2, last_status = ?3,
+                    next_attempt_at = ?4
+                 WHERE id = ?1 AND delivery = 'pending'"
+            ),
+            params![id, error, status, next_at.0],
         )?,
         Attempt::Failed { status, error } => conn.execute(
-            "UPDATE tickets SET delivery = 'failed', attempts = attempts + 1,
-                last_error = ?2, last_status = ?3, next_attempt_at = 0
-             WHERE id = ?1 AND delivery = 'pending'",
-            params![id.0, error, status],
+            &format!(
+                "UPDATE {table} SET delivery = 'failed', attempts = attempts + 1,
+                    last_error = ?2, last_status = ?3, next_attempt_at = 0
+                 WHERE id = ?1 AND delivery = 'pending'"
+            ),
+            params![id, error, status],
         )?,
     };
     Ok(n == 1)

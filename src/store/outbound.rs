@@ -451,34 +451,6 @@ fn due_events(
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-fn record_event(conn: &Connection, id: i64, now: UtcMs, a: &Attempt) -> Result<bool, DbError> {
-    let n = match a {
-        Attempt::Delivered { status } => conn.execute(
-            "UPDATE events SET delivery = 'delivered', delivered_at = ?2,
-                attempts = attempts + 1, last_error = NULL, last_status = ?3
-             WHERE id = ?1 AND delivery = 'pending'",
-            params![id, now.0, status],
-        )?,
-        Attempt::Retry {
-            next_at,
-            error,
-            status,
-        } => conn.execute(
-            "UPDATE events SET attempts = attempts + 1, last_error = ?2, last_status = ?3,
-                next_attempt_at = ?4
-             WHERE id = ?1 AND delivery = 'pending'",
-            params![id, error, status, next_at.0],
-        )?,
-        Attempt::Failed { status, error } => conn.execute(
-            "UPDATE events SET delivery = 'failed', attempts = attempts + 1,
-                last_error = ?2, last_status = ?3
-             WHERE id = ?1 AND delivery = 'pending'",
-            params![id, error, status],
-        )?,
-    };
-    Ok(n == 1)
-}
-
 impl StoreHandle {
     pub async fn create_outbound(
         &self,
@@ -573,7 +545,7 @@ impl StoreHandle {
         id: i64,
         a: Attempt,
     ) -> Result<bool, super::StoreError> {
-        self.read(move |c| record_event(c, id, UtcMs::now(), &a))
+        self.read(move |c| super::delivery::record_in(c, "events", id, UtcMs::now(), &a))
             .await
     }
 }
