@@ -940,6 +940,7 @@ fn run(a: &Args) -> Result<Value, String> {
             "attempted": sipr.attempted,
             "answered": sipr.answered,
             "failed": sipr.failed.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "retry_after_s": sipr.retry_after_s.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "max_concurrent": sipr.max_up,
             "concurrent_in_window": { "min": up_min, "max": up_max },
             "not_every_line_up": not_all_up,
@@ -1070,10 +1071,11 @@ fn print_report(r: &Value) {
         g("/machine/cpus"),
     );
     println!(
-        "calls      attempted {}  answered {}  failed {}  max concurrent {}  in window {}..{}  (hotline: {} in flows)",
+        "calls      attempted {}  answered {}  failed {} (redialled after {} s)  max concurrent {}  in window {}..{}  (hotline: {} in flows)",
         g("/calls/attempted"),
         g("/calls/answered"),
         g("/calls/failed"),
+        g("/calls/retry_after_s"),
         g("/calls/max_concurrent"),
         g("/calls/concurrent_in_window/min"),
         g("/calls/concurrent_in_window/max"),

@@ -57,6 +57,9 @@ pub struct Config {
     /// Refuse new calls (503) while the media threads cannot pace the ones they have
     /// (`src/server/overload.rs`).
     pub overload_refuse: bool,
+    /// The share of their time the media threads may spend visiting calls before new
+    /// calls are refused (0.75; lower on a machine whose cores other work needs).
+    pub overload_busy: Share,
     /// `GET /metrics`, and timing every RTP frame sent for its lateness histogram;
     /// false turns both off (to measure what they cost).
     pub metrics: bool,
@@ -154,6 +157,7 @@ impl Default for Config {
             media_pin: false,
             media_realtime: false,
             overload_refuse: true,
+            overload_busy: Share(crate::server::overload::BUSY_HIGH),
             metrics: true,
             ops_token_file: None,
             timezone: crate::flow::clock::DEFAULT_TIME_ZONE.into(),
@@ -198,6 +202,23 @@ impl<'de> Deserialize<'de> for PortRange {
 pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// A share between 0 and 1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Share(pub f64);
+
+impl<'de> Deserialize<'de> for Share {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Share, D::Error> {
+        let x = f64::deserialize(d)?;
+        if (0.0..=1.0).contains(&x) {
+            Ok(Share(x))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "{x}: a share of the time, from 0 to 1"
+            )))
+        }
+    }
 }
 
 impl Config {

@@ -509,3 +509,139 @@ fn a_full_disk_holds_tickets_until_space_returns() {
         .unwrap();
     assert_eq!(check, "ok");
 }
+
+/// One INVITE with an SDP offer from 127.0.0.1; every response that comes within
+/// `wait`, as text, until a final one.
+fn invite(h: &Hotline, s: &UdpSocket, call_id: &str, branch: &str, wait: Duration) -> Vec<String> {
+    s.set_read_timeout(Some(wait)).ok();
+    let local = s.local_addr().unwrap();
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        free_udp_port()
+    );
+    let msg = format!(
+        "INVITE sip:property@127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch}\r\n\
+         From: <sip:resident@{local}>;tag=t{call_id}\r\nTo: <sip:property@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:resident@{local}>\r\n\
+         Max-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len(),
+        sip = h.sip,
+    );
+    s.send_to(msg.as_bytes(), ("127.0.0.1", h.sip)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.recv(&mut buf) {
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let code: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        got.push(text);
+        if code >= 200 {
+            break;
+        }
+    }
+    got
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// While the media threads cannot pace more calls, a new INVITE is refused at once with
+/// 503 and Retry-After, before any call work: no dialog, no record, counted in
+/// `/metrics`; a retransmission is refused alike (same To tag, RFC 3261 §8.2.7); the
+/// call already up is whole; once calm, callers are answered again. `overload_busy: 0`
+/// makes one call's visits enough to trip it.
+#[test]
+fn an_overloaded_hotline_refuses_new_calls_statelessly_and_recovers() {
+    let h = Hotline::cmd().config("overload_busy: 0\n").start();
+    let first = PjCall::new(h.target("property"))
+        .hangup_after(4.0)
+        .max_time(20.0)
+        .spawn();
+    // The first call's INVITE gave the detector its base; once the call's media has run
+    // for more than the 250 ms sampling interval, the next INVITE trips it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !h.http("GET", "/healthz").1.contains("calls_in_flows 1") {
+        assert!(Instant::now() < deadline, "the first call never came up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let uac = UdpSocket::bind(("127.0.0.1", 0)).expect("bind");
+    let refused = invite(
+        &h,
+        &uac,
+        "overload-1",
+        "z9hG4bKover1",
+        Duration::from_secs(2),
+    );
+    assert!(
+        refused.last().is_some_and(|m| m.starts_with("SIP/2.0 503")),
+        "not refused while a call's media ran: {refused:?}\n{}",
+        h.server.output()
+    );
+    assert_eq!(
+        refused.len(),
+        1,
+        "no 100 Trying or ringing first: {refused:?}"
+    );
+    let r = &refused[0];
+    assert_eq!(header(r, "Retry-After"), Some("30"), "{r}");
+    assert!(
+        header(r, "Reason").is_some_and(|v| v.contains("media threads")),
+        "{r}"
+    );
+    // The retransmission of that INVITE is answered with the same tag.
+    let again = invite(
+        &h,
+        &uac,
+        "overload-1",
+        "z9hG4bKover1",
+        Duration::from_secs(2),
+    );
+    let tag = |m: &str| {
+        header(m, "To")
+            .and_then(|t| t.split_once("tag="))
+            .map(|(_, t)| t.to_owned())
+    };
+    assert_eq!(tag(r), again.last().and_then(|m| tag(m)), "{again:?}");
+    assert!(tag(r).is_some(), "{r}");
+
+    assert!(metric(&h, "hotline_calls_refused_total{reason=\"media_overload\"}") >= 2.0);
+    let (_, health) = h.http("GET", "/healthz");
+    assert!(health.contains("media_overloaded 1"), "{health}");
+
+    // The call already up went on as if nothing happened.
+    let out = first.join().expect("first caller");
+    out.assert_ok();
+    // Calm (no call: the media threads idle), and a caller is answered again.
+    // (the sample the next INVITE takes may still cover the first call's last visits;
+    // the one after is all calm.)
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        std::thread::sleep(Duration::from_millis(400));
+        let later = PjCall::new(h.target("property"))
+            .hangup_after(1.0)
+            .max_time(15.0)
+            .run();
+        if later.report().confirmed_at.is_some() || tries == 3 {
+            later.assert_ok();
+            break;
+        }
+    }
+    // Only the two calls answered left records; the refused INVITEs are no calls.
+    let recs = h.records(2);
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert!(recs.iter().all(|r| r["outcome"] != "rejected"), "{recs:?}");
+    assert!(
+        recs.iter().all(|r| r["call_id"] != "overload-1"),
+        "{recs:?}"
+    );
+}

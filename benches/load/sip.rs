@@ -41,6 +41,8 @@ pub struct SipReport {
     pub answered: u64,
     /// Final failure codes; 408 is the client's own timeout (no final answer).
     pub failed: BTreeMap<u16, u64>,
+    /// Refused lines by the seconds they waited before calling again (Retry-After).
+    pub retry_after_s: BTreeMap<u64, u64>,
     pub ended_by_hotline: u64,
     pub ended_by_client: u64,
     pub bye_timeouts: u64,
@@ -356,7 +358,7 @@ impl Uac {
                 self.timers.push(Reverse((due, slot, Timer::InviteRetx)));
             }
             (Timer::InviteTimeout, St::Calling) | (Timer::ProceedingTimeout, St::Proceeding) => {
-                self.fail(slot, 408, now);
+                self.fail(slot, 408, now, 1);
             }
             (Timer::ByeRetx, St::Byeing) => {
                 let c = &mut self.calls[slot as usize];
@@ -390,14 +392,15 @@ impl Uac {
         }
     }
 
-    fn fail(&mut self, slot: u32, code: u16, now: u64) {
+    fn fail(&mut self, slot: u32, code: u16, now: u64, retry_s: u64) {
         *self.r.failed.entry(code).or_default() += 1;
         if self.calls[slot as usize].first {
             self.s.shared.first_resolved.fetch_add(1, Ordering::Relaxed);
         }
         self.s.shared.failed.fetch_add(1, Ordering::Relaxed);
-        // A refused line waits a second before it tries again.
-        self.done(slot, now, 1_000_000_000);
+        // A refused line waits what the refusal asked (a second without Retry-After).
+        *self.r.retry_after_s.entry(retry_s).or_default() += 1;
+        self.done(slot, now, retry_s * 1_000_000_000);
     }
 
     fn ended(&mut self, slot: u32, now: u64, by_hotline: bool) {
@@ -619,7 +622,13 @@ impl Uac {
                 ack.push_str("Content-Length: 0\r\n\r\n");
                 self.send(ack.as_bytes());
                 if matches!(st, St::Calling | St::Proceeding) {
-                    self.fail(slot, code, now);
+                    // RFC 3261 §21.5.4: a 503's Retry-After says when to call again; a
+                    // caller (or a proxy) that honours it does not make a refusal storm.
+                    let retry_s = m
+                        .get("Retry-After", "Retry-After")
+                        .and_then(|v| v.split([' ', ';', '(']).next()?.parse::<u64>().ok())
+                        .map_or(1, |s| s.clamp(1, 120));
+                    self.fail(slot, code, now, retry_s);
                 }
             }
         }

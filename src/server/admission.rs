@@ -69,9 +69,6 @@ impl Admission {
         let library = svc.library();
         let flow = library.flow_for(&call.user);
         let settings = flow.settings.clone();
-        if let Some(why) = self.overload.refuse(&svc.pump) {
-            return refuse(&svc, &flow.name, &call, &commands, received_at, 503, why).await;
-        }
         let _ = commands.send(SipCommand::Ringing).await;
         let permit = match self.lines.clone().try_acquire_owned() {
             Ok(p) => p,

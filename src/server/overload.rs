@@ -62,8 +62,11 @@ pub struct Load {
     pub late: f64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Detector {
+    /// Busier than this trips ([`BUSY_HIGH`] unless `overload_busy` says otherwise);
+    /// calm is below [`BUSY_LOW`] scaled alike.
+    busy_high: f64,
     last: Option<(Instant, Sample)>,
     /// Refusing since; and since when it has been calm.
     tripped: Option<Instant>,
@@ -73,7 +76,24 @@ pub struct Detector {
     pub trips: u64,
 }
 
+impl Default for Detector {
+    fn default() -> Detector {
+        Detector::new(BUSY_HIGH)
+    }
+}
+
 impl Detector {
+    pub fn new(busy_high: f64) -> Detector {
+        Detector {
+            busy_high,
+            last: None,
+            tripped: None,
+            calm_since: None,
+            load: Load::default(),
+            trips: 0,
+        }
+    }
+
     /// Takes a sample if the last is [`INTERVAL`] old; true: refuse new calls now.
     pub fn observe(&mut self, now: Instant, s: Sample) -> bool {
         let Some((at, prev)) = self.last else {
@@ -97,10 +117,12 @@ impl Detector {
             late: s.late_visits.saturating_sub(prev.late_visits) as f64 / visits as f64,
         };
         self.load = load;
-        let high = load.busy > BUSY_HIGH || (load.late > LATE_HIGH && load.busy > LATE_NEEDS_BUSY);
+        let busy_low = self.busy_high * (BUSY_LOW / BUSY_HIGH);
+        let late_needs = LATE_NEEDS_BUSY.min(self.busy_high);
+        let high = load.busy > self.busy_high || (load.late > LATE_HIGH && load.busy > late_needs);
         // Late visits while the threads are nearly idle are the machine's doing: they
         // neither trip nor hold the refusal.
-        let calm = load.busy < BUSY_LOW && (load.late <= LATE_HIGH || load.busy < LATE_NEEDS_BUSY);
+        let calm = load.busy < busy_low && (load.late <= LATE_HIGH || load.busy < late_needs);
         match self.tripped {
             None if high => {
                 self.tripped = Some(now);
@@ -129,9 +151,14 @@ pub struct Overload {
 
 impl Overload {
     pub fn new(enabled: bool) -> Overload {
+        Overload::with_busy_high(enabled, BUSY_HIGH)
+    }
+
+    /// `overload_busy`: the busy share that trips the refusal.
+    pub fn with_busy_high(enabled: bool, busy_high: f64) -> Overload {
         Overload {
             enabled,
-            detector: Mutex::new(Detector::default()),
+            detector: Mutex::new(Detector::new(busy_high)),
         }
     }
 

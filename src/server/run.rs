@@ -66,7 +66,7 @@ pub async fn run(
     ready: impl FnOnce(Bound),
 ) -> Result<(), String> {
     let admission = super::admission(&cfg);
-    let farm = Farm::new(admission.clone(), cfg.max_calls);
+    let farm = Farm::new(admission.clone(), cfg.max_calls, svc.clone());
     let sip_cfg = SipConfig {
         udp: cfg.sip,
         tcp: Some(cfg.sip),

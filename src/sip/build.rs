@@ -211,15 +211,31 @@ pub fn route_set(req: &Message) -> Vec<String> {
 pub fn unique_token() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let seed = *SEED.get_or_init(|| {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        nanos ^ u64::from(std::process::id()).rotate_left(32)
-    });
+    let seed = *SEED.get_or_init(unique_token_seed);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{:016x}", splitmix(seed.wrapping_add(n)))
+}
+
+/// The To tag of a response sent without keeping state: the same for every
+/// retransmission of one request (RFC 3261 §8.2.7), unguessable across processes.
+pub fn stateless_tag(req: &Message) -> String {
+    use std::hash::{Hash, Hasher};
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| splitmix(unique_token_seed()));
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    seed.hash(&mut h);
+    for name in ["Call-ID", "From", "Via", "CSeq"] {
+        req.get(name).hash(&mut h);
+    }
+    format!("{:016x}", splitmix(h.finish()))
+}
+
+fn unique_token_seed() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ u64::from(std::process::id()).rotate_left(32)
 }
 
 fn splitmix(mut z: u64) -> u64 {

@@ -613,7 +613,8 @@ async fn answer_reject(
             .fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let tag = build::unique_token();
+    // RFC 3261 §8.2.7: a stateless answer gives a retransmitted request the same tag.
+    let tag = build::stateless_tag(msg);
     let spec = ResponseSpec {
         code,
         to_tag: Some(&tag),
@@ -641,6 +642,9 @@ async fn new_call(shared: &Arc<Shared>, msg: Message, peer: Peer) {
             && h.value.trim().eq_ignore_ascii_case(TRY_NEXT_VALUE)
     });
     if let Some(r) = gate(shared).and_then(|g| g.invite(may_try_next)) {
+        if let Some(reason) = r.tally {
+            super::refusals::note(peer.addr.ip(), reason);
+        }
         refuse(shared, &msg, &peer, "INVITE", r).await;
         return;
     }

@@ -19,6 +19,9 @@ pub struct Refusal {
     pub retry_after: Option<u32>,
     /// Says why, in a Warning-free `Reason`-like header an operator sees in a trace.
     pub why: &'static str,
+    /// Counted in the refusal tally (`hotline_calls_refused_total`, the log's summary),
+    /// by the request's source.
+    pub tally: Option<super::refusals::Reason>,
 }
 
 pub trait Gate: Send + Sync + std::fmt::Debug {

@@ -25,15 +25,18 @@ pub enum Reason {
     NotAllowed,
     /// An INVITE that got through, but no RTP port was free (503).
     NoRtpPort,
+    /// The media threads could not pace another call (503, `overload_refuse`).
+    MediaOverload,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 5] = [
+    pub const ALL: [Reason; 6] = [
         Reason::Requests,
         Reason::Dialogs,
         Reason::Scanner,
         Reason::NotAllowed,
         Reason::NoRtpPort,
+        Reason::MediaOverload,
     ];
 
     /// The label in `/metrics` and the word in the log.
@@ -44,13 +47,14 @@ impl Reason {
             Reason::Scanner => "scanner",
             Reason::NotAllowed => "not_allowed",
             Reason::NoRtpPort => "no_rtp_port",
+            Reason::MediaOverload => "media_overload",
         }
     }
 
     /// Refused by the guard before any call work (`hotline_sip_limited_total`), rather
     /// than a call refused later (`hotline_calls_refused_total`).
     pub fn by_guard(self) -> bool {
-        !matches!(self, Reason::NoRtpPort)
+        !matches!(self, Reason::NoRtpPort | Reason::MediaOverload)
     }
 
     fn index(self) -> usize {
@@ -65,7 +69,7 @@ const KEPT: usize = 4096;
 
 #[derive(Default)]
 pub struct Refusals {
-    totals: [AtomicU64; 5],
+    totals: [AtomicU64; 6],
     interval: Mutex<Interval>,
 }
 
@@ -106,7 +110,7 @@ impl Refusals {
     }
 
     /// Refusals since start, every reason.
-    pub fn totals(&self) -> [(Reason, u64); 5] {
+    pub fn totals(&self) -> [(Reason, u64); 6] {
         Reason::ALL.map(|r| {
             let n = self
                 .totals
