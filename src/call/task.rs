@@ -283,7 +283,9 @@ impl Flowing {
             started = true;
             session.handle(Event::Answered { rings }, answered.into_std());
         }
-        let (done_tx, mut done_rx) = mpsc::channel::<Done>(8);
+        // Made at the first ticket: most calls file none, and a channel allocates room
+        // for 32 answers as soon as it exists.
+        let mut done: Option<(mpsc::Sender<Done>, mpsc::Receiver<Done>)> = None;
         let mut recordings: HashMap<String, PathBuf> = HashMap::new();
         // Tickets filed so far by each state: the ordinal in a ticket's identity.
         let mut filed_by_state: HashMap<String, u32> = HashMap::new();
@@ -364,7 +366,7 @@ impl Flowing {
                             request: ticket,
                         };
                         let fut = svc.backend.file_ticket(t);
-                        let tx = done_tx.clone();
+                        let tx = done.get_or_insert_with(|| mpsc::channel(8)).0.clone();
                         tokio::spawn(async move {
                             let result = fut.await;
                             let _ = tx.send(Done::Ticket { id, result }).await;
@@ -500,7 +502,7 @@ impl Flowing {
                     }
                     Err(e) => tracing::error!(error = %e, "lookup task failed"),
                 },
-                Some(d) = done_rx.recv() => {
+                Some(d) = next_done(&mut done) => {
                     match d {
                         Done::Ticket { id, result } => {
                             session.handle(Event::TicketDone { id, result }, Instant::now().into_std());
@@ -514,8 +516,10 @@ impl Flowing {
         }
         record.cut_prompts(Instant::now().duration_since(answered).as_millis() as i64);
         // Tickets filed after the caller left land before the record closes.
-        drop(done_tx);
-        while done_rx.recv().await.is_some() {}
+        if let Some((tx, mut rx)) = done {
+            drop(tx);
+            while rx.recv().await.is_some() {}
+        }
         tracing::info!(outcome = %record.outcome, "call ended");
         let collected = session
             .vars()
@@ -538,6 +542,14 @@ impl Flowing {
 fn log_lookup(source: &str, result: &LookupResult) {
     if let LookupResult::Failed(e) = result {
         tracing::warn!(source, error = %e, "lookup failed");
+    }
+}
+
+/// The next back-end answer; never, while nothing has been asked.
+async fn next_done(done: &mut Option<(mpsc::Sender<Done>, mpsc::Receiver<Done>)>) -> Option<Done> {
+    match done {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
