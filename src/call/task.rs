@@ -474,8 +474,10 @@ impl Flowing {
                 Some(m) = leg.events.recv() => {
                     let at = Instant::from_std(m.at);
                     if started {
-                        record.voice_or_key(at.duration_since(answered).as_millis() as i64, &m.event);
-                        session.handle(m.event, m.at);
+                        let when = m.at;
+                        let event = m.event();
+                        record.voice_or_key(at.duration_since(answered).as_millis() as i64, &event);
+                        session.handle(event, when);
                     }
                 }
                 _ = sleep_opt(wake) => {
