@@ -425,7 +425,9 @@ struct Shard {
     /// Time each frame sent (the `metrics` setting).
     measure: bool,
     lateness: lateness::Local,
-    legs: HashMap<u64, Slotted>,
+    /// Boxed: the table grows by doubling, and a ~900-byte leg in each of its empty
+    /// slots cost more than the legs themselves.
+    legs: HashMap<u64, Box<Slotted>>,
     wheel: [Vec<u64>; SLOTS],
     /// Slot 0 of frame period 0; slot k of period p is due at epoch + p·20 ms + k·2 ms.
     epoch: Instant,
@@ -529,7 +531,7 @@ impl Shard {
                 let sdp_remote = n.stream.remote;
                 self.legs.insert(
                     n.id,
-                    Slotted {
+                    Box::new(Slotted {
                         leg: MediaLeg::new(n.stream, &n.voice, t0),
                         port: n.port,
                         events: n.events,
@@ -538,7 +540,7 @@ impl Shard {
                         latched: false,
                         probation: Default::default(),
                         connected: false,
-                    },
+                    }),
                 );
                 self.counters.legs.fetch_add(1, Relaxed);
             }
