@@ -221,10 +221,12 @@ impl CallTask {
         }
     }
 
+    /// The handlers' futures are boxed: they live for one message, while the call's
+    /// task lives for the call, and inline they made up most of every call's task.
     pub(crate) async fn run(mut self) {
         tracing::debug!("new call");
         if self.phase == Phase::Early {
-            self.answer_invite(100, &[], None).await;
+            Box::pin(self.answer_invite(100, &[], None)).await;
         }
         loop {
             let now = Instant::now();
@@ -236,20 +238,20 @@ impl CallTask {
                 m = self.inbox.recv() => match m {
                     Some(Inbound::Msg(m)) => {
                         let (msg, peer) = *m;
-                        self.on_message(msg, peer).await;
+                        Box::pin(self.on_message(msg, peer)).await;
                     }
-                    Some(Inbound::Shutdown) => self.on_command(SipCommand::Hangup).await,
+                    Some(Inbound::Shutdown) => Box::pin(self.on_command(SipCommand::Hangup)).await,
                     None => break,
                 },
                 c = recv_or_pending(&mut self.commands) => match c {
-                    Some(cmd) => self.on_command(cmd).await,
+                    Some(cmd) => Box::pin(self.on_command(cmd)).await,
                     None => {
                         // The call layer let go of the call: end it as if it hung up.
                         self.commands = None;
-                        self.on_command(SipCommand::Hangup).await;
+                        Box::pin(self.on_command(SipCommand::Hangup)).await;
                     }
                 },
-                _ = sleep_until(wake) => self.on_timer().await,
+                _ = sleep_until(wake) => Box::pin(self.on_timer()).await,
             }
         }
         self.sh.forget(&self.call_id);
