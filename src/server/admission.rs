@@ -68,7 +68,8 @@ impl Admission {
         let received_at = UtcMs::now();
         let library = svc.library();
         let flow = library.flow_for(&call.user);
-        let settings = flow.settings.clone();
+        // The two it needs, not a clone of all the flow's settings held for the call.
+        let (answer_after, ring_period) = (flow.settings.answer_after, flow.settings.ring_period);
         if let Some(why) = self.overload.refuse(&svc.pump) {
             return refuse(&svc, &flow.name, &call, &commands, received_at, 503, why).await;
         }
@@ -121,15 +122,15 @@ impl Admission {
             }
         };
         // The flow may ask for a delayed answer; the caller hears ringing meanwhile.
-        if !settings.answer_after.is_zero() {
+        if !answer_after.is_zero() {
             tokio::select! {
-                _ = tokio::time::sleep(settings.answer_after) => {}
+                _ = tokio::time::sleep(answer_after) => {}
                 cancelled = wait_for_hangup(&mut events) => {
                     return gave_up(&svc, &flow.name, &call, received_at, cancelled, "before the answer");
                 }
             }
         }
-        let rings = rings(received.elapsed(), settings.ring_period);
+        let rings = rings(received.elapsed(), ring_period);
         let span = tracing::info_span!("call", call_id = %call.call_id, flow = %flow.name);
         let _permit = permit;
         tracing::Instrument::instrument(
