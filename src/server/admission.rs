@@ -218,4 +218,19 @@ mod tests {
         assert_eq!(rings(Duration::from_secs(15), p), 3);
         assert_eq!(rings(Duration::from_secs(15), Duration::ZERO), 0);
     }
+
+    /// The size of what an async fn returns, without calling it.
+    fn future_size<A, B, C, D, E, F: std::future::Future>(
+        _: impl FnOnce(A, B, C, D, E) -> F,
+    ) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A call's flow task is one of these for the whole call: 8.5 KiB when its parts
+    /// were stored more than once and it had room for an outbound call (issue 11).
+    #[test]
+    fn a_calls_flow_task_stays_small() {
+        let size = future_size(Admission::admit);
+        assert!(size <= 6 * 1024, "{size} bytes");
+    }
 }
