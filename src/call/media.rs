@@ -73,7 +73,6 @@ pub struct MediaLeg {
     playing: Option<u64>,
     dtmf: DtmfDetector,
     voice: VoiceClassifier,
-    pcm: [i16; FRAME_SAMPLES],
     recording: Option<Vec<i16>>,
 }
 
@@ -102,7 +101,6 @@ impl MediaLeg {
             playing: None,
             dtmf: DtmfDetector::new(),
             voice: VoiceClassifier::new(voice),
-            pcm: [0; FRAME_SAMPLES],
             recording: None,
         }
     }
@@ -187,18 +185,19 @@ impl MediaLeg {
         if p.payload_type != self.stream.payload_type {
             return;
         }
-        // Frames of other sizes are cut or padded to 20 ms: the classifier's unit.
-        let n = self.stream.codec.decode(
-            &p.payload[..p.payload.len().min(FRAME_SAMPLES)],
-            &mut self.pcm,
-        );
-        self.pcm[n..].fill(0);
+        // Frames of other sizes are cut or padded to 20 ms: the classifier's unit. On the
+        // stack, not in the leg: every packet overwrites all of it.
+        let mut pcm = [0i16; FRAME_SAMPLES];
+        let n = self
+            .stream
+            .codec
+            .decode(&p.payload[..p.payload.len().min(FRAME_SAMPLES)], &mut pcm);
         if let Some(rec) = &mut self.recording
             && rec.len() < MAX_RECORDING_SAMPLES
         {
-            rec.extend_from_slice(&self.pcm[..n]);
+            rec.extend_from_slice(&pcm[..n]);
         }
-        if let Some(v) = self.voice.push_frame(&self.pcm) {
+        if let Some(v) = self.voice.push_frame(&pcm) {
             heard.events.push(match v {
                 VoiceEvent::VoiceStart => Event::VoiceStart,
                 VoiceEvent::VoiceEnd => Event::VoiceEnd,

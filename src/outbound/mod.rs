@@ -479,14 +479,14 @@ impl Outbound {
                             rings: 0,
                             received_at: attempt.started_at,
                             library,
-                            placed: Some(Placed {
+                            placed: Some(Box::new(Placed {
                                 port,
                                 offer,
                                 session_id,
                                 answer: a.sdp,
                                 vars,
                                 polite_end: token.clone(),
-                            }),
+                            })),
                         },
                     ),
                     span,

@@ -522,7 +522,7 @@ async fn on_message(shared: &Arc<Shared>, msg: Message, peer: Peer) {
     let call_id = msg.call_id().unwrap_or_default().to_owned();
     if let Some(inbox) = shared.route_to_call(&call_id) {
         // A full inbox drops the message: UDP peers retransmit.
-        let _ = inbox.try_send(Inbound::Msg(msg, peer));
+        let _ = inbox.try_send(Inbound::msg(msg, peer));
         return;
     }
     let has_to_tag = msg.to_tag().is_some();
@@ -627,7 +627,7 @@ async fn answer_reject(
 
 fn on_response(shared: &Shared, msg: Message, peer: Peer) {
     let target = msg.call_id().and_then(|id| shared.route_to_call(id));
-    let delivered = target.is_some_and(|inbox| inbox.try_send(Inbound::Msg(msg, peer)).is_ok());
+    let delivered = target.is_some_and(|inbox| inbox.try_send(Inbound::msg(msg, peer)).is_ok());
     if !delivered {
         shared
             .counters

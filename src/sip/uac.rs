@@ -325,7 +325,8 @@ impl Uac {
                 let wake = self.next_wake(&tx, gave_up.is_none().then_some(ring_deadline));
                 tokio::select! {
                     m = self.inbox.recv() => match m {
-                        Some(Inbound::Msg(msg, peer)) => {
+                        Some(Inbound::Msg(m)) => {
+                            let (msg, peer) = *m;
                             if let Some(f) = self.on_message(&mut tx, msg, peer).await {
                                 break f;
                             }
@@ -691,7 +692,8 @@ impl Uac {
         loop {
             tokio::select! {
                 m = self.inbox.recv() => match m {
-                    Some(Inbound::Msg(msg, peer)) => {
+                    Some(Inbound::Msg(m)) => {
+                        let (msg, peer) = *m;
                         let (StartLine::Response { code, .. }, Some(cseq)) = (&msg.start, msg.cseq()) else {
                             continue;
                         };
