@@ -29,6 +29,9 @@ cat >"$tmp/hotline.yaml" <<EOF
 flows: $repo/flows
 prompts: $repo/prompts
 lookups: $repo/data
+# SIPp is one source carrying every call, as a trunk does: exempt from the per-source
+# limits, which would otherwise drop most INVITEs and leave SIPp retransmitting.
+sip_limits: {exempt: [127.0.0.0/8]}
 ${SETUP_RATE_CONFIG:-}
 EOF
 # Every call held 1 s: RATE calls up at once, and the ones ending.
