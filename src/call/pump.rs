@@ -51,14 +51,14 @@ const SLOT: Duration = Duration::from_millis(2);
 /// call's task got round to it.
 #[derive(Debug)]
 pub struct LegEvent {
-    heard: Heard,
+    heard: SmallEvent,
     pub at: Instant,
 }
 
 /// The events a leg produces, in 16 bytes rather than an [`Event`]'s 48: a leg's
 /// channel allocates room for 32 of them when the call starts.
 #[derive(Debug)]
-enum Heard {
+enum SmallEvent {
     Dtmf(char),
     VoiceStart,
     VoiceEnd,
@@ -71,26 +71,26 @@ enum Heard {
 impl LegEvent {
     fn new(event: Event, at: Instant) -> LegEvent {
         let heard = match event {
-            Event::Dtmf(k) => Heard::Dtmf(k),
-            Event::VoiceStart => Heard::VoiceStart,
-            Event::VoiceEnd => Heard::VoiceEnd,
-            Event::TooQuiet => Heard::TooQuiet,
-            Event::Noise => Heard::Noise,
-            Event::PlayDone { id } => Heard::PlayDone(id),
-            other => Heard::Other(Box::new(other)),
+            Event::Dtmf(k) => SmallEvent::Dtmf(k),
+            Event::VoiceStart => SmallEvent::VoiceStart,
+            Event::VoiceEnd => SmallEvent::VoiceEnd,
+            Event::TooQuiet => SmallEvent::TooQuiet,
+            Event::Noise => SmallEvent::Noise,
+            Event::PlayDone { id } => SmallEvent::PlayDone(id),
+            other => SmallEvent::Other(Box::new(other)),
         };
         LegEvent { heard, at }
     }
 
     pub fn event(self) -> Event {
         match self.heard {
-            Heard::Dtmf(k) => Event::Dtmf(k),
-            Heard::VoiceStart => Event::VoiceStart,
-            Heard::VoiceEnd => Event::VoiceEnd,
-            Heard::TooQuiet => Event::TooQuiet,
-            Heard::Noise => Event::Noise,
-            Heard::PlayDone(id) => Event::PlayDone { id },
-            Heard::Other(e) => *e,
+            SmallEvent::Dtmf(k) => Event::Dtmf(k),
+            SmallEvent::VoiceStart => Event::VoiceStart,
+            SmallEvent::VoiceEnd => Event::VoiceEnd,
+            SmallEvent::TooQuiet => Event::TooQuiet,
+            SmallEvent::Noise => Event::Noise,
+            SmallEvent::PlayDone(id) => Event::PlayDone { id },
+            SmallEvent::Other(e) => *e,
         }
     }
 }

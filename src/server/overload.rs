@@ -4,8 +4,10 @@
 //! their 20 ms. `max_calls` is a count set in advance; this is what the machine does
 //! now, with whatever else runs on it.
 //!
-//! The admission asks [`Overload::refuse`] for every INVITE; the pump's counters are
-//! sampled at most every [`INTERVAL`], so asking costs a lock and a clock read.
+//! The endpoint's gate (`src/server/farm.rs`) asks [`Overload::refuse`] for every new
+//! INVITE and answers a refusal statelessly, before any dialog, task or record exists;
+//! the pump's counters are sampled at most every [`INTERVAL`], so asking costs a lock
+//! and a clock read.
 //!
 //! The decision ([`Detector`]) is pure: a sample of counters and the time in, refuse or
 //! admit out. Busy is the CPU time the threads spent visiting (their own CPU clock:
