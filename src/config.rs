@@ -155,7 +155,7 @@ impl Default for Config {
             media_threads: 0,
             media_io: crate::call::rtpio::MediaIo::Auto,
             media_pin: false,
-            media_realtime: false,
+            media_realtime: true,
             overload_refuse: true,
             overload_busy: Share(crate::server::overload::BUSY_HIGH),
             metrics: true,

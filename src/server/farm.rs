@@ -16,7 +16,6 @@
 //!   dispatcher's call-load algorithm.
 use super::admission::Admission;
 use super::http::json;
-use crate::call::CallServices;
 use crate::sip::gate::{Gate, Refusal};
 use crate::sip::refusals::Reason;
 use crate::store::UtcMs;
@@ -37,8 +36,6 @@ const OVERLOAD_RETRY_AFTER_S: u32 = 30;
 
 pub struct Farm {
     admission: Arc<Admission>,
-    /// The media threads, whose load decides the overload refusal.
-    svc: Arc<CallServices>,
     max_calls: usize,
     draining: watch::Sender<Option<Drain>>,
     refused_draining: AtomicU64,
@@ -74,10 +71,9 @@ impl std::fmt::Debug for Farm {
 }
 
 impl Farm {
-    pub fn new(admission: Arc<Admission>, max_calls: usize, svc: Arc<CallServices>) -> Arc<Farm> {
+    pub fn new(admission: Arc<Admission>, max_calls: usize) -> Arc<Farm> {
         Arc::new(Farm {
             admission,
-            svc,
             max_calls,
             draining: watch::Sender::new(None),
             refused_draining: AtomicU64::new(0),
@@ -202,7 +198,7 @@ impl Gate for Farm {
         // refusals must cost next to nothing, or answering them takes the cores the
         // admitted calls' audio needs (an 8,000-call run once wrote 147,470 records
         // of refused calls). They are counted and summarised in the log instead.
-        if let Some(why) = self.admission.overload.refuse(&self.svc.pump) {
+        if let Some(why) = self.admission.overload.refuse() {
             return Some(Refusal {
                 code: 503,
                 retry_after: Some(OVERLOAD_RETRY_AFTER_S),

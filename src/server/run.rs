@@ -66,7 +66,7 @@ pub async fn run(
     ready: impl FnOnce(Bound),
 ) -> Result<(), String> {
     let admission = super::admission(&cfg);
-    let farm = Farm::new(admission.clone(), cfg.max_calls, svc.clone());
+    let farm = Farm::new(admission.clone(), cfg.max_calls);
     let sip_cfg = SipConfig {
         udp: cfg.sip,
         tcp: Some(cfg.sip),
@@ -82,6 +82,11 @@ pub async fn run(
         .map_err(|e| e.to_string())?;
     let endpoint = Arc::new(endpoint);
     tokio::spawn(farm.clone().drain_on_sigusr1());
+    tokio::spawn(super::overload::watch(
+        admission.clone(),
+        svc.clone(),
+        cancel.child_token(),
+    ));
     let status = Arc::new(Status {
         admission: admission.clone(),
         max_calls: cfg.max_calls,
