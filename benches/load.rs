@@ -72,7 +72,7 @@ use report::{f, summary_ms};
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Load benchmark for hotline serve (see benches/load.rs)")]
-struct Args {
+pub struct Args {
     /// Concurrent calls (lines): one size. Without it, every size of `--sizes`.
     #[arg(long)]
     calls: Option<usize>,
@@ -151,6 +151,17 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+/// How many media threads hotline runs: its `media_threads` setting if a `--setting`
+/// gives one, else one per CPU, as `hotline serve` does.
+pub fn media_threads(a: &Args) -> usize {
+    a.settings
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("media_threads:"))
+        .filter_map(|v| v.trim().parse::<usize>().ok())
+        .rfind(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -2,9 +2,18 @@
 //! Rust sends the same count of 172-byte datagrams from the same number of sockets to
 //! the same kind of client socket (one socket, drained by a thread with `recvmmsg`) at
 //! hotline's pace (ten 2 ms slots a 20 ms frame, every socket once a frame), by each
-//! method; the sending thread's own CPU (`RUSAGE_THREAD`) over the datagrams sent is the
-//! figure. Hotline's CPU per packet is compared with the best of them, measured minutes
-//! apart on the same machine.
+//! method, from as many threads as hotline has media threads (one per CPU unless
+//! `media_threads` says otherwise), each with its share of the sockets; the sending
+//! threads' own CPU (`RUSAGE_THREAD`) over the datagrams sent is the figure. Hotline's
+//! CPU per packet is compared with the best of them, measured minutes apart on the same
+//! machine.
+//!
+//! Why as many threads as hotline: the load client reads every call's RTP from one
+//! socket, and two threads sending into one socket contend for its queue. Measured with
+//! a C sender on this 2-core machine, 5,000 sockets into one reader, three pairs: 2.91–3.08
+//! µs per datagram from one thread, 3.42–3.61 µs from two. A one-thread floor charged
+//! hotline for that contention; the same work is the same sockets from the same number
+//! of threads.
 //!
 //! Methods: `sendto` on unconnected sockets (hotline's fallback), `send` on connected
 //! sockets, and hotline's own batched path (`hotline::call::rtpio`, one io_uring
@@ -91,8 +100,9 @@ impl Drop for Sink {
     }
 }
 
-/// Sends for `secs` from `sockets` sockets at hotline's pace by `m`; CPU per datagram.
-fn one(m: Method, sockets: usize, secs: f64, sink: &Sink) -> Result<Value, String> {
+/// Sends for `secs` from `sockets` sockets at hotline's pace by `m`, from `threads`
+/// threads; CPU per datagram.
+fn one(m: Method, sockets: usize, threads: usize, secs: f64, sink: &Sink) -> Result<Value, String> {
     let socks: Vec<UdpSocket> = (0..sockets)
         .map(|_| {
             let s = UdpSocket::bind("127.0.0.1:0")?;
@@ -118,47 +128,63 @@ fn one(m: Method, sockets: usize, secs: f64, sink: &Sink) -> Result<Value, Strin
     } else {
         MediaIo::Sendto
     };
-    let handle = std::thread::Builder::new()
-        .name("floor-send".into())
-        .spawn(move || -> Result<(u64, u64, f64, f64, f64), String> {
-            let mut io = RtpIo::new(path).map_err(|e| e.to_string())?;
-            let slot = Duration::from_millis(2);
-            let slots = 10usize;
-            let start = Instant::now();
-            let (u0, s0) = thread_cpu();
-            let mut visit = 0u64;
-            let end = start + Duration::from_secs_f64(secs);
-            while Instant::now() < end {
-                let due = start + slot * visit as u32;
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
-                let k = (visit as usize) % slots;
-                for fd in fds.iter().skip(k).step_by(slots) {
-                    io.send(*fd, &pkt, if connected { None } else { Some(to) });
-                }
-                io.flush();
-                visit += 1;
-            }
-            let (u1, s1) = thread_cpu();
-            Ok((
-                io.sent,
-                io.send_errors,
-                u1 - u0,
-                s1 - s0,
-                start.elapsed().as_secs_f64(),
-            ))
+    let threads = threads.max(1);
+    let handles = (0..threads)
+        .map(|t| {
+            // Each thread its own sockets, in its own phase of the slot, as hotline's
+            // threads are (each keeps its own epoch).
+            let mine: Vec<i32> = fds.iter().skip(t).step_by(threads).copied().collect();
+            let pkt = pkt.clone();
+            let phase = Duration::from_micros(2000 * t as u64 / threads as u64);
+            std::thread::Builder::new()
+                .name(format!("floor-send-{t}"))
+                .spawn(move || -> Result<(u64, u64, f64, f64, f64), String> {
+                    let mut io = RtpIo::new(path).map_err(|e| e.to_string())?;
+                    let slot = Duration::from_millis(2);
+                    let slots = 10usize;
+                    let start = Instant::now() + phase;
+                    let (u0, s0) = thread_cpu();
+                    let mut visit = 0u64;
+                    let end = start + Duration::from_secs_f64(secs);
+                    while Instant::now() < end {
+                        let due = start + slot * visit as u32;
+                        let now = Instant::now();
+                        if due > now {
+                            std::thread::sleep(due - now);
+                        }
+                        let k = (visit as usize) % slots;
+                        for fd in mine.iter().skip(k).step_by(slots) {
+                            io.send(*fd, &pkt, if connected { None } else { Some(to) });
+                        }
+                        io.flush();
+                        visit += 1;
+                    }
+                    let (u1, s1) = thread_cpu();
+                    Ok((
+                        io.sent,
+                        io.send_errors,
+                        u1 - u0,
+                        s1 - s0,
+                        start.elapsed().as_secs_f64(),
+                    ))
+                })
+                .map_err(|e| e.to_string())
         })
-        .map_err(|e| e.to_string())?;
-    let (sent, errors, user, sys, wall) = handle
-        .join()
-        .map_err(|_| "floor sender panicked".to_string())??;
+        .collect::<Result<Vec<_>, String>>()?;
+    let (mut sent, mut errors, mut user, mut sys, mut wall) = (0, 0, 0.0, 0.0, 0.0f64);
+    for h in handles {
+        let (s1, e1, u1, y1, w1) = h
+            .join()
+            .map_err(|_| "floor sender panicked".to_string())??;
+        (sent, errors, user, sys) = (sent + s1, errors + e1, user + u1, sys + y1);
+        wall = wall.max(w1);
+    }
     drop(socks);
     let per = |s: f64| s * 1e6 / sent.max(1) as f64;
     Ok(json!({
         "method": m.name(),
         "sockets": sockets,
+        "threads": threads,
         "sent": sent,
         "send_errors": errors,
         "packets_per_s": sent as f64 / wall,
@@ -168,13 +194,13 @@ fn one(m: Method, sockets: usize, secs: f64, sink: &Sink) -> Result<Value, Strin
 
 /// Every method, in turn, `rounds` times interleaved (noise moves between rounds, and
 /// each method's best round is its figure).
-pub fn run(sockets: usize, secs: f64, rounds: usize) -> Result<Value, String> {
+pub fn run(sockets: usize, threads: usize, secs: f64, rounds: usize) -> Result<Value, String> {
     let sink = Sink::new()?;
     let mut best: Vec<Option<Value>> = vec![None; Method::ALL.len()];
     let mut all = Vec::new();
     for r in 0..rounds.max(1) {
         for (i, m) in Method::ALL.iter().enumerate() {
-            let v = one(*m, sockets, secs, &sink)?;
+            let v = one(*m, sockets, threads, secs, &sink)?;
             eprintln!(
                 "load: floor round {} {:<28} {:.2} µs/packet ({} sent)",
                 r + 1,
@@ -199,6 +225,7 @@ pub fn run(sockets: usize, secs: f64, rounds: usize) -> Result<Value, String> {
         .fold(f64::MAX, f64::min);
     Ok(json!({
         "sockets": sockets,
+        "threads": threads,
         "secs_each": secs,
         "rounds": rounds,
         "best_per_method": best,

@@ -39,11 +39,12 @@ pub fn run(a: &Args) -> Result<(), String> {
     let floor = if a.no_floor {
         Value::Null
     } else {
+        let threads = super::media_threads(a);
         eprintln!(
-            "load: floor, {reference} sockets, {} s per method, {} rounds",
+            "load: floor, {reference} sockets from {threads} threads (hotline's media threads), {} s per method, {} rounds",
             a.floor_secs, a.floor_rounds
         );
-        floor::run(reference, a.floor_secs, a.floor_rounds)?
+        floor::run(reference, threads, a.floor_secs, a.floor_rounds)?
     };
     out["floor"] = floor.clone();
     let sipp_ref = if a.no_sipp {
@@ -126,12 +127,13 @@ fn print_suite(
     if let Some(ms) = floor.get("best_per_method").and_then(Value::as_array) {
         for m in ms {
             println!(
-                "floor      {:<28} {:6.2} µs/packet (user {:.2}, sys {:.2}); {} sockets, {:.0} packets/s",
+                "floor      {:<28} {:6.2} µs/packet (user {:.2}, sys {:.2}); {} sockets, {} threads, {:.0} packets/s",
                 m["method"].as_str().unwrap_or("?"),
                 n(m, "/us_per_packet/total"),
                 n(m, "/us_per_packet/user"),
                 n(m, "/us_per_packet/sys"),
                 m["sockets"],
+                m["threads"],
                 n(m, "/packets_per_s"),
             );
         }

@@ -33,6 +33,7 @@ use crate::media::prompt::PromptCache;
 use crate::media::voice::VoiceSettings;
 use crate::metrics::lateness;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -419,6 +420,31 @@ fn stream_rtp(pkt: &[u8], stream: &Stream) -> Option<(u32, u16)> {
         .map(|p| (p.ssrc, p.sequence))
 }
 
+/// Leg ids are a counter we hand out, looked up once per leg per frame: a multiply
+/// spreads them over the table's buckets and control bytes, where SipHash's defence
+/// against chosen keys buys nothing for ids we hand out ourselves.
+#[derive(Default, Clone, Copy)]
+struct LegIdHasher(u64);
+
+impl std::hash::Hasher for LegIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(FIB);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(FIB);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// 2^64 / φ: consecutive ids land far apart.
+const FIB: u64 = 0x9E37_79B9_7F4A_7C15;
+
 struct Shard {
     rx: std_mpsc::Receiver<Cmd>,
     counters: Arc<Counters>,
@@ -427,7 +453,7 @@ struct Shard {
     lateness: lateness::Local,
     /// Boxed: the table grows by doubling, and a ~900-byte leg in each of its empty
     /// slots cost more than the legs themselves.
-    legs: HashMap<u64, Box<Slotted>>,
+    legs: HashMap<u64, Box<Slotted>, BuildHasherDefault<LegIdHasher>>,
     wheel: [Vec<u64>; SLOTS],
     /// Slot 0 of frame period 0; slot k of period p is due at epoch + p·20 ms + k·2 ms.
     epoch: Instant,
@@ -451,7 +477,7 @@ impl Shard {
             counters,
             measure,
             lateness: lateness::Local::default(),
-            legs: HashMap::new(),
+            legs: HashMap::default(),
             wheel: Default::default(),
             epoch: Instant::now(),
             visit: 0,
@@ -594,6 +620,7 @@ impl Shard {
             }
             Cmd::Remove(leg) => {
                 if let Some(l) = self.legs.remove(&leg) {
+                    self.io.forget(&l.port.socket);
                     self.wheel[l.slot].retain(|&id| id != leg);
                     self.counters.legs.fetch_sub(1, Relaxed);
                 }
