@@ -445,7 +445,45 @@ impl std::hash::Hasher for LegIdHasher {
 /// 2^64 / φ: consecutive ids land far apart.
 const FIB: u64 = 0x9E37_79B9_7F4A_7C15;
 
+/// A visit this late is a gap every caller of the slot hears.
+const STALL: Duration = Duration::from_millis(100);
+/// At most one stall line a thread in this long.
+const STALL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Stalls of a media thread, logged with what the thread did just before: a long
+/// command or visit is ours; neither means the thread was not run (the machine).
+#[derive(Default)]
+struct Stalls {
+    last_commands: Duration,
+    last_visit: Duration,
+    logged_at: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Stalls {
+    fn seen(&mut self, now: Instant, late: Duration, legs: usize) {
+        if self
+            .logged_at
+            .is_some_and(|t| now.duration_since(t) < STALL_LOG_EVERY)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        tracing::warn!(
+            late_ms = late.as_millis() as u64,
+            previous_commands_ms = self.last_commands.as_secs_f64() * 1e3,
+            previous_visit_ms = self.last_visit.as_secs_f64() * 1e3,
+            legs,
+            stalls_not_logged = self.unlogged,
+            "a media thread started a visit late: its calls' audio had a gap"
+        );
+        self.logged_at = Some(now);
+        self.unlogged = 0;
+    }
+}
+
 struct Shard {
+    stalls: Stalls,
     rx: std_mpsc::Receiver<Cmd>,
     counters: Arc<Counters>,
     /// Time each frame sent (the `metrics` setting).
@@ -473,6 +511,7 @@ impl Shard {
         io: RtpIo,
     ) -> Shard {
         Shard {
+            stalls: Stalls::default(),
             rx,
             counters,
             measure,
@@ -511,12 +550,19 @@ impl Shard {
                 std::thread::sleep(due - now);
             } else if now - due > SLOT {
                 self.counters.late_visits.fetch_add(1, Relaxed);
+                if now - due > STALL {
+                    self.stalls.seen(now, now - due, self.legs.len());
+                }
             }
+            let t0 = Instant::now();
             if !self.commands() {
                 return;
             }
+            let t1 = Instant::now();
             let slot = (self.visit % SLOTS as u64) as usize;
             self.visit_slot(slot);
+            self.stalls.last_commands = t1 - t0;
+            self.stalls.last_visit = t1.elapsed();
             self.visit += 1;
             // Far behind (the machine stalled): skip ahead rather than race through
             // every missed slot; the legs' pacers skip the frames that are too late.

@@ -179,6 +179,7 @@ impl Gate for Farm {
         self.is_draining().then_some(Refusal {
             code: 503,
             retry_after: Some(DRAIN_RETRY_AFTER_S),
+            spread: false,
             why: "draining",
             tally: None,
         })
@@ -190,6 +191,7 @@ impl Gate for Farm {
             return Some(Refusal {
                 code: 503,
                 retry_after: Some(DRAIN_RETRY_AFTER_S),
+                spread: false,
                 why: "draining",
                 tally: None,
             });
@@ -202,6 +204,7 @@ impl Gate for Farm {
             return Some(Refusal {
                 code: 503,
                 retry_after: Some(OVERLOAD_RETRY_AFTER_S),
+                spread: true,
                 why,
                 tally: Some(Reason::MediaOverload),
             });
@@ -213,6 +216,7 @@ impl Gate for Farm {
             return Some(Refusal {
                 code: 486,
                 retry_after: None,
+                spread: false,
                 why: "every line is busy",
                 tally: None,
             });

@@ -230,6 +230,15 @@ pub fn stateless_tag(req: &Message) -> String {
     format!("{:016x}", splitmix(h.finish()))
 }
 
+/// `secs` spread over [2/3·secs, 4/3·secs] by the same hash as [`stateless_tag`]: a
+/// retransmission is told the same, and callers refused together come back apart.
+pub fn spread_secs(req: &Message, secs: u32) -> u32 {
+    let h = u64::from_str_radix(&stateless_tag(req), 16).unwrap_or(0);
+    let lo = secs - secs / 3;
+    let width = u64::from(secs / 3) * 2 + 1;
+    lo + (h % width) as u32
+}
+
 fn unique_token_seed() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -243,4 +252,34 @@ fn splitmix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::wire::parse;
+
+    fn invite(call_id: &str) -> Message {
+        let raw = format!(
+            "INVITE sip:property@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK{call_id}\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:property@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        parse(raw.as_bytes(), false)
+            .ok()
+            .flatten()
+            .map(|(m, _)| m)
+            .expect("a valid INVITE")
+    }
+
+    #[test]
+    fn a_spread_retry_after_stays_in_its_band_differs_by_call_and_repeats_for_one() {
+        let waits: Vec<u32> = (0..200)
+            .map(|i| spread_secs(&invite(&format!("c{i}")), 30))
+            .collect();
+        assert!(waits.iter().all(|w| (20..=40).contains(w)), "{waits:?}");
+        let distinct: std::collections::HashSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 10, "spread: {distinct:?}");
+        let m = invite("same");
+        assert_eq!(spread_secs(&m, 30), spread_secs(&invite("same"), 30));
+        assert_eq!(spread_secs(&m, 1), 1);
+    }
 }

@@ -556,6 +556,11 @@ fn gate(shared: &Shared) -> Option<&dyn Gate> {
 async fn refuse(shared: &Shared, msg: &Message, peer: &Peer, method: &str, r: Refusal) {
     let mut extra = vec![("Reason", format!("SIP;cause={};text=\"{}\"", r.code, r.why))];
     if let Some(s) = r.retry_after {
+        let s = if r.spread {
+            build::spread_secs(msg, s)
+        } else {
+            s
+        };
         extra.push(("Retry-After", s.to_string()));
     }
     answer_reject(shared, msg, peer, method, r.code, &extra).await;

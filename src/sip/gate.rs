@@ -17,6 +17,10 @@ pub struct Refusal {
     pub code: u16,
     /// Seconds for Retry-After (RFC 3261 §21.5.4 on a 503).
     pub retry_after: Option<u32>,
+    /// Spread Retry-After over two thirds to four thirds of its value, by the request
+    /// (a retransmission gets the same answer): callers refused in the same second do
+    /// not all come back in the same second.
+    pub spread: bool,
     /// Says why, in a Warning-free `Reason`-like header an operator sees in a trace.
     pub why: &'static str,
     /// Counted in the refusal tally (`hotline_calls_refused_total`, the log's summary),
