@@ -27,7 +27,9 @@
 //! take their time from everything else on the machine, the SIP work and the callers'
 //! own programs, which starve first (measured: 8,000 offered with the load client on the
 //! same 2 cores, the threads still on time at busy 0.71 while the client lost 6 million
-//! packets). It clears only after [`CLEAR_AFTER`] of windows below [`BUSY_LOW`] without
+//! packets). While calls arrive, busy and machine shares are judged as they will be if
+//! the next second brings as many new calls as the last one did: the window is a second
+//! behind. It clears only after [`CLEAR_AFTER`] of windows below [`BUSY_LOW`] without
 //! that late share and with the machine below [`MACHINE_LOW`], so that it does not flap
 //! between admitting a burst and refusing.
 use super::admission::Admission;
@@ -73,6 +75,8 @@ pub struct Sample {
     /// The machine's CPU time, busy and all, in clock ticks (0 and 0 where unknown).
     pub machine_busy: u64,
     pub machine_all: u64,
+    /// Calls on the media threads now.
+    pub legs: usize,
 }
 
 impl From<PumpStats> for Sample {
@@ -81,6 +85,7 @@ impl From<PumpStats> for Sample {
             visits: s.visits,
             busy_ns: s.busy_ns,
             late_visits: s.late_visits,
+            legs: s.legs,
             ..Sample::default()
         }
     }
@@ -213,8 +218,17 @@ impl Detector {
         let late_needs = LATE_NEEDS_BUSY.min(self.busy_high);
         let working = w.busy > late_needs;
         let machine = w.machine.unwrap_or(0.0);
-        let high =
-            w.busy > self.busy_high || (working && (w.late > LATE_HIGH || machine > MACHINE_HIGH));
+        // While calls pour in, the window is a second behind: judge the load the next
+        // second brings if it brings as many calls as the last (at 500 new calls a
+        // second the threads went from room to a full machine before a window showed it).
+        let grown = s.legs.saturating_sub(start.legs);
+        let ahead = if s.legs > 0 {
+            (s.legs + grown) as f64 / s.legs as f64
+        } else {
+            1.0
+        };
+        let high = w.busy * ahead > self.busy_high
+            || (working && (w.late > LATE_HIGH || machine * ahead > MACHINE_HIGH));
         // Late visits or a full machine while the threads are nearly idle are someone
         // else's doing: they neither trip nor hold the refusal.
         let calm =
@@ -225,6 +239,8 @@ impl Detector {
                 self.calm_since = None;
                 self.trips += 1;
                 tracing::warn!(
+                    legs = s.legs,
+                    legs_last_second = grown,
                     busy = format_args!("{:.3}", w.busy),
                     late_share = format_args!("{:.3}", w.late),
                     machine = format_args!("{:.3}", machine),
@@ -465,5 +481,40 @@ mod tests {
             let (busy, all) = machine_ticks().expect("/proc/stat");
             assert!(busy <= all && all > 0);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ramp_is_judged_by_where_it_will_be_in_a_second() {
+        // 500 new calls a second, each adding 0.0001 busy and 0.0001 of the machine.
+        let mut d = Detector::default();
+        let mut s = Sample::default();
+        d.observe(Instant::now(), s);
+        let mut tripped_at = None;
+        for _ in 0..80 {
+            tokio::time::advance(INTERVAL).await;
+            s.legs += 125;
+            let load = s.legs as f64 * 0.0001;
+            let visits = 125;
+            s.visits += visits;
+            s.busy_ns += (visits as f64 * SLOT_NS * load) as u64;
+            s.machine_all += 50;
+            s.machine_busy += (50.0 * load).round() as u64;
+            if d.observe(Instant::now(), s) {
+                tripped_at = Some(s.legs);
+                break;
+            }
+        }
+        let legs = tripped_at.expect("the ramp trips");
+        // Without looking ahead the busy mark (0.75) is crossed in the window near
+        // 8,000 calls; looking ahead it trips about a second's calls earlier.
+        assert!((6_500..7_700).contains(&legs), "tripped at {legs} calls");
+        // Once the ramp stops, the same load is judged as it is.
+        let mut d = Detector::default();
+        let mut s = Sample {
+            legs: 5_000,
+            ..Sample::default()
+        };
+        d.observe(Instant::now(), s);
+        assert!(!run_on(&mut d, &mut s, 0.5, 0.0, 0.8, Duration::from_secs(3)).await);
     }
 }
