@@ -29,7 +29,9 @@
 //! same 2 cores, the threads still on time at busy 0.71 while the client lost 6 million
 //! packets). While calls arrive, busy and machine shares are judged as they will be if
 //! the next second brings as many new calls as the last one did: the window is a second
-//! behind. It clears only after [`CLEAR_AFTER`] of windows below [`BUSY_LOW`] without
+//! behind; only above the most calls of the last [`PEAK_MEMORY`], since lines refilled
+//! after their calls ended bring back a load the machine carried a moment ago. It clears
+//! only after [`CLEAR_AFTER`] of windows below [`BUSY_LOW`] without
 //! that late share and with the machine below [`MACHINE_LOW`], so that it does not flap
 //! between admitting a burst and refusing.
 use super::admission::Admission;
@@ -63,6 +65,8 @@ pub const LATE_NEEDS_BUSY: f64 = 0.4;
 /// mark. Room for a burst of call set-ups and for the programs around hotline.
 pub const MACHINE_HIGH: f64 = 0.85;
 pub const MACHINE_LOW: f64 = 0.75;
+/// How long a height of calls is remembered: refilling up to it is no ramp.
+pub const PEAK_MEMORY: Duration = Duration::from_secs(10);
 /// Calm this long before admitting again.
 pub const CLEAR_AFTER: Duration = Duration::from_secs(2);
 
@@ -155,6 +159,9 @@ pub struct Detector {
     pub window: Load,
     /// Times it tripped, for `/healthz`.
     pub trips: u64,
+    /// The most calls of the last [`PEAK_MEMORY`], and when.
+    peak_legs: usize,
+    peak_at: Instant,
 }
 
 impl Default for Detector {
@@ -173,6 +180,8 @@ impl Detector {
             load: Load::default(),
             window: Load::default(),
             trips: 0,
+            peak_legs: 0,
+            peak_at: Instant::now(),
         }
     }
 
@@ -221,7 +230,18 @@ impl Detector {
         // While calls pour in, the window is a second behind: judge the load the next
         // second brings if it brings as many calls as the last (at 500 new calls a
         // second the threads went from room to a full machine before a window showed it).
-        let grown = s.legs.saturating_sub(start.legs);
+        // Only on the way to a new height: calls refilling lines that just ended (the
+        // load client's lines all end and redial within seconds) bring back a load the
+        // machine carried a moment ago, and are judged as they are.
+        let new_high = s.legs > self.peak_legs;
+        if new_high || now.duration_since(self.peak_at) > PEAK_MEMORY {
+            (self.peak_legs, self.peak_at) = (s.legs, now);
+        }
+        let grown = if new_high {
+            s.legs.saturating_sub(start.legs)
+        } else {
+            0
+        };
         let ahead = if s.legs > 0 {
             (s.legs + grown) as f64 / s.legs as f64
         } else {
@@ -516,5 +536,31 @@ mod tests {
         };
         d.observe(Instant::now(), s);
         assert!(!run_on(&mut d, &mut s, 0.5, 0.0, 0.8, Duration::from_secs(3)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lines_refilled_after_their_calls_ended_are_no_ramp() {
+        // 5,000 calls at busy 0.5, machine 0.8 (room, but not a second's ramp's worth);
+        // 1,000 end and are called again within two seconds.
+        let mut d = Detector::default();
+        let mut s = Sample {
+            legs: 5_000,
+            ..Sample::default()
+        };
+        d.observe(Instant::now(), s);
+        assert!(!run_on(&mut d, &mut s, 0.5, 0.0, 0.8, Duration::from_secs(3)).await);
+        s.legs = 4_000;
+        assert!(!run_on(&mut d, &mut s, 0.45, 0.0, 0.75, Duration::from_secs(1)).await);
+        for _ in 0..4 {
+            s.legs += 250;
+            assert!(!run_on(&mut d, &mut s, 0.5, 0.0, 0.8, INTERVAL).await);
+        }
+        assert_eq!(d.trips, 0);
+        // Past the height it carried, the same growth is a ramp again.
+        for _ in 0..4 {
+            s.legs += 250;
+            run_on(&mut d, &mut s, 0.5, 0.0, 0.8, INTERVAL).await;
+        }
+        assert_eq!(d.trips, 1, "1,000 more calls in a second at machine 0.8");
     }
 }
