@@ -207,7 +207,7 @@ impl MediaPump {
                         tracing::warn!(cpu, "media thread not pinned");
                     }
                     if realtime && let Err(e) = run_realtime() {
-                        tracing::warn!(error = %e, "media thread not made real-time (needs CAP_SYS_NICE or an RLIMIT_RTPRIO): it runs at normal priority");
+                        tracing::warn!(error = %e, "media thread not made real-time: it runs at normal priority and its calls' audio may stutter on a busy machine; give hotline CAP_SYS_NICE or an RLIMIT_RTPRIO of 1 (systemd: LimitRTPRIO=1), or set media_realtime: false to run without");
                     }
                     // A ring the probe's small one did not foretell (RLIMIT_MEMLOCK on
                     // older kernels counts each thread's): this thread uses sendto.

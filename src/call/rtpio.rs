@@ -112,6 +112,16 @@ fn probe() -> Result<(), String> {
     }
 }
 
+/// `fd`'s slot + 1 in a ring's table of registered files, 0 if it has none. A free
+/// function: the read path looks it up while the ring is borrowed.
+fn fixed_slot(table: &[u32], fd: RawFd) -> u32 {
+    usize::try_from(fd)
+        .ok()
+        .and_then(|i| table.get(i))
+        .copied()
+        .unwrap_or(0)
+}
+
 /// The soft open-file limit: a ring's table of registered files may not be larger.
 fn open_file_limit() -> u32 {
     let mut lim = libc::rlimit {
@@ -481,11 +491,7 @@ impl RtpIo {
 
     /// The ring's table slot + 1 of `fd`, 0 if it has none.
     fn fixed_of(&self, fd: RawFd) -> u32 {
-        usize::try_from(fd)
-            .ok()
-            .and_then(|i| self.fixed.get(i))
-            .copied()
-            .unwrap_or(0)
+        fixed_slot(&self.fixed, fd)
     }
 
     /// Registers `fd` with the ring if there is room: its sends and reads then skip the
@@ -632,11 +638,7 @@ impl RtpIo {
                 let mut sq = ring.submission();
                 while at < socks.len() && n + READS_PER_SOCKET <= self.ins.len() {
                     let (key, fd) = socks[at];
-                    let fixed = usize::try_from(fd)
-                        .ok()
-                        .and_then(|i| self.fixed.get(i))
-                        .copied()
-                        .unwrap_or(0);
+                    let fixed = fixed_slot(&self.fixed, fd);
                     for _ in 0..READS_PER_SOCKET {
                         let s = &mut self.ins[n];
                         s.key = key;
