@@ -54,6 +54,10 @@ pub struct Config {
     /// Run the media threads `SCHED_RR` (needs CAP_SYS_NICE or an RLIMIT_RTPRIO; else a
     /// warning and normal priority): their 2 ms slots preempt everything else.
     pub media_realtime: bool,
+    /// Each call's RTP port gets a second socket that only sends, so a send does not
+    /// wake the reading socket's epoll watcher (`src/call/ports.rs`); off, or where a
+    /// start-up probe finds the kernel does not steer arrivals to the reader: one socket.
+    pub rtp_send_socket: bool,
     /// Refuse new calls (503) while the media threads cannot pace the ones they have
     /// (`src/server/overload.rs`).
     pub overload_refuse: bool,
@@ -156,6 +160,7 @@ impl Default for Config {
             media_io: crate::call::rtpio::MediaIo::Auto,
             media_pin: false,
             media_realtime: true,
+            rtp_send_socket: true,
             overload_refuse: true,
             overload_busy: Share(crate::server::overload::BUSY_HIGH),
             metrics: true,

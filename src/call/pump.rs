@@ -17,9 +17,11 @@
 //!
 //! A leg's socket latches (symmetric RTP, RFC 4961): the first RTP of the call's stream
 //! that arrives names where its RTP goes from then on, whatever port the SDP said (a
-//! caller behind NAT), and the socket is `connect()`ed to it, so the kernel keeps the
-//! route and hears only that caller. Until then it sends to the SDP's address unconnected
-//! and hears anyone. A new remote address in a re-INVITE starts the latch again.
+//! caller behind NAT), and the reading socket is `connect()`ed to it, so the kernel
+//! hears only that caller there. Until then it hears anyone. A new remote address in a
+//! re-INVITE starts the latch again. RTP goes out of the port's own sending socket where
+//! it has one (src/call/ports.rs: unwatched, so a send wakes no epoll waiter), always
+//! addressed; else out of the reading socket, without an address once connected.
 //!
 //! Commands from the call task (play, stop, stream changes, recording) wait at most one
 //! slot. Nothing here allocates per frame.
@@ -599,6 +601,9 @@ impl Shard {
                     // The call still sends; what the caller says is not heard.
                     tracing::error!(port = n.port.port, error = %e, "RTP socket not watched");
                 }
+                if let Some(s) = n.port.send_only() {
+                    self.io.register_sender(s);
+                }
                 self.wheel[slot].push(n.id);
                 let sdp_remote = n.stream.remote;
                 self.legs.insert(
@@ -667,6 +672,9 @@ impl Shard {
             Cmd::Remove(leg) => {
                 if let Some(l) = self.legs.remove(&leg) {
                     self.io.forget(&l.port.socket);
+                    if let Some(s) = l.port.send_only() {
+                        self.io.forget(s);
+                    }
                     self.wheel[l.slot].retain(|&id| id != leg);
                     self.counters.legs.fetch_sub(1, Relaxed);
                 }
@@ -725,13 +733,16 @@ impl Shard {
         for id in &wheel[slot] {
             let Some(l) = legs.get_mut(id) else { continue };
             let now = Instant::now();
-            let to = if l.connected {
+            // A port's own sending socket is never connected (it would take the
+            // caller's RTP from the reader: src/call/ports.rs).
+            let send_connected = l.connected && l.port.send_only().is_none();
+            let to = if send_connected {
                 None
             } else {
                 l.leg.stream.remote
             };
-            let fd = l.port.socket.as_raw_fd();
-            let can_send = l.connected || to.is_some();
+            let fd = l.port.send_fd();
+            let can_send = send_connected || to.is_some();
             let ticked = l.leg.tick(now, |pkt, due| {
                 if can_send {
                     // A full socket buffer drops the frame: late audio is worse than none.
@@ -813,7 +824,8 @@ mod tests {
     #[tokio::test]
     async fn a_leg_sends_its_prompt_on_the_20_ms_schedule_and_hears_keys() {
         let pump = MediaPump::start(1, true).expect("pump");
-        let pool = super::super::ports::PortPool::new("127.0.0.1".parse().unwrap(), 42100, 42199);
+        let pool =
+            super::super::ports::PortPool::new("127.0.0.1".parse().unwrap(), 42100, 42199, true);
         let port = pool.take().expect("port");
         let hotline_port = port.port;
         let caller = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -899,8 +911,12 @@ mod tests {
     async fn a_leg_latches_to_where_the_caller_sends_from() {
         for io in [MediaIo::Sendto, MediaIo::Auto] {
             let pump = MediaPump::start_with(1, false, io, Placement::default()).expect("pump");
-            let pool =
-                super::super::ports::PortPool::new("127.0.0.1".parse().unwrap(), 42200, 42299);
+            let pool = super::super::ports::PortPool::new(
+                "127.0.0.1".parse().unwrap(),
+                42200,
+                42299,
+                true,
+            );
             let port = pool.take().expect("port");
             let hotline = std::net::SocketAddr::from(([127, 0, 0, 1], port.port));
             // The SDP names one port; the caller's NAT sends from another.

@@ -540,6 +540,12 @@ impl RtpIo {
         }
     }
 
+    /// Registers a socket that only sends (not watched: see `src/call/ports.rs`).
+    /// Call [`RtpIo::forget`] before closing it.
+    pub fn register_sender(&mut self, sock: &UdpSocket) {
+        self.register(sock.as_raw_fd());
+    }
+
     /// Watches `sock` for datagrams; `key` comes back from [`RtpIo::readable`].
     pub fn watch(&mut self, sock: &UdpSocket, key: u64) -> std::io::Result<()> {
         self.register(sock.as_raw_fd());

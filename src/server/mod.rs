@@ -106,7 +106,12 @@ pub fn services(
         CallServices::new(
             library,
             backend,
-            PortPool::new(cfg.media_ip(), cfg.rtp_ports.lo, cfg.rtp_ports.hi),
+            PortPool::new(
+                cfg.media_ip(),
+                cfg.rtp_ports.lo,
+                cfg.rtp_ports.hi,
+                cfg.rtp_send_socket,
+            ),
             pump,
             cfg.voice.clone(),
             cfg.media_ip(),
