@@ -137,6 +137,16 @@ impl MediaLeg {
 
     /// Writes every frame due by `now` (one packet at a time through `send`, with when
     /// it was due) and says when a play request has finished sounding.
+    /// Asks the CPU to fetch what the next [`MediaLeg::tick`] reads first: a media
+    /// thread visits a few hundred legs a slot, each cold since its last frame, and the
+    /// first touch of each was two thirds of the visit loop's own time (perf,
+    /// 2026-12-03).
+    pub fn prefetch(&self) {
+        prefetch(&self.stream);
+        prefetch(&self.pacer);
+        prefetch(&self.playout);
+    }
+
     pub fn tick(&mut self, now: Instant, mut send: impl FnMut(&[u8], Instant)) -> Ticked {
         let mut done = None;
         let mut skipped = 0;
@@ -233,4 +243,17 @@ pub fn write_wav(path: &std::path::Path, samples: &[i16]) -> Result<(), hound::E
         w.write_sample(*s)?;
     }
     w.finalize()
+}
+
+/// A hint to bring the cache line holding `p` in; nothing is read, nothing can fault.
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints the cache; it reads nothing and cannot fault.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }

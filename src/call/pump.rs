@@ -48,6 +48,9 @@ use tokio::sync::{mpsc, oneshot};
 const SLOTS: usize = 10;
 const FRAME: Duration = Duration::from_millis(20);
 const SLOT: Duration = Duration::from_millis(2);
+/// How many legs ahead of the one being sent a visit asks the cache for: a leg's own
+/// work takes about as long as one fetch from memory.
+const PREFETCH_AHEAD: usize = 4;
 
 /// Something the flow must hear, with when it happened (a prompt's last frame was
 /// sent, a key arrived), so that the flow's timers count from then, not from when the
@@ -503,6 +506,8 @@ struct Shard {
     /// The legs with something to read, and their sockets (reused every visit).
     ready: Vec<u64>,
     socks: Vec<(u64, RawFd)>,
+    /// When each frame sent this visit was due (reused every visit).
+    dues: Vec<Instant>,
 }
 
 impl Shard {
@@ -525,6 +530,7 @@ impl Shard {
             io,
             ready: Vec::with_capacity(1024),
             socks: Vec::with_capacity(1024),
+            dues: Vec::with_capacity(1024),
         }
     }
 
@@ -693,6 +699,7 @@ impl Shard {
             io,
             ready,
             socks,
+            dues,
             ..
         } = self;
         let (sent0, errors0) = (io.sent, io.send_errors);
@@ -730,9 +737,16 @@ impl Shard {
                 }
             })
         };
-        for id in &wheel[slot] {
+        // One clock read a visit: every leg of the slot is due at the slot's time.
+        let now = Instant::now();
+        dues.clear();
+        let ids = &wheel[slot];
+        for (i, id) in ids.iter().enumerate() {
+            if let Some(ahead) = ids.get(i + PREFETCH_AHEAD).and_then(|k| legs.get(k)) {
+                super::media::prefetch(&ahead.connected);
+                ahead.leg.prefetch();
+            }
             let Some(l) = legs.get_mut(id) else { continue };
-            let now = Instant::now();
             // A port's own sending socket is never connected (it would take the
             // caller's RTP from the reader: src/call/ports.rs).
             let send_connected = l.connected && l.port.send_only().is_none();
@@ -747,10 +761,8 @@ impl Shard {
                 if can_send {
                     // A full socket buffer drops the frame: late audio is worse than none.
                     io.send(fd, pkt, to);
-                    // `now` was read just before this leg's frames went out: no
-                    // clock read per packet.
                     if *measure {
-                        lateness.observe(now.saturating_duration_since(due));
+                        dues.push(due);
                     }
                 }
             });
@@ -760,6 +772,14 @@ impl Shard {
             }
         }
         io.flush();
+        // Late by when the kernel had the frame: the end of the visit's last submission
+        // (for the first legs of a slot, a little later than they went).
+        if !dues.is_empty() {
+            let handed = Instant::now();
+            for due in dues.iter() {
+                lateness.observe(handed.saturating_duration_since(*due));
+            }
+        }
         let sent = io.sent - sent0;
         let send_errors = io.send_errors - errors0;
         let busy = thread_cpu_ns().saturating_sub(started);
