@@ -271,9 +271,10 @@ impl http::Health for StoreHealth {
     }
 }
 
-/// Each call holds a UDP socket; the usual soft limit of 1,024 descriptors would cap
-/// hotline far below `max_calls`, so it takes what the hard limit allows.
-fn raise_fd_limit(max_calls: usize) {
+/// Each call holds one or two UDP sockets (`rtp_send_socket`: src/call/ports.rs); the
+/// usual soft limit of 1,024 descriptors would cap hotline far below `max_calls`, so it
+/// takes what the hard limit allows.
+fn raise_fd_limit(max_calls: usize, sockets_per_call: u64) {
     #[cfg(unix)]
     {
         let mut lim = libc::rlimit {
@@ -291,8 +292,9 @@ fn raise_fd_limit(max_calls: usize) {
             }
             libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         }
-        // Calls, their SIP sockets, the store, the ops HTTP: two per call is roomy.
-        let need = (max_calls as u64).saturating_mul(2) + 256;
+        // Calls' RTP sockets, one more per call for SIP and the rest, the store, the
+        // ops HTTP.
+        let need = (max_calls as u64).saturating_mul(sockets_per_call + 1) + 256;
         let have: u64 = lim.rlim_cur;
         if have < need {
             tracing::warn!(
@@ -307,7 +309,7 @@ fn raise_fd_limit(max_calls: usize) {
 /// `hotline serve`: refuses to start on a broken flow, a bad prompt or an unusable
 /// store, with every error; then serves until SIGTERM or Ctrl-C.
 pub async fn serve(cfg: Config) -> Result<(), String> {
-    raise_fd_limit(cfg.max_calls);
+    raise_fd_limit(cfg.max_calls, 1 + u64::from(cfg.rtp_send_socket));
     let loaded = load(&cfg).map_err(|e| format!("{}\nhotline not started", e.join("\n")))?;
     let store = Store::open(&cfg.data)
         .and_then(Store::start_writer)
