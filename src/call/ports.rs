@@ -179,12 +179,19 @@ fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
 /// Binds a pair on a free port of `ip` and sends it a datagram: it must land on the
 /// reader.
 fn probe(ip: IpAddr) -> Result<(), String> {
-    let any = SocketAddr::new(ip, 0);
-    let first = bind_one(any).map_err(|e| format!("probe socket: {e}"))?;
-    let port = first.local_addr().map_err(|e| e.to_string())?.port();
-    drop(first);
-    let (reader, sender) =
-        bind_pair(SocketAddr::new(ip, port)).map_err(|e| format!("probe pair: {e}"))?;
+    // A free port found by binding it and letting go; another program may take it in
+    // between, so a few tries.
+    let mut tries = 0;
+    let (reader, sender, port) = loop {
+        let first = bind_one(SocketAddr::new(ip, 0)).map_err(|e| format!("probe socket: {e}"))?;
+        let port = first.local_addr().map_err(|e| e.to_string())?.port();
+        drop(first);
+        match bind_pair(SocketAddr::new(ip, port)) {
+            Ok((r, s)) => break (r, s, port),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 3 => tries += 1,
+            Err(e) => return Err(format!("probe pair: {e}")),
+        }
+    };
     let to = SocketAddr::new(
         match ip {
             IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
