@@ -366,6 +366,18 @@ mod tests {
         run_on(d, s, busy, late, 0.5, for_).await
     }
 
+    /// A detector that has carried 5,000 calls for 3 s at busy 0.5, machine 0.8, calm.
+    async fn carrying_5000() -> (Detector, Sample) {
+        let mut d = Detector::default();
+        let mut s = Sample {
+            legs: 5_000,
+            ..Sample::default()
+        };
+        d.observe(Instant::now(), s);
+        assert!(!run_on(&mut d, &mut s, 0.5, 0.0, 0.8, Duration::from_secs(3)).await);
+        (d, s)
+    }
+
     /// As [`run`], with the machine `machine` busy (two CPUs, 100 ticks a second each).
     async fn run_on(
         d: &mut Detector,
@@ -529,26 +541,14 @@ mod tests {
         // 8,000 calls; looking ahead it trips about a second's calls earlier.
         assert!((6_500..7_700).contains(&legs), "tripped at {legs} calls");
         // Once the ramp stops, the same load is judged as it is.
-        let mut d = Detector::default();
-        let mut s = Sample {
-            legs: 5_000,
-            ..Sample::default()
-        };
-        d.observe(Instant::now(), s);
-        assert!(!run_on(&mut d, &mut s, 0.5, 0.0, 0.8, Duration::from_secs(3)).await);
+        carrying_5000().await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn lines_refilled_after_their_calls_ended_are_no_ramp() {
         // 5,000 calls at busy 0.5, machine 0.8 (room, but not a second's ramp's worth);
         // 1,000 end and are called again within two seconds.
-        let mut d = Detector::default();
-        let mut s = Sample {
-            legs: 5_000,
-            ..Sample::default()
-        };
-        d.observe(Instant::now(), s);
-        assert!(!run_on(&mut d, &mut s, 0.5, 0.0, 0.8, Duration::from_secs(3)).await);
+        let (mut d, mut s) = carrying_5000().await;
         s.legs = 4_000;
         assert!(!run_on(&mut d, &mut s, 0.45, 0.0, 0.75, Duration::from_secs(1)).await);
         for _ in 0..4 {
