@@ -203,6 +203,12 @@ impl Shared {
     }
 }
 
+/// The server to measure: `HOTLINE_BIN` (another build, for an A/B of two commits on
+/// the same bench), else the one built with this bench.
+fn hotline_bin() -> std::ffi::OsString {
+    std::env::var_os("HOTLINE_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_hotline").into())
+}
+
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
 }
@@ -271,7 +277,7 @@ impl Server {
         let err = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let calls = a.calls.unwrap_or(a.goal_calls);
         let max_calls = a.max_calls.unwrap_or(calls + calls / 10 + 10);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotline"));
+        let mut cmd = Command::new(hotline_bin());
         let nofile = a.server_nofile;
         // SAFETY: prctl, getrlimit and setrlimit are async-signal-safe. PDEATHSIG: an
         // interrupted bench leaves no server holding thousands of ports.

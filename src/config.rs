@@ -54,9 +54,10 @@ pub struct Config {
     /// Run the media threads `SCHED_RR` (needs CAP_SYS_NICE or an RLIMIT_RTPRIO; else a
     /// warning and normal priority): their 2 ms slots preempt everything else.
     pub media_realtime: bool,
-    /// Each call's RTP port gets a second socket that only sends, so a send does not
-    /// wake the reading socket's epoll watcher (`src/call/ports.rs`); off, or where a
-    /// start-up probe finds the kernel does not steer arrivals to the reader: one socket.
+    /// Each call's RTP port gets a second socket, connected to the caller, that sends
+    /// and reads the caller's RTP unwatched (no epoll wake-up per datagram either way),
+    /// while the first hears anyone else (`src/call/ports.rs`); off, or where a start-up
+    /// probe finds the kernel does not steer arrivals so: one socket.
     pub rtp_send_socket: bool,
     /// Refuse new calls (503) while the media threads cannot pace the ones they have
     /// (`src/server/overload.rs`).

@@ -93,7 +93,7 @@ fn setup_rate() -> Value {
     eprintln!("load: setup rate ({})", script.display());
     let out = std::process::Command::new("bash")
         .arg(&script)
-        .env("HOTLINE_BIN", env!("CARGO_BIN_EXE_hotline"))
+        .env("HOTLINE_BIN", super::hotline_bin())
         .stderr(std::process::Stdio::inherit())
         .output();
     let Ok(out) = out else {

@@ -1,27 +1,28 @@
 //! RTP ports: each call takes an even port from the configured range (RFC 3550 §11:
 //! RTP on even, RTCP on the next odd port) and gives it back when it ends.
 //!
-//! A port has two sockets where the kernel allows it: one that reads (watched by the
-//! media thread's epoll) and one that only sends. Why: every datagram a socket sends
-//! wakes that socket's wait queue when the kernel frees it (`sock_wfree`), and a socket
-//! watched by epoll has a waiter there, so each send paid an epoll callback under a
-//! lock: ~10 % of the media threads' CPU at 5,000 calls (perf, 2026-12-03). A socket
-//! nobody waits on frees its datagrams without it.
+//! A port has two sockets where the kernel allows it: one that sends and reads the
+//! caller, and one watched by the media thread's epoll that hears anyone else. Why:
+//! every datagram a socket sends wakes that socket's wait queue when the kernel frees
+//! it (`sock_wfree`), and a socket watched by epoll has a waiter there, so each send paid
+//! an epoll callback under a lock: ~10 % of the media threads' CPU at 5,000 calls (perf,
+//! 2026-12-03). A socket nobody waits on frees its datagrams without it.
 //!
 //! Both sockets are bound to the same port, so the caller still gets RTP from the port
 //! our SDP names (symmetric RTP, callers behind NAT). How they come to share it, and
 //! why nobody else can: the sending socket binds first with no flags (so a port that
 //! any other program holds, whatever its flags, is refused and skipped, as before),
 //! then turns on `SO_REUSEADDR`, the reading socket binds beside it with the same flag,
-//! and both turn it off again, after which no third socket can bind the port. Where two
-//! unconnected sockets share a port, the kernel hands arrivals to the one bound last
-//! (it heads the port's hash chain; after `connect` and its undoing as well); the
-//! reader is bound last, and a probe at start ([`PortPool::new`]) checks that arrivals
-//! land on the reader on this kernel and address family, else each port has one
-//! socket as before. Once the reader is latched (`connect()`ed to its caller), packets
-//! from anyone else land on the sending socket, whose receive buffer is the kernel's
-//! smallest: they are dropped there, unread, as the connected reader used to have them
-//! refused.
+//! and both turn it off again, after which no third socket can bind the port.
+//!
+//! Who gets an arrival: a `connect()`ed socket is the kernel's better match for
+//! datagrams from its peer, so the sending socket, connected to where the call's RTP
+//! goes (the SDP's address, later where the caller's RTP comes from), gets the caller's
+//! datagrams and nobody else's; the media thread reads it in its visit
+//! (src/call/pump.rs). Arrivals from anyone else go to the unconnected reader (between
+//! two unconnected sockets, to the one bound last: it heads the port's hash chain), which
+//! is how a caller behind NAT is found. A probe at start ([`PortPool::new`]) checks both
+//! on this kernel and address family, else each port has one socket as before.
 use std::collections::VecDeque;
 use std::net::UdpSocket;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -33,15 +34,16 @@ use std::time::{Duration, Instant};
 pub struct PortPool {
     ip: IpAddr,
     free: Arc<Mutex<VecDeque<u16>>>,
-    /// Each port gets a second socket that only sends (the probe passed).
+    /// Each port gets a second socket, for the caller (the probe passed).
     send_socket: bool,
 }
 
 /// A bound, non-blocking RTP port whose number returns to the pool when dropped.
 pub struct RtpPort {
-    /// The socket that reads (and sends, where the port has no `sender`).
+    /// The socket watched for datagrams from anyone (and the only one, where the port
+    /// has no `sender`).
     pub socket: UdpSocket,
-    /// The socket that only sends, on the same port.
+    /// The socket that sends, and reads the caller once connected, on the same port.
     sender: Option<UdpSocket>,
     pub port: u16,
     pool: PortPool,
@@ -49,7 +51,7 @@ pub struct RtpPort {
 
 impl RtpPort {
     /// The port's sending socket, if it has one of its own.
-    pub fn send_only(&self) -> Option<&UdpSocket> {
+    pub fn sender(&self) -> Option<&UdpSocket> {
         self.sender.as_ref()
     }
 
@@ -71,8 +73,8 @@ impl Drop for RtpPort {
 
 impl PortPool {
     /// The pool of `lo..hi` on `ip`, each port with a sending socket of its own where
-    /// `send_socket` asks for it and the probe shows this kernel steers arrivals to the
-    /// reader.
+    /// `send_socket` asks for it and the probe shows this kernel steers arrivals as the
+    /// module doc says.
     pub fn new(ip: IpAddr, lo: u16, hi: u16, send_socket: bool) -> PortPool {
         let send_socket = send_socket
             && match probe(ip) {
@@ -161,9 +163,6 @@ fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
     shared.set_reuse_address(false)?;
     reader.set_reuse_address(false)?;
     reader.set_nonblocking(true)?;
-    // The smallest buffer the kernel allows (it rounds up): what lands here after the
-    // reader is latched is a stranger's, never read.
-    shared.set_recv_buffer_size(1)?;
     let reader: UdpSocket = reader.into();
     let bound = |s: &UdpSocket| s.local_addr().map(|a| a.port());
     if bound(&reader)? != bound(&sender)? {
@@ -172,8 +171,8 @@ fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
     Ok((reader, sender))
 }
 
-/// Binds a pair on a free port of `ip` and sends it a datagram: it must land on the
-/// reader.
+/// Binds a pair on a free port of `ip` and sends it datagrams: a stranger's must land on
+/// the reader, and once the sender is connected, its peer's on the sender.
 fn probe(ip: IpAddr) -> Result<(), String> {
     // A free port found by binding it and letting go; another program may take it in
     // between, so a few tries.
@@ -196,25 +195,61 @@ fn probe(ip: IpAddr) -> Result<(), String> {
         },
         port,
     );
-    let client = UdpSocket::bind(SocketAddr::new(
-        match to.ip() {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        },
-        0,
-    ))
-    .map_err(|e| format!("probe client: {e}"))?;
-    client
-        .send_to(b"hotline RTP probe", to)
+    let bind_client = || {
+        UdpSocket::bind(SocketAddr::new(
+            match to.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            },
+            0,
+        ))
+        .map_err(|e| format!("probe client: {e}"))
+    };
+    let (caller, stranger) = (bind_client()?, bind_client()?);
+    if probe_landed(&reader, &sender, &stranger, to)? != Landed::Reader {
+        return Err("arrivals land on the sending socket on this kernel".into());
+    }
+    // The sending socket connected to a caller: the caller's datagrams are its, and
+    // everyone else's still the reader's.
+    let caller_at = SocketAddr::new(
+        to.ip(),
+        caller.local_addr().map_err(|e| e.to_string())?.port(),
+    );
+    sender
+        .connect(caller_at)
+        .map_err(|e| format!("probe connect: {e}"))?;
+    if probe_landed(&reader, &sender, &caller, to)? != Landed::Sender {
+        return Err("a caller's datagrams miss the connected sending socket on this kernel".into());
+    }
+    if probe_landed(&reader, &sender, &stranger, to)? != Landed::Reader {
+        return Err("a stranger's datagrams land on the connected sending socket".into());
+    }
+    Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Landed {
+    Reader,
+    Sender,
+}
+
+/// Sends a datagram from `from` to the pair at `to`: which socket got it.
+fn probe_landed(
+    reader: &UdpSocket,
+    sender: &UdpSocket,
+    from: &UdpSocket,
+    to: SocketAddr,
+) -> Result<Landed, String> {
+    from.send_to(b"hotline RTP probe", to)
         .map_err(|e| format!("probe send to {to}: {e}"))?;
     let mut buf = [0u8; 64];
     let deadline = Instant::now() + Duration::from_millis(500);
     loop {
         if reader.recv(&mut buf).is_ok() {
-            return Ok(());
+            return Ok(Landed::Reader);
         }
         if sender.recv(&mut buf).is_ok() {
-            return Err("arrivals land on the sending socket on this kernel".into());
+            return Ok(Landed::Sender);
         }
         if Instant::now() > deadline {
             return Err(format!("the probe datagram to {to} never arrived"));
@@ -253,7 +288,7 @@ mod tests {
             if p.socket.recv(&mut buf).is_ok() {
                 return "reader";
             }
-            if p.send_only().unwrap().recv(&mut buf).is_ok() {
+            if p.sender().unwrap().recv(&mut buf).is_ok() {
                 return "sender";
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -262,27 +297,34 @@ mod tests {
     }
 
     #[test]
-    fn a_port_reads_on_one_socket_and_sends_from_the_same_port_on_the_other() {
+    fn the_sending_socket_hears_its_peer_and_the_reader_everyone_else() {
         let pool = PortPool::new(lo(), 41012, 41020, true);
         assert!(
             pool.send_socket(),
             "the probe passes on Linux over loopback"
         );
         let p = pool.take().unwrap();
+        let sender = p.sender().unwrap();
         let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
         let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // No address yet (an SDP on hold): everything to the reader.
         assert_eq!(landed(&p, &caller), "reader");
-        // Latched: the caller's RTP still reads; a stranger's is not the reader's.
-        crate::call::rtpio::connect(&p.socket, Some(caller.local_addr().unwrap())).unwrap();
-        assert_eq!(landed(&p, &caller), "reader");
-        assert_eq!(landed(&p, &stranger), "sender");
-        // Moved (a re-INVITE): anyone is heard again, on the reader.
-        crate::call::rtpio::connect(&p.socket, None).unwrap();
+        // Aimed at the caller: the caller's datagrams are the sender's, a stranger's
+        // the reader's.
+        crate::call::rtpio::connect(sender, Some(caller.local_addr().unwrap())).unwrap();
+        assert_eq!(landed(&p, &caller), "sender");
         assert_eq!(landed(&p, &stranger), "reader");
+        // Latched elsewhere (the caller is behind NAT and sends from `stranger`).
+        crate::call::rtpio::connect(sender, Some(stranger.local_addr().unwrap())).unwrap();
+        assert_eq!(landed(&p, &stranger), "sender");
         assert_eq!(landed(&p, &caller), "reader");
+        // Aimed again (a re-INVITE): as before. Never undone with AF_UNSPEC: after
+        // that, this kernel hands every arrival to the sending socket.
+        crate::call::rtpio::connect(sender, Some(caller.local_addr().unwrap())).unwrap();
+        assert_eq!(landed(&p, &caller), "sender");
+        assert_eq!(landed(&p, &stranger), "reader");
         // What the sending socket sends comes from the port the SDP names.
-        p.send_only()
-            .unwrap()
+        sender
             .send_to(b"out", caller.local_addr().unwrap())
             .unwrap();
         caller

@@ -4,33 +4,35 @@
 //! Each pump thread owns its calls' media legs and RTP sockets. Its 20 ms frame period
 //! is cut into [`SLOTS`] slots; a call joins the slot with the fewest calls and its
 //! send schedule is aligned to that slot, so the thread visits each call once per
-//! frame: it reads whatever the caller sent (a non-blocking read to the empty socket,
-//! no readiness registration, no wake-up per packet), sends the one frame due, and
-//! tells the call's task only what the flow must hear (voice, keys, a prompt done).
-//! At 5,000 calls that is 500 thread wake-ups a second per pump thread instead of
-//! 250,000 task wake-ups, and no timer per call. A new call goes to the first thread
-//! with fewer than [`PACK_LEGS`] calls: a thread with no calls sleeps, and a few
-//! hundred calls do not pay two threads' wake-ups.
+//! frame: it sends the one frame due, reads whatever the caller sent, and tells the
+//! call's task only what the flow must hear (voice, keys, a prompt done). At 5,000
+//! calls that is 500 thread wake-ups a second per pump thread instead of 250,000 task
+//! wake-ups, and no timer per call. A new call goes to the first thread with fewer
+//! than [`PACK_LEGS`] calls: a thread with no calls sleeps, and a few hundred calls do
+//! not pay two threads' wake-ups.
 //!
 //! The datagrams go through [`rtpio`]: every frame due in a slot is handed to the kernel
 //! in one io_uring submission (one `sendto` each where io_uring is not available), and
-//! one `epoll_wait` a visit names the sockets that have something to read, which are read
-//! in one batch, rather than a read of every socket every frame.
+//! the visit's reads in another.
 //!
-//! A leg's socket latches (symmetric RTP, RFC 4961): the first RTP of the call's stream
-//! that arrives names where its RTP goes from then on, whatever port the SDP said (a
-//! caller behind NAT), and the reading socket is `connect()`ed to it, so the kernel
-//! hears only that caller there. Until then it hears anyone. A new remote address in a
-//! re-INVITE starts the latch again. RTP goes out of the port's own sending socket where
-//! it has one (src/call/ports.rs: unwatched, so a send wakes no epoll waiter), always
-//! addressed; else out of the reading socket, without an address once connected.
+//! Where a port has two sockets (src/call/ports.rs), the sending one is `connect()`ed to
+//! where the call's RTP goes: its sends carry no address (the kernel keeps the route),
+//! and the caller's datagrams arrive on it, read in the visit without readiness
+//! registration or a wake-up per datagram (a silent caller every [`QUIET_READ_EVERY`]
+//! visits). The other socket, watched by epoll (one `epoll_wait` a visit), hears anyone
+//! else: a caller behind NAT, whose RTP comes from another address than the SDP says.
+//! Latching (symmetric RTP, RFC 4961; src/call/latch.rs) aims the sending socket at
+//! where the caller's RTP comes from and stops watching the other, whose arrivals are
+//! then a stranger's. A new remote address in a re-INVITE aims anew and watches again.
+//! Where a port has one socket, it is watched, sends addressed until latching, and is
+//! then connected to the caller.
 //!
 //! Commands from the call task (play, stop, stream changes, recording) wait at most one
 //! slot. Nothing here allocates per frame.
 use super::latch::Verdict;
 use super::media::{MediaLeg, Stream};
 use super::ports::RtpPort;
-use super::rtpio::{self, MediaIo, RtpIo};
+use super::rtpio::{self, MediaIo, READS_PER_SOCKET, RtpIo};
 use crate::flow::Event;
 use crate::flow::catalogue::Utterance;
 use crate::media::prompt::PromptCache;
@@ -61,6 +63,13 @@ const PREFETCH_AHEAD: usize = 4;
 /// thread carried 2,500 legs at 5,000 calls with send lateness p99 0.6 ms and under half
 /// its time busy; the overload signal judges the busiest thread.
 const PACK_LEGS: usize = 2_000;
+
+/// A silent caller's sending socket is read every this many visits (60 ms): a read
+/// that finds nothing costs about a tenth of a send, and a caller who starts to speak
+/// or press keys waits at most this long to be heard, then is read every visit.
+const QUIET_READ_EVERY: u8 = 3;
+/// Marks a read key as the sending socket's (leg ids are counted from 1, far below).
+const FROM_SENDER: u64 = 1 << 63;
 
 /// Something the flow must hear, with when it happened (a prompt's last frame was
 /// sent, a key arrived), so that the flow's timers count from then, not from when the
@@ -386,8 +395,19 @@ struct Slotted {
     latched: bool,
     /// Until latched: the source on probation (src/call/latch.rs).
     probation: super::latch::Probation,
-    /// The socket is connected to `leg.stream.remote`: sends carry no address.
-    connected: bool,
+    /// Where the socket RTP goes out of is `connect()`ed to: sends there carry no
+    /// address, and with two sockets the caller's datagrams arrive on it, read in the
+    /// visits. A sending socket is re-aimed, never let go (src/call/ports.rs).
+    peer: Option<SocketAddr>,
+    /// The reader is watched by epoll (with two sockets, until latched).
+    watched: bool,
+    /// The reader's receive buffer before latching shrank it (two sockets).
+    reader_rcvbuf: Option<usize>,
+    /// Visits until the sending socket is read again, and whether its last read found
+    /// a datagram (a caller who sends is read every visit, a silent one every
+    /// [`QUIET_READ_EVERY`]).
+    read_in: u8,
+    read_hot: bool,
 }
 
 /// How the media threads are placed and scheduled.
@@ -527,11 +547,14 @@ struct Shard {
     /// The next visit, counted in slots since the epoch.
     visit: u64,
     io: RtpIo,
-    /// The legs with something to read, and their sockets (reused every visit).
+    /// The legs with something to read, and their sockets with how many reads each
+    /// (reused every visit).
     ready: Vec<u64>,
-    socks: Vec<(u64, RawFd)>,
+    socks: Vec<(u64, RawFd, usize)>,
     /// When each frame sent this visit was due (reused every visit).
     dues: Vec<Instant>,
+    /// Legs latched in this visit's reads (reused every visit).
+    latched_now: Vec<u64>,
 }
 
 impl Shard {
@@ -555,6 +578,7 @@ impl Shard {
             ready: Vec::with_capacity(1024),
             socks: Vec::with_capacity(1024),
             dues: Vec::with_capacity(1024),
+            latched_now: Vec::new(),
         }
     }
 
@@ -627,28 +651,35 @@ impl Shard {
                     v += 1;
                 }
                 let t0 = self.due(v);
-                if let Err(e) = self.io.watch(&n.port.socket, n.id) {
-                    // The call still sends; what the caller says is not heard.
-                    tracing::error!(port = n.port.port, error = %e, "RTP socket not watched");
-                }
-                if let Some(s) = n.port.send_only() {
+                let watched = match self.io.watch(&n.port.socket, n.id) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        // The call still sends; what a caller behind NAT says is not heard.
+                        tracing::error!(port = n.port.port, error = %e, "RTP socket not watched");
+                        false
+                    }
+                };
+                if let Some(s) = n.port.sender() {
                     self.io.register_sender(s);
                 }
                 self.wheel[slot].push(n.id);
                 let sdp_remote = n.stream.remote;
-                self.legs.insert(
-                    n.id,
-                    Box::new(Slotted {
-                        leg: MediaLeg::new(n.stream, &n.voice, t0),
-                        port: n.port,
-                        events: n.events,
-                        slot,
-                        sdp_remote,
-                        latched: false,
-                        probation: Default::default(),
-                        connected: false,
-                    }),
-                );
+                let mut l = Box::new(Slotted {
+                    leg: MediaLeg::new(n.stream, &n.voice, t0),
+                    port: n.port,
+                    events: n.events,
+                    slot,
+                    sdp_remote,
+                    latched: false,
+                    probation: Default::default(),
+                    peer: None,
+                    watched,
+                    reader_rcvbuf: None,
+                    read_in: 0,
+                    read_hot: false,
+                });
+                aim_sender(&mut l, sdp_remote);
+                self.legs.insert(n.id, l);
                 self.counters.legs.fetch_add(1, Relaxed);
             }
             Cmd::Play {
@@ -676,8 +707,13 @@ impl Shard {
                         l.sdp_remote = stream.remote;
                         l.latched = false;
                         l.probation = Default::default();
-                        if l.connected {
-                            l.connected = false;
+                        if l.port.sender().is_some() {
+                            aim_sender(l, stream.remote);
+                            if !l.watched {
+                                restore_reader(&mut self.io, l, leg);
+                            }
+                        } else if l.peer.is_some() {
+                            l.peer = None;
                             if let Err(e) = rtpio::connect(&l.port.socket, None) {
                                 tracing::warn!(port = l.port.port, error = %e, "RTP socket not disconnected");
                             }
@@ -702,7 +738,7 @@ impl Shard {
             Cmd::Remove(leg) => {
                 if let Some(l) = self.legs.remove(&leg) {
                     self.io.forget(&l.port.socket);
-                    if let Some(s) = l.port.send_only() {
+                    if let Some(s) = l.port.sender() {
                         self.io.forget(s);
                     }
                     self.wheel[l.slot].retain(|&id| id != leg);
@@ -724,63 +760,26 @@ impl Shard {
             ready,
             socks,
             dues,
+            latched_now,
             ..
         } = self;
         let (sent0, errors0) = (io.sent, io.send_errors);
         let mut skipped = 0u64;
-        // What arrived, on any of this thread's legs: one look, one batch of reads.
-        io.readable(ready);
         socks.clear();
-        socks.extend(
-            ready
-                .iter()
-                .filter_map(|k| legs.get(k).map(|l| (*k, l.port.socket.as_raw_fd()))),
-        );
-        let received = if socks.is_empty() {
-            0
-        } else {
-            io.receive(socks, |key, pkt, from| {
-                let Some(l) = legs.get_mut(&key) else { return };
-                if !l.latched
-                    && let Some(from) = from
-                {
-                    let rtp = stream_rtp(pkt, &l.leg.stream);
-                    match l.probation.consider(l.sdp_remote, from, rtp) {
-                        Verdict::Latch => latch(l, from),
-                        Verdict::Hear => {}
-                        Verdict::Drop => return,
-                    }
-                }
-                let mut heard = super::media::Heard::default();
-                l.leg.receive(pkt, &mut heard);
-                if !heard.events.is_empty() {
-                    let at = Instant::now();
-                    for event in heard.events {
-                        let _ = l.events.send(LegEvent::new(event, at));
-                    }
-                }
-            })
-        };
         // One clock read a visit: every leg of the slot is due at the slot's time.
         let now = Instant::now();
         dues.clear();
         let ids = &wheel[slot];
         for (i, id) in ids.iter().enumerate() {
             if let Some(ahead) = ids.get(i + PREFETCH_AHEAD).and_then(|k| legs.get(k)) {
-                super::media::prefetch(&ahead.connected);
+                super::media::prefetch(&ahead.peer);
                 ahead.leg.prefetch();
             }
             let Some(l) = legs.get_mut(id) else { continue };
-            // A port's own sending socket is never connected (it would take the
-            // caller's RTP from the reader: src/call/ports.rs).
-            let send_connected = l.connected && l.port.send_only().is_none();
-            let to = if send_connected {
-                None
-            } else {
-                l.leg.stream.remote
-            };
+            let remote = l.leg.stream.remote;
+            let can_send = remote.is_some();
+            let to = if remote == l.peer { None } else { remote };
             let fd = l.port.send_fd();
-            let can_send = send_connected || to.is_some();
             let ticked = l.leg.tick(now, |pkt, due| {
                 if can_send {
                     // A full socket buffer drops the frame: late audio is worse than none.
@@ -794,6 +793,20 @@ impl Shard {
             if let Some(event) = ticked.done {
                 let _ = l.events.send(LegEvent::new(event, now));
             }
+            // The caller's datagrams wait on the connected sending socket: read with
+            // this visit's batch, no wake-up per datagram.
+            if l.peer.is_some()
+                && let Some(s) = l.port.sender()
+            {
+                if l.read_in == 0 {
+                    let reads = if l.read_hot { READS_PER_SOCKET } else { 1 };
+                    socks.push((id | FROM_SENDER, s.as_raw_fd(), reads));
+                    l.read_hot = false;
+                    l.read_in = QUIET_READ_EVERY - 1;
+                } else {
+                    l.read_in -= 1;
+                }
+            }
         }
         io.flush();
         // Late by when the kernel had the frame: the end of the visit's last submission
@@ -802,6 +815,59 @@ impl Shard {
             let handed = Instant::now();
             for due in dues.iter() {
                 lateness.observe(handed.saturating_duration_since(*due));
+            }
+        }
+        // What arrived from anyone else, on any of this thread's legs: one look.
+        io.readable(ready);
+        socks.extend(ready.iter().filter_map(|k| {
+            legs.get(k)
+                .map(|l| (*k, l.port.socket.as_raw_fd(), READS_PER_SOCKET))
+        }));
+        latched_now.clear();
+        let received = if socks.is_empty() {
+            0
+        } else {
+            io.receive(socks, |key, pkt, from| {
+                let id = key & !FROM_SENDER;
+                let Some(l) = legs.get_mut(&id) else { return };
+                if key & FROM_SENDER != 0 {
+                    l.read_in = 0;
+                    l.read_hot = true;
+                }
+                match from {
+                    // Read on the reader before it was let go: not the caller's.
+                    Some(from) if l.latched && Some(from) != l.leg.stream.remote => return,
+                    Some(from) if !l.latched => {
+                        let rtp = stream_rtp(pkt, &l.leg.stream);
+                        match l.probation.consider(l.sdp_remote, from, rtp) {
+                            Verdict::Latch => {
+                                latch(l, from);
+                                latched_now.push(id);
+                            }
+                            Verdict::Hear => {}
+                            Verdict::Drop => return,
+                        }
+                    }
+                    _ => {}
+                }
+                let mut heard = super::media::Heard::default();
+                l.leg.receive(pkt, &mut heard);
+                if !heard.events.is_empty() {
+                    let at = Instant::now();
+                    for event in heard.events {
+                        let _ = l.events.send(LegEvent::new(event, at));
+                    }
+                }
+            })
+        };
+        // Latched with two sockets: the caller is on the sending socket, and the reader
+        // hears only strangers now; it is no longer watched.
+        for id in latched_now.iter() {
+            if let Some(l) = legs.get_mut(id)
+                && l.watched
+                && l.port.sender().is_some()
+            {
+                let_go_of_reader(io, l);
             }
         }
         let sent = io.sent - sent0;
@@ -835,16 +901,65 @@ fn thread_cpu_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-/// The leg's RTP goes where its caller's comes from, over a connected socket.
+/// The leg's RTP goes where its caller's comes from, over a connected socket: the
+/// sending socket where the port has one, else the reader.
 fn latch(l: &mut Slotted, from: SocketAddr) {
     l.latched = true;
-    if l.leg.stream.remote != Some(from) {
+    let was = l.leg.stream.remote;
+    if was != Some(from) {
         tracing::debug!(sdp = ?l.sdp_remote, from = %from, "RTP latched to where the caller sends from");
         l.leg.stream.remote = Some(from);
     }
+    if l.port.sender().is_some() {
+        if l.peer != Some(from) {
+            aim_sender(l, Some(from));
+        }
+        return;
+    }
     match rtpio::connect(&l.port.socket, Some(from)) {
-        Ok(()) => l.connected = true,
+        Ok(()) => l.peer = Some(from),
         Err(e) => tracing::warn!(port = l.port.port, error = %e, "RTP socket not connected"),
+    }
+}
+
+/// Connects a port's sending socket to where its RTP goes, so that its sends carry no
+/// address and the caller's datagrams arrive on it. `None`, or an address that names no
+/// one (on hold), leaves it aimed where it was: undoing a connect would hand it every
+/// arrival. Nothing where the port has one socket.
+fn aim_sender(l: &mut Slotted, to: Option<SocketAddr>) {
+    let Some(s) = l.port.sender() else { return };
+    let Some(to) = to.filter(|a| !a.ip().is_unspecified() && a.port() != 0) else {
+        return;
+    };
+    l.read_in = 0;
+    match rtpio::connect(s, Some(to)) {
+        Ok(()) => l.peer = Some(to),
+        // Sends go addressed; the kernel keeps the socket's old peer.
+        Err(e) => {
+            tracing::warn!(port = l.port.port, to = %to, error = %e, "RTP sending socket not connected")
+        }
+    }
+}
+
+/// Stops watching a latched leg's reader, and shrinks its buffer to the kernel's
+/// smallest: what lands there now is a stranger's, never read.
+fn let_go_of_reader(io: &mut RtpIo, l: &mut Slotted) {
+    io.unwatch(&l.port.socket);
+    l.watched = false;
+    let r = socket2::SockRef::from(&l.port.socket);
+    l.reader_rcvbuf = r.recv_buffer_size().ok();
+    let _ = r.set_recv_buffer_size(1);
+}
+
+/// Watches a leg's reader again (the caller moved: anyone may be the caller now).
+fn restore_reader(io: &mut RtpIo, l: &mut Slotted, id: u64) {
+    if let Some(b) = l.reader_rcvbuf.take() {
+        // The kernel reports twice what was asked (its bookkeeping share).
+        let _ = socket2::SockRef::from(&l.port.socket).set_recv_buffer_size(b / 2);
+    }
+    match io.watch(&l.port.socket, id) {
+        Ok(()) => l.watched = true,
+        Err(e) => tracing::error!(port = l.port.port, error = %e, "RTP socket not watched"),
     }
 }
 
@@ -1059,5 +1174,82 @@ mod tests {
             // Read both, heard one: the stranger's was dropped unheard.
             assert_eq!(pump.stats().rtp_received, 2, "{io:?}");
         }
+    }
+
+    /// Two sockets a port: the caller's RTP from the SDP's own address arrives on the
+    /// connected sending socket and is heard; once latched, a stranger's datagrams are
+    /// not even read; a re-INVITE to a new address listens to anyone again.
+    #[tokio::test]
+    async fn the_callers_rtp_is_read_on_the_sending_socket_and_a_latched_leg_reads_no_stranger() {
+        let pump =
+            MediaPump::start_with(1, false, MediaIo::Auto, Placement::default()).expect("pump");
+        let pool =
+            super::super::ports::PortPool::new("127.0.0.1".parse().unwrap(), 42300, 42399, true);
+        assert!(pool.send_socket());
+        let port = pool.take().expect("port");
+        let hotline = std::net::SocketAddr::from(([127, 0, 0, 1], port.port));
+        let bind = |ip: &str| {
+            let s = std::net::UdpSocket::bind((ip, 0)).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            s
+        };
+        let caller = bind("127.0.0.1");
+        let mut leg = pump.add(
+            stream_to(caller.local_addr().unwrap()),
+            &VoiceSettings::default(),
+            port,
+        );
+        let mut key = vec![0x80, 101, 0, 1, 0, 0, 0, 160, 0, 0, 0, 9];
+        key.extend_from_slice(&[5, 0x80, 0, 160]);
+        caller.send_to(&key, hotline).expect("sent");
+        let heard = loop {
+            let ev = tokio::time::timeout(Duration::from_secs(2), leg.events.recv())
+                .await
+                .expect("key in time")
+                .expect("an event")
+                .event();
+            if matches!(ev, Event::Dtmf(_)) {
+                break ev;
+            }
+        };
+        assert!(matches!(heard, Event::Dtmf('5')), "{heard:?}");
+        // Counted at the end of the visit that heard it.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(pump.stats().rtp_received, 1);
+
+        // A run that would pass probation on a watched reader: not read at all.
+        let rtp = |seq: u8| {
+            let mut p = vec![0x80, 0, 0, seq, 0, 0, 0, 160, 0, 0, 0, 7];
+            p.extend_from_slice(&[0xFF; 160]);
+            p
+        };
+        let stranger = bind("127.0.0.2");
+        for seq in 1..=6 {
+            stranger.send_to(&rtp(seq), hotline).expect("sent");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            pump.stats().rtp_received,
+            1,
+            "a stranger's datagrams were read"
+        );
+        let mut buf = [0u8; 512];
+        assert!(stranger.recv(&mut buf).is_err(), "RTP went to the stranger");
+
+        // Moved: RTP to the new address, and a source elsewhere (NAT) is found again.
+        let moved = bind("127.0.0.1");
+        leg.set_stream(stream_to(moved.local_addr().unwrap()));
+        assert_eq!(moved.recv(&mut buf).expect("RTP to the new address"), 172);
+        for seq in 10..=15 {
+            stranger.send_to(&rtp(seq), hotline).expect("sent");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            stranger
+                .recv(&mut buf)
+                .expect("RTP follows a run from elsewhere"),
+            172
+        );
     }
 }

@@ -34,10 +34,10 @@ pub const MAX_IN: usize = 1500;
 /// Sockets each media thread registers with its ring; past that, sockets are named by
 /// descriptor (they work the same, a little dearer).
 pub const FIXED_FILES: u32 = 16_384;
-/// Reads submitted per readable socket and visit: a caller's packet and the one behind
-/// it after a burst of jitter; a socket with more stays readable for the next visit, so
+/// Reads submitted per socket and visit, at most: a caller's packet and the one behind
+/// it after a burst of jitter; a socket with more is read again at the next visit, so
 /// one flooding caller cannot take the slot from the others.
-const READS_PER_SOCKET: usize = 2;
+pub const READS_PER_SOCKET: usize = 2;
 
 /// Which way RTP goes to the kernel; the `media_io` setting chooses, `auto` probes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -601,18 +601,19 @@ impl RtpIo {
         }
     }
 
-    /// Reads what waits on the sockets named, `fd` found by `key`, handing each
-    /// datagram to `f` with its source. With a ring: every read in one system call.
+    /// Reads what waits on the sockets named, each `(key, fd, reads)` up to `reads`
+    /// datagrams (at most [`READS_PER_SOCKET`]), handing each datagram to `f` with its
+    /// key and source. With a ring: every read in one system call.
     pub fn receive(
         &mut self,
-        socks: &[(u64, RawFd)],
+        socks: &[(u64, RawFd, usize)],
         mut f: impl FnMut(u64, &[u8], Option<SocketAddr>),
     ) -> u64 {
         let mut received = 0u64;
         let mut broken = false;
         let Some(ring) = self.ring.as_mut() else {
             let mut buf = [0u8; MAX_IN];
-            for &(key, fd) in socks {
+            for &(key, fd, _) in socks {
                 for _ in 0..READS_PER_SOCKET * 4 {
                     // SAFETY: sockaddr_storage is plain data.
                     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -642,10 +643,10 @@ impl RtpIo {
             let mut n = 0usize;
             {
                 let mut sq = ring.submission();
-                while at < socks.len() && n + READS_PER_SOCKET <= self.ins.len() {
-                    let (key, fd) = socks[at];
+                while at < socks.len() && n + socks[at].2.min(READS_PER_SOCKET) <= self.ins.len() {
+                    let (key, fd, reads) = socks[at];
                     let fixed = fixed_slot(&self.fixed, fd);
-                    for _ in 0..READS_PER_SOCKET {
+                    for _ in 0..reads.min(READS_PER_SOCKET) {
                         let s = &mut self.ins[n];
                         s.key = key;
                         s.iov.iov_base = s.buf.as_mut_ptr().cast();
@@ -832,7 +833,10 @@ mod tests {
             if keys.is_empty() {
                 break;
             }
-            let socks: Vec<(u64, RawFd)> = keys.iter().map(|&k| (k, b.as_raw_fd())).collect();
+            let socks: Vec<(u64, RawFd, usize)> = keys
+                .iter()
+                .map(|&k| (k, b.as_raw_fd(), READS_PER_SOCKET))
+                .collect();
             io.receive(&socks, |key, pkt, from| {
                 assert_eq!(key, 7);
                 assert_eq!(from, Some(from_a));
