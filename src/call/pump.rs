@@ -64,9 +64,13 @@ const PREFETCH_AHEAD: usize = 4;
 /// its time busy; the overload signal judges the busiest thread.
 const PACK_LEGS: usize = 2_000;
 
+/// Reads in a row that find nothing before a caller counts as silent.
+const QUIET_AFTER: u8 = 5;
 /// A silent caller's sending socket is read every this many visits (60 ms): a read
-/// that finds nothing costs about a tenth of a send, and a caller who starts to speak
-/// or press keys waits at most this long to be heard, then is read every visit.
+/// that finds nothing is a system call's work for nothing (with it, 5,000 silent callers
+/// cost what they did on the unconnected socket, same-time A/B 2026-12-03), and a
+/// caller who starts to speak or press keys waits at most this long to be heard, then
+/// is read every visit.
 const QUIET_READ_EVERY: u8 = 3;
 /// Marks a read key as the sending socket's (leg ids are counted from 1, far below).
 const FROM_SENDER: u64 = 1 << 63;
@@ -403,11 +407,56 @@ struct Slotted {
     watched: bool,
     /// The reader's receive buffer before latching shrank it (two sockets).
     reader_rcvbuf: Option<usize>,
-    /// Visits until the sending socket is read again, and whether its last read found
-    /// a datagram (a caller who sends is read every visit, a silent one every
-    /// [`QUIET_READ_EVERY`]).
-    read_in: u8,
-    read_hot: bool,
+    /// When the connected sending socket is read, and how much.
+    reads: ReadPace,
+}
+
+/// When a leg's connected sending socket is read: every visit while the caller sends
+/// (one read, two after a read that found all it asked for: a backlog drains), every
+/// [`QUIET_READ_EVERY`] visits once [`QUIET_AFTER`] reads in a row found nothing.
+#[derive(Debug, Default, Clone, Copy)]
+struct ReadPace {
+    /// Visits to skip before the next read.
+    wait: u8,
+    /// Reads in a row that found nothing.
+    idle: u8,
+    /// The last read: datagrams asked for (0: none pending) and found.
+    want: u8,
+    got: u8,
+}
+
+impl ReadPace {
+    /// The reads to submit this visit (0: none). What the last read found is judged
+    /// here, its datagrams having been counted by [`ReadPace::found`] since.
+    fn due(&mut self) -> usize {
+        let mut next = 1;
+        if self.want > 0 {
+            self.idle = if self.got == 0 {
+                self.idle.saturating_add(1)
+            } else {
+                0
+            };
+            if self.got >= self.want {
+                next = READS_PER_SOCKET as u8;
+            }
+            if self.idle >= QUIET_AFTER {
+                self.wait = QUIET_READ_EVERY - 1;
+            }
+            self.want = 0;
+            self.got = 0;
+        }
+        if self.wait > 0 {
+            self.wait -= 1;
+            return 0;
+        }
+        self.want = next;
+        usize::from(next)
+    }
+
+    /// A datagram the last read found.
+    fn found(&mut self) {
+        self.got = self.got.saturating_add(1);
+    }
 }
 
 /// How the media threads are placed and scheduled.
@@ -675,8 +724,7 @@ impl Shard {
                     peer: None,
                     watched,
                     reader_rcvbuf: None,
-                    read_in: 0,
-                    read_hot: false,
+                    reads: ReadPace::default(),
                 });
                 aim_sender(&mut l, sdp_remote);
                 self.legs.insert(n.id, l);
@@ -798,13 +846,9 @@ impl Shard {
             if l.peer.is_some()
                 && let Some(s) = l.port.sender()
             {
-                if l.read_in == 0 {
-                    let reads = if l.read_hot { READS_PER_SOCKET } else { 1 };
+                let reads = l.reads.due();
+                if reads > 0 {
                     socks.push((id | FROM_SENDER, s.as_raw_fd(), reads));
-                    l.read_hot = false;
-                    l.read_in = QUIET_READ_EVERY - 1;
-                } else {
-                    l.read_in -= 1;
                 }
             }
         }
@@ -831,8 +875,7 @@ impl Shard {
                 let id = key & !FROM_SENDER;
                 let Some(l) = legs.get_mut(&id) else { return };
                 if key & FROM_SENDER != 0 {
-                    l.read_in = 0;
-                    l.read_hot = true;
+                    l.reads.found();
                 }
                 match from {
                     // Read on the reader before it was let go: not the caller's.
@@ -931,7 +974,7 @@ fn aim_sender(l: &mut Slotted, to: Option<SocketAddr>) {
     let Some(to) = to.filter(|a| !a.ip().is_unspecified() && a.port() != 0) else {
         return;
     };
-    l.read_in = 0;
+    l.reads = ReadPace::default();
     match rtpio::connect(s, Some(to)) {
         Ok(()) => l.peer = Some(to),
         // Sends go addressed; the kernel keeps the socket's old peer.
@@ -978,6 +1021,45 @@ mod tests {
             remote: Some(remote),
             send: true,
         }
+    }
+
+    /// Reads per visit of a connected socket, `arrive` datagrams arriving before each;
+    /// and the datagrams left unread at the end.
+    fn paced(arrive: &[u8]) -> (Vec<usize>, usize) {
+        let mut pace = ReadPace::default();
+        let mut queued = 0usize;
+        let reads = arrive
+            .iter()
+            .map(|&a| {
+                queued += usize::from(a);
+                let reads = pace.due();
+                for _ in 0..reads.min(queued) {
+                    pace.found();
+                }
+                queued -= reads.min(queued);
+                reads
+            })
+            .collect();
+        (reads, queued)
+    }
+
+    #[test]
+    fn a_sending_caller_is_read_every_visit_and_a_silent_one_every_third() {
+        // Steady: one or two reads a visit, never none, nothing left behind.
+        let (steady, left) = paced(&[1; 12]);
+        assert!(steady.iter().all(|&r| (1..=2).contains(&r)), "{steady:?}");
+        assert!(left <= 1);
+        // Silent: five empty reads, then one read every third visit.
+        let (silent, _) = paced(&[0; 14]);
+        assert_eq!(silent, [1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1]);
+        // Speaks again from visit 8: found at the next quiet read (10), read every visit
+        // from then on, and the backlog of the quiet spell drains.
+        let mut arrive = vec![0u8; 8];
+        arrive.extend([1; 10]);
+        let (woke, left) = paced(&arrive);
+        assert_eq!(&woke[..11], [1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 1]);
+        assert!(woke[10..].iter().all(|&r| r >= 1), "{woke:?}");
+        assert!(left <= 1, "backlog left: {left}");
     }
 
     /// The legs each thread has taken, once they add up to `n`.
