@@ -340,6 +340,17 @@ impl Server {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
+    /// hotline's log lines of the overload refusal tripping and clearing (with the
+    /// figures that tripped it), at most `max`.
+    fn overload_log(&self, max: usize) -> Vec<String> {
+        let t = std::fs::read_to_string(&self.log).unwrap_or_default();
+        t.lines()
+            .filter(|l| l.contains("cannot pace more calls") || l.contains("have room again"))
+            .take(max)
+            .map(str::to_owned)
+            .collect()
+    }
+
     fn log_lines(&self) -> usize {
         std::fs::File::open(&self.log)
             .map(|f| std::io::BufReader::new(f).lines().count())
@@ -868,6 +879,7 @@ fn run(a: &Args) -> Result<Value, String> {
         })
         .count();
     let log_lines = server.log_lines();
+    let overload_log = server.overload_log(8);
     let exit = server.stop();
 
     // ---- the report ----
@@ -992,6 +1004,7 @@ fn run(a: &Args) -> Result<Value, String> {
             "fds": fds,
             "nofile": server_nofile,
             "log_lines": log_lines,
+            "overload_log": overload_log,
             "exit": exit.map(|e| e.to_string()),
             "perf": perf_json,
         },
@@ -1152,6 +1165,9 @@ fn print_report(r: &Value) {
         g("/hotline/nofile"),
         g("/hotline/log_lines"),
     );
+    for line in g("/hotline/overload_log").as_array().into_iter().flatten() {
+        println!("           overload: {}", line.as_str().unwrap_or_default());
+    }
     if let Some(p) = g("/hotline/perf/per_packet").as_object() {
         let parts: Vec<String> = p
             .iter()

@@ -1,7 +1,8 @@
 //! How a media thread moves datagrams: every send due in a slot submitted to the kernel
-//! at once through io_uring (one `io_uring_enter` for a few hundred sends), the sockets
-//! with something to read found by one `epoll_wait` and read in one batch, and the
-//! plain one-syscall-per-datagram path where io_uring is not available.
+//! at once through io_uring (one `io_uring_enter` for a few hundred sends), the visit's
+//! reads in one batch (the callers' connected sockets, and the watched ones that one
+//! `epoll_wait` names), and the plain one-syscall-per-datagram path where io_uring is
+//! not available.
 //!
 //! Why: at 5,000 calls nearly all of hotline's CPU was the kernel's per-datagram work,
 //! and a per-socket batch (`sendmmsg`) batches nothing when every call has its own
