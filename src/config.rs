@@ -52,7 +52,7 @@ pub struct Config {
     /// Pin each media thread to a CPU of its own.
     pub media_pin: bool,
     /// Run the media threads `SCHED_RR` (needs CAP_SYS_NICE or an RLIMIT_RTPRIO; else a
-    /// warning and normal priority): their 2 ms slots preempt everything else.
+    /// warning and normal priority): their 4 ms slots preempt everything else.
     pub media_realtime: bool,
     /// Each call's RTP port gets a second socket, connected to the caller, that sends
     /// and reads the caller's RTP unwatched (no epoll wake-up per datagram either way),

@@ -1,7 +1,8 @@
 //! The floor: what the kernel charges per datagram on this machine, right now. Plain
 //! Rust sends the same count of 172-byte datagrams from the same number of sockets to
 //! the same kind of client socket (one socket, drained by a thread with `recvmmsg`) at
-//! hotline's pace (ten 2 ms slots a 20 ms frame, every socket once a frame), by each
+//! hotline's pace (its media threads' slots, five of 4 ms a 20 ms frame, every socket
+//! once a frame), by each
 //! method, from as many threads as hotline has media threads (one per CPU unless
 //! `media_threads` says otherwise), each with its share of the sockets; the sending
 //! threads' own CPU (`RUSAGE_THREAD`) over the datagrams sent is the figure. Hotline's
@@ -20,6 +21,7 @@
 //! submission a slot) unconnected and connected. One more, not a floor: the batched
 //! path on sockets an epoll set also watches (what each send costs a socket that is
 //! read the way hotline reads, and what a port's own sending socket saves).
+use hotline::call::pump::{SLOT, SLOTS};
 use hotline::call::rtpio::{MediaIo, RtpIo};
 use serde_json::{Value, json};
 use std::net::{SocketAddr, UdpSocket};
@@ -166,13 +168,12 @@ fn one(m: Method, sockets: usize, threads: usize, secs: f64, sink: &Sink) -> Res
             // threads are (each keeps its own epoch).
             let mine: Vec<i32> = fds.iter().skip(t).step_by(threads).copied().collect();
             let pkt = pkt.clone();
-            let phase = Duration::from_micros(2000 * t as u64 / threads as u64);
+            let phase = SLOT * t as u32 / threads as u32;
             std::thread::Builder::new()
                 .name(format!("floor-send-{t}"))
                 .spawn(move || -> Result<(u64, u64, f64, f64, f64), String> {
                     let mut io = RtpIo::new(path).map_err(|e| e.to_string())?;
-                    let slot = Duration::from_millis(2);
-                    let slots = 10usize;
+                    let (slot, slots) = (SLOT, SLOTS);
                     let start = Instant::now() + phase;
                     let (u0, s0) = thread_cpu();
                     let mut visit = 0u64;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Upper bounds of the buckets, in seconds (and the same in nanoseconds below): a
-/// frame is normally within a slot (2 ms) of its time; the pacer skips frames later
+/// frame is normally within a slot (4 ms) of its time; the pacer skips frames later
 /// than 100 ms.
 pub const BOUNDS_S: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5];
 const BOUNDS_NS: [u64; 10] = [

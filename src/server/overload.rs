@@ -47,15 +47,15 @@ use tokio_util::sync::CancellationToken;
 pub const INTERVAL: Duration = Duration::from_millis(250);
 /// The span a decision looks at: four samples.
 pub const WINDOW: Duration = Duration::from_secs(1);
-/// One visit is due every 2 ms: the share of that time spent visiting.
-const SLOT_NS: f64 = 2_000_000.0;
+/// One visit is due every slot: the share of that time spent visiting.
+const SLOT_NS: f64 = crate::call::pump::SLOT.as_nanos() as f64;
 /// Busier than this and a thread has no room for more calls' sends: a few more calls,
 /// or the client's share of the core, and visits start late.
 pub const BUSY_HIGH: f64 = 0.75;
 pub const BUSY_LOW: f64 = 0.6;
-/// Late visits (a slot started more than 2 ms after its time) over visits, over the
+/// Late visits (a slot started more than a slot, 4 ms, after its time) over visits, over the
 /// window. A clean call hears its frames within 5 ms at p99; a tenth of the visits
-/// more than 2 ms late, for a second, is a thread losing the race for its core.
+/// more than a slot late, for a second, is a thread losing the race for its core.
 pub const LATE_HIGH: f64 = 0.10;
 /// A late-visit share counts only when the threads do real work: below this busy share
 /// they are late because the machine is busy with something else, not because of calls.
@@ -360,7 +360,7 @@ impl Overload {
 mod tests {
     use super::*;
 
-    /// A thread visiting 500 times a second, each visit taking `busy` of its 2 ms, `late`
+    /// A thread visiting, each visit taking `busy` of its slot, `late`
     /// of them late, for `for_` (advances the paused clock).
     async fn run(d: &mut Detector, s: &mut Sample, busy: f64, late: f64, for_: Duration) -> bool {
         run_on(d, s, busy, late, 0.5, for_).await
@@ -465,7 +465,7 @@ mod tests {
         d.observe(Instant::now(), s);
         tokio::time::advance(Duration::from_millis(100)).await;
         s.visits += 50;
-        s.busy_ns += 50 * 2_000_000;
+        s.busy_ns += (50.0 * SLOT_NS) as u64;
         assert!(!d.observe(Instant::now(), s), "100 ms: not sampled yet");
         tokio::time::advance(Duration::from_millis(200)).await;
         assert!(d.observe(Instant::now(), s), "300 ms of full visits");
@@ -475,7 +475,7 @@ mod tests {
         // Calls again: the window starts afresh, not from before the pause.
         tokio::time::advance(Duration::from_millis(300)).await;
         s.visits += 150;
-        s.busy_ns += 150 * 200_000;
+        s.busy_ns += (150.0 * SLOT_NS * 0.1) as u64;
         assert!(!d.observe(Instant::now(), s));
         assert!((d.window.busy - 0.1).abs() < 1e-9, "{:?}", d.window);
     }
