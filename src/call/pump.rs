@@ -56,6 +56,10 @@ use tokio::sync::{mpsc, oneshot};
 pub const SLOTS: usize = 5;
 const FRAME: Duration = Duration::from_millis(20);
 pub const SLOT: Duration = Duration::from_millis(4);
+/// A visit that starts later than this after its time counts as late (the metric and
+/// the overload's late share): 2 ms, as when a slot was 2 ms, so that the signal did
+/// not loosen with the wider slot.
+const LATE_VISIT: Duration = Duration::from_millis(2);
 /// How many legs ahead of the one being sent a visit asks the cache for: a leg's own
 /// work takes about as long as one fetch from memory.
 const PREFETCH_AHEAD: usize = 4;
@@ -657,7 +661,7 @@ impl Shard {
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
-            } else if now - due > SLOT {
+            } else if now - due > LATE_VISIT {
                 self.counters.late_visits.fetch_add(1, Relaxed);
                 if now - due > STALL {
                     self.stalls.seen(now, now - due, self.legs.len());

@@ -208,7 +208,7 @@ impl Collector for Readings {
         counter(
             &mut e,
             "hotline_media_late_visits",
-            "Media-thread visits that began more than a slot (4 ms) late",
+            "Media-thread visits that began more than 2 ms late",
             pump.late_visits,
         )?;
         let late = self.svc.pump.lateness();

@@ -53,9 +53,9 @@ const SLOT_NS: f64 = crate::call::pump::SLOT.as_nanos() as f64;
 /// or the client's share of the core, and visits start late.
 pub const BUSY_HIGH: f64 = 0.75;
 pub const BUSY_LOW: f64 = 0.6;
-/// Late visits (a slot started more than a slot, 4 ms, after its time) over visits, over the
+/// Late visits (a slot started more than 2 ms after its time) over visits, over the
 /// window. A clean call hears its frames within 5 ms at p99; a tenth of the visits
-/// more than a slot late, for a second, is a thread losing the race for its core.
+/// more than 2 ms late, for a second, is a thread losing the race for its core.
 pub const LATE_HIGH: f64 = 0.10;
 /// A late-visit share counts only when the threads do real work: below this busy share
 /// they are late because the machine is busy with something else, not because of calls.
