@@ -80,7 +80,7 @@ impl PortPool {
             && match probe(ip) {
                 Ok(()) => true,
                 Err(e) => {
-                    tracing::warn!(error = %e, "RTP: one socket per port, as before rtp_send_socket: calls work the same, each RTP send costs ~13 % more CPU; set rtp_send_socket: false to run this way without the warning");
+                    tracing::warn!(error = %e, "RTP: one socket per port, as before rtp_send_socket: calls work the same, each RTP datagram sent or received costs more CPU (~13 % a send, 15-21 % per packet with callers sending); set rtp_send_socket: false to run this way without the warning");
                     false
                 }
             };

@@ -541,7 +541,8 @@ impl RtpIo {
         }
     }
 
-    /// Registers a socket that only sends (not watched: see `src/call/ports.rs`).
+    /// Registers a port's sending socket, read in the visits once connected but never
+    /// watched (see `src/call/ports.rs`).
     /// Call [`RtpIo::forget`] before closing it.
     pub fn register_sender(&mut self, sock: &UdpSocket) {
         self.register(sock.as_raw_fd());
