@@ -88,7 +88,8 @@ pub struct Args {
     /// Skip the floor step (plain Rust sending the same datagrams by each method).
     #[arg(long)]
     no_floor: bool,
-    /// Seconds each floor method sends, and rounds of all methods (best round counts).
+    /// Seconds each floor method sends, and rounds of all methods (half before hotline's
+    /// run at the reference size, half after; each method's figure is its mean).
     #[arg(long, default_value_t = 5.0)]
     floor_secs: f64,
     #[arg(long, default_value_t = 2)]

@@ -8,6 +8,7 @@ pub mod pump;
 pub mod rtpio;
 pub mod task;
 pub mod watch;
+pub mod wheel;
 
 use crate::data::DataSource;
 use crate::flow::{Catalogue, Flow, TicketRequest};

@@ -32,16 +32,15 @@
 use super::latch::Verdict;
 use super::media::{MediaLeg, Stream};
 use super::ports::RtpPort;
-use super::rtpio::{self, MediaIo, READS_PER_SOCKET, RtpIo};
+use super::rtpio::{self, MediaIo, READS_PER_SOCKET, RtpIo, ToRead};
+use super::wheel::Wheel;
 use crate::flow::Event;
 use crate::flow::catalogue::Utterance;
 use crate::media::prompt::PromptCache;
 use crate::media::voice::VoiceSettings;
 use crate::metrics::lateness;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc as std_mpsc;
@@ -401,7 +400,6 @@ struct Slotted {
     leg: MediaLeg,
     port: RtpPort,
     events: mpsc::UnboundedSender<LegEvent>,
-    slot: usize,
     /// Where the SDP said to send; `leg.stream.remote` is where we do (latched).
     sdp_remote: Option<SocketAddr>,
     latched: bool,
@@ -526,31 +524,6 @@ fn stream_rtp(pkt: &[u8], stream: &Stream) -> Option<(u32, u16)> {
         .map(|p| (p.ssrc, p.sequence))
 }
 
-/// Leg ids are a counter we hand out, looked up once per leg per frame: a multiply
-/// spreads them over the table's buckets and control bytes, where SipHash's defence
-/// against chosen keys buys nothing for ids we hand out ourselves.
-#[derive(Default, Clone, Copy)]
-struct LegIdHasher(u64);
-
-impl std::hash::Hasher for LegIdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(FIB);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(FIB);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// 2^64 / φ: consecutive ids land far apart.
-const FIB: u64 = 0x9E37_79B9_7F4A_7C15;
-
 /// A visit this late is a gap every caller of the slot hears.
 const STALL: Duration = Duration::from_millis(100);
 /// At most one stall line a thread in this long.
@@ -595,11 +568,9 @@ struct Shard {
     /// Time each frame sent (the `metrics` setting).
     measure: bool,
     lateness: lateness::Local,
-    /// Boxed: the table grows by doubling, and a ~900-byte leg in each of its empty
-    /// slots cost more than the legs themselves.
-    legs: HashMap<u64, Box<Slotted>, BuildHasherDefault<LegIdHasher>>,
-    wheel: [Vec<u64>; SLOTS],
-    /// Slot 0 of frame period 0; slot k of period p is due at epoch + p·20 ms + k·2 ms.
+    /// By slot, walked in the visits; by id for commands and reads.
+    legs: Wheel<Slotted, SLOTS>,
+    /// Slot 0 of frame period 0; slot k of period p is due at epoch + p·20 ms + k·4 ms.
     epoch: Instant,
     /// The next visit, counted in slots since the epoch.
     visit: u64,
@@ -607,7 +578,7 @@ struct Shard {
     /// The legs with something to read, and their sockets with how many reads each
     /// (reused every visit).
     ready: Vec<u64>,
-    socks: Vec<(u64, RawFd, usize)>,
+    socks: Vec<ToRead>,
     /// When each frame sent this visit was due (reused every visit).
     dues: Vec<Instant>,
     /// Legs latched in this visit's reads (reused every visit).
@@ -627,8 +598,7 @@ impl Shard {
             counters,
             measure,
             lateness: lateness::Local::default(),
-            legs: HashMap::default(),
-            wheel: Default::default(),
+            legs: Wheel::default(),
             epoch: Instant::now(),
             visit: 0,
             io,
@@ -700,7 +670,7 @@ impl Shard {
     fn apply(&mut self, c: Cmd) {
         match c {
             Cmd::Add(n) => {
-                let slot = (0..SLOTS).min_by_key(|&s| self.wheel[s].len()).unwrap_or(0);
+                let slot = self.legs.emptiest();
                 // The first frame goes out at the slot's next visit, and every 20 ms
                 // after that: the leg's schedule is the slot's.
                 let mut v = self.visit;
@@ -719,13 +689,11 @@ impl Shard {
                 if let Some(s) = n.port.sender() {
                     self.io.register_sender(s);
                 }
-                self.wheel[slot].push(n.id);
                 let sdp_remote = n.stream.remote;
-                let mut l = Box::new(Slotted {
+                let mut l = Slotted {
                     leg: MediaLeg::new(n.stream, &n.voice, t0),
                     port: n.port,
                     events: n.events,
-                    slot,
                     sdp_remote,
                     latched: false,
                     probation: Default::default(),
@@ -733,10 +701,20 @@ impl Shard {
                     watched,
                     reader_rcvbuf: None,
                     reads: ReadPace::default(),
-                });
+                };
                 aim_sender(&mut l, sdp_remote);
-                self.legs.insert(n.id, l);
-                self.counters.legs.fetch_add(1, Relaxed);
+                match self.legs.insert(n.id, slot, l) {
+                    None => {
+                        self.counters.legs.fetch_add(1, Relaxed);
+                    }
+                    // Ids are a counter: not seen, but a leg replaced lets its sockets go.
+                    Some(old) => {
+                        self.io.forget(&old.port.socket);
+                        if let Some(s) = old.port.sender() {
+                            self.io.forget(s);
+                        }
+                    }
+                }
             }
             Cmd::Play {
                 leg,
@@ -744,17 +722,17 @@ impl Shard {
                 prompts,
                 utterances,
             } => {
-                if let Some(l) = self.legs.get_mut(&leg) {
+                if let Some(l) = self.legs.get_mut(leg) {
                     l.leg.play(&prompts, id, &utterances);
                 }
             }
             Cmd::Stop(leg) => {
-                if let Some(l) = self.legs.get_mut(&leg) {
+                if let Some(l) = self.legs.get_mut(leg) {
                     l.leg.stop();
                 }
             }
             Cmd::Stream(leg, mut stream) => {
-                if let Some(l) = self.legs.get_mut(&leg) {
+                if let Some(l) = self.legs.get_mut(leg) {
                     if stream.remote == l.sdp_remote {
                         // Hold, a direction: the latched address stays.
                         stream.remote = l.leg.stream.remote;
@@ -779,25 +757,24 @@ impl Shard {
                 }
             }
             Cmd::StartRecording(leg) => {
-                if let Some(l) = self.legs.get_mut(&leg) {
+                if let Some(l) = self.legs.get_mut(leg) {
                     l.leg.start_recording();
                 }
             }
             Cmd::StopRecording(leg, reply) => {
                 let samples = self
                     .legs
-                    .get_mut(&leg)
+                    .get_mut(leg)
                     .map(|l| l.leg.stop_recording())
                     .unwrap_or_default();
                 let _ = reply.send(samples);
             }
             Cmd::Remove(leg) => {
-                if let Some(l) = self.legs.remove(&leg) {
+                if let Some(l) = self.legs.remove(leg) {
                     self.io.forget(&l.port.socket);
                     if let Some(s) = l.port.sender() {
                         self.io.forget(s);
                     }
-                    self.wheel[l.slot].retain(|&id| id != leg);
                     self.counters.legs.fetch_sub(1, Relaxed);
                 }
             }
@@ -808,7 +785,6 @@ impl Shard {
         let started = thread_cpu_ns();
         let Shard {
             legs,
-            wheel,
             counters,
             measure,
             lateness,
@@ -825,13 +801,14 @@ impl Shard {
         // One clock read a visit: every leg of the slot is due at the slot's time.
         let now = Instant::now();
         dues.clear();
-        let ids = &wheel[slot];
-        for (i, id) in ids.iter().enumerate() {
-            if let Some(ahead) = ids.get(i + PREFETCH_AHEAD).and_then(|k| legs.get(k)) {
+        let walk = legs.slot_mut(slot);
+        for i in 0..walk.len() {
+            if let Some((_, ahead)) = walk.get(i + PREFETCH_AHEAD) {
                 super::media::prefetch(&ahead.peer);
                 ahead.leg.prefetch();
             }
-            let Some(l) = legs.get_mut(id) else { continue };
+            let (id, l) = &mut walk[i];
+            let id = *id;
             let remote = l.leg.stream.remote;
             let can_send = remote.is_some();
             let to = if remote == l.peer { None } else { remote };
@@ -856,7 +833,12 @@ impl Shard {
             {
                 let reads = l.reads.due();
                 if reads > 0 {
-                    socks.push((id | FROM_SENDER, s.as_raw_fd(), reads));
+                    socks.push(ToRead {
+                        key: id | FROM_SENDER,
+                        fd: s.as_raw_fd(),
+                        reads,
+                        peer: l.peer,
+                    });
                 }
             }
         }
@@ -872,8 +854,12 @@ impl Shard {
         // What arrived from anyone else, on any of this thread's legs: one look.
         io.readable(ready);
         socks.extend(ready.iter().filter_map(|k| {
-            legs.get(k)
-                .map(|l| (*k, l.port.socket.as_raw_fd(), READS_PER_SOCKET))
+            legs.get(*k).map(|l| ToRead {
+                key: *k,
+                fd: l.port.socket.as_raw_fd(),
+                reads: READS_PER_SOCKET,
+                peer: None,
+            })
         }));
         latched_now.clear();
         let received = if socks.is_empty() {
@@ -881,7 +867,7 @@ impl Shard {
         } else {
             io.receive(socks, |key, pkt, from| {
                 let id = key & !FROM_SENDER;
-                let Some(l) = legs.get_mut(&id) else { return };
+                let Some(l) = legs.get_mut(id) else { return };
                 if key & FROM_SENDER != 0 {
                     l.reads.found();
                 }
@@ -914,7 +900,7 @@ impl Shard {
         // Latched with two sockets: the caller is on the sending socket, and the reader
         // hears only strangers now; it is no longer watched.
         for id in latched_now.iter() {
-            if let Some(l) = legs.get_mut(id)
+            if let Some(l) = legs.get_mut(*id)
                 && l.watched
                 && l.port.sender().is_some()
             {
@@ -976,7 +962,9 @@ fn latch(l: &mut Slotted, from: SocketAddr) {
 /// Connects a port's sending socket to where its RTP goes, so that its sends carry no
 /// address and the caller's datagrams arrive on it. `None`, or an address that names no
 /// one (on hold), leaves it aimed where it was: undoing a connect would hand it every
-/// arrival. Nothing where the port has one socket.
+/// arrival. Nothing where the port has one socket. The socket is read with `recv`,
+/// which names no source: datagrams the old peer left queued are read as the new one's,
+/// a socket buffer's worth at most, and the latch weighs them as such.
 fn aim_sender(l: &mut Slotted, to: Option<SocketAddr>) {
     let Some(s) = l.port.sender() else { return };
     let Some(to) = to.filter(|a| !a.ip().is_unspecified() && a.port() != 0) else {
