@@ -88,6 +88,11 @@ pub struct Args {
     /// Skip the floor step (plain Rust sending the same datagrams by each method).
     #[arg(long)]
     no_floor: bool,
+    /// During hotline's window, send the floor's methods in turn beside it, from as many
+    /// sockets as calls, and measure hotline's CPU per packet over the same seconds (the
+    /// suite does this at half the reference size).
+    #[arg(long)]
+    floor_beside: bool,
     /// Seconds each floor method sends, and rounds of all methods (half before hotline's
     /// run at the reference size, half after; each method's figure is its mean).
     #[arg(long, default_value_t = 5.0)]
@@ -734,6 +739,7 @@ fn run(a: &Args) -> Result<Value, String> {
     let mut last_rx = 0u64;
     let mut last_cpu = Cpu::default();
     let mut not_all_up = false;
+    let mut beside: Option<std::thread::JoinHandle<Result<Value, String>>> = None;
     while !sip.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
         let now = shared.ns();
@@ -768,10 +774,27 @@ fn run(a: &Args) -> Result<Value, String> {
             }
             eprintln!("load: window open, {up} calls up");
         }
+        if w == WINDOW_OPEN && a.floor_beside && beside.is_none() {
+            let (pid, sh) = (server.pid, shared.clone());
+            let (sockets, threads, secs) = (lines, media_threads(a), a.floor_secs);
+            eprintln!(
+                "load: floor beside hotline: {sockets} sockets from {threads} threads, {secs} s per method"
+            );
+            beside = Some(std::thread::spawn(move || {
+                floor::beside(sockets, threads, secs, || {
+                    let cpu = procfs::cpu(pid).map_or(f64::NAN, |c| c.total());
+                    let pkts = sh.rx_packets.load(Ordering::Relaxed)
+                        + sh.tx_packets.load(Ordering::Relaxed);
+                    (cpu, pkts)
+                })
+            }));
+        }
         if w == WINDOW_OPEN {
             up_min = up_min.min(up);
             up_max = up_max.max(up);
-            if now >= snaps[0].ns + (a.hold * 1e9) as u64 {
+            // The floor beside hotline keeps the window open until it has sent.
+            let floor_done = beside.as_ref().is_none_or(|h| h.is_finished());
+            if now >= snaps[0].ns + (a.hold * 1e9) as u64 && floor_done {
                 rss_kb = procfs::status_kb(server.pid, "VmRSS").unwrap_or(0);
                 fds = procfs::fd_count(server.pid);
                 server_nofile = procfs::nofile(server.pid);
@@ -809,6 +832,12 @@ fn run(a: &Args) -> Result<Value, String> {
     }
     hwm_kb = hwm_kb.max(procfs::status_kb(server.pid, "VmHWM").unwrap_or(0));
     let perf_counts = perf.map(Perf::finish).unwrap_or_default();
+    let beside = match beside.map(|h| h.join()) {
+        None => Value::Null,
+        Some(Ok(Ok(v))) => v,
+        Some(Ok(Err(e))) => json!({ "error": e }),
+        Some(Err(_)) => json!({ "error": "the floor beside hotline panicked" }),
+    };
     let sipr = sip.join().map_err(|_| "SIP thread panicked")?;
     let run_end = snap(&shared, server.pid, &ports, None);
     // In-flight media of the last calls.
@@ -986,6 +1015,7 @@ fn run(a: &Args) -> Result<Value, String> {
             "hotline_healthz": health,
         },
         "window_s": secs,
+        "floor_beside": beside,
         "hotline": {
             "cpu_cores": { "user": cpu.user / secs, "sys": cpu.sys / secs, "total": cpu.total() / secs },
             "rtp_packets": { "sent_by_hotline": rx_pkts, "received_by_hotline": tx_pkts, "per_s": pkts / secs },

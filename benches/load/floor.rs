@@ -400,3 +400,62 @@ pub(crate) fn count_until_stopped(sock: &UdpSocket, stop: &AtomicBool, got: &Ato
         }
     }
 }
+
+/// The floor sent beside hotline, at the same time: while hotline carries its calls,
+/// each floor method in turn from as many sockets as hotline has calls, and hotline's
+/// CPU per packet over the same seconds (`hotline` reads its process CPU in seconds and
+/// the RTP packets it has sent and received). On this machine, whose speed swings 2×
+/// within a minute, only figures taken over the same seconds make a ratio of costs
+/// rather than of moments; each side carries half the reference load, so the machine
+/// carries what it does at the reference.
+pub fn beside(
+    sockets: usize,
+    threads: usize,
+    secs: f64,
+    hotline: impl Fn() -> (f64, u64),
+) -> Result<Value, String> {
+    let sink = Sink::new()?;
+    let mut per_method = Vec::new();
+    for m in Method::ALL.into_iter().filter(|m| m.is_floor()) {
+        let (c0, p0) = hotline();
+        let mut v = one(m, sockets, threads, secs, &sink)?;
+        let (c1, p1) = hotline();
+        let hot = (c1 - c0) * 1e6 / p1.saturating_sub(p0).max(1) as f64;
+        let floor = v["us_per_packet"]["total"].as_f64().unwrap_or(f64::NAN);
+        let whole = v["delivered"].as_u64() >= v["sent"].as_u64();
+        eprintln!(
+            "load: floor beside hotline {:<30} {floor:.2} µs/packet, hotline {hot:.2} over the same {:.1} s ({:.2}×){}",
+            m.name(),
+            secs,
+            hot / floor,
+            if whole {
+                ""
+            } else {
+                "; the client lost datagrams: not counted"
+            }
+        );
+        v["hotline_us_per_packet"] = json!(hot);
+        v["hotline_packets"] = json!(p1.saturating_sub(p0));
+        v["ratio"] = json!(hot / floor);
+        v["counted"] = json!(whole);
+        per_method.push(v);
+    }
+    // The best floor is the cheapest method; the ratio is hotline's over the seconds
+    // that method sent.
+    let best = per_method
+        .iter()
+        .filter(|v| v["counted"] == json!(true))
+        .min_by(|a, b| {
+            let f = |v: &Value| v["us_per_packet"]["total"].as_f64().unwrap_or(f64::MAX);
+            f(a).total_cmp(&f(b))
+        })
+        .cloned()
+        .unwrap_or(Value::Null);
+    Ok(json!({
+        "sockets": sockets,
+        "threads": threads,
+        "secs_each": secs,
+        "per_method": per_method,
+        "best": best,
+    }))
+}
