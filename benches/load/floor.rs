@@ -117,20 +117,26 @@ impl Drop for Sink {
 
 /// Sends for `secs` from `sockets` sockets at hotline's pace by `m`, from `threads`
 /// threads; CPU per datagram.
-fn one(m: Method, sockets: usize, threads: usize, secs: f64, sink: &Sink) -> Result<Value, String> {
+fn one(
+    m: Method,
+    sockets: usize,
+    threads: usize,
+    secs: f64,
+    to: SocketAddr,
+    delivered: &dyn Fn() -> u64,
+) -> Result<Value, String> {
     let socks: Vec<UdpSocket> = (0..sockets)
         .map(|_| {
             let s = UdpSocket::bind("127.0.0.1:0")?;
             s.set_nonblocking(true)?;
             if matches!(m, Method::SendConnected | Method::UringConnected) {
-                s.connect(sink.addr)?;
+                s.connect(to)?;
             }
             Ok(s)
         })
         .collect::<std::io::Result<_>>()
         .map_err(|e| format!("floor: {sockets} sockets: {e}"))?;
     let fds: Vec<i32> = socks.iter().map(|s| s.as_raw_fd()).collect();
-    let to = sink.addr;
     let connected = matches!(m, Method::SendConnected | Method::UringConnected);
     let uring = matches!(
         m,
@@ -203,7 +209,7 @@ fn one(m: Method, sockets: usize, threads: usize, secs: f64, sink: &Sink) -> Res
                 .map_err(|e| e.to_string())
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let got0 = sink.got.load(Ordering::Relaxed);
+    let got0 = delivered();
     let (mut sent, mut errors, mut user, mut sys, mut wall) = (0, 0, 0.0, 0.0, 0.0f64);
     for h in handles {
         let (s1, e1, u1, y1, w1) = h
@@ -214,7 +220,7 @@ fn one(m: Method, sockets: usize, threads: usize, secs: f64, sink: &Sink) -> Res
     }
     // The sink drains what is still queued for it before it is counted.
     std::thread::sleep(Duration::from_millis(100));
-    let delivered = sink.got.load(Ordering::Relaxed) - got0;
+    let delivered = delivered().saturating_sub(got0);
     drop(socks);
     if let Some(ep) = epoll {
         // SAFETY: our own descriptor, closed once.
@@ -268,7 +274,15 @@ impl Floor {
     pub fn round(&mut self, when: &str) -> Result<(), String> {
         self.rounds += 1;
         for m in Method::ALL {
-            let mut v = one(m, self.sockets, self.threads, self.secs, &self.sink)?;
+            let got = || self.sink.got.load(Ordering::Relaxed);
+            let mut v = one(
+                m,
+                self.sockets,
+                self.threads,
+                self.secs,
+                self.sink.addr,
+                &got,
+            )?;
             // A datagram the client's full socket buffer drops costs its sender less
             // (no copy, no wake-up of the reader): a round that lost any is no floor.
             let whole = v["delivered"].as_u64() >= v["sent"].as_u64();
@@ -401,24 +415,28 @@ pub(crate) fn count_until_stopped(sock: &UdpSocket, stop: &AtomicBool, got: &Ato
     }
 }
 
-/// The floor sent beside hotline, at the same time: while hotline carries its calls,
-/// each floor method in turn from as many sockets as hotline has calls, and hotline's
-/// CPU per packet over the same seconds (`hotline` reads its process CPU in seconds and
-/// the RTP packets it has sent and received). On this machine, whose speed swings 2×
-/// within a minute, only figures taken over the same seconds make a ratio of costs
-/// rather than of moments; each side carries half the reference load, so the machine
-/// carries what it does at the reference.
+/// The floor sent beside hotline, at the same time and to the same client: while
+/// hotline carries its calls, each floor method in turn from as many sockets as hotline
+/// has calls, to the load client's own RTP socket (`to`; `delivered` counts what the
+/// client got from senders that are not hotline's calls), and hotline's CPU per packet
+/// over the same seconds (`hotline` reads its process CPU in seconds and the RTP
+/// packets it has sent and received). On this machine, whose speed swings 2× within a
+/// minute, only figures taken over the same seconds make a ratio of costs rather than
+/// of moments; and a datagram's cost to its sender depends on its reader (a reader
+/// asleep is woken by the sender), so both go to the one reader. Each side carries half
+/// the reference load: the machine carries what it does at the reference.
 pub fn beside(
     sockets: usize,
     threads: usize,
     secs: f64,
+    to: SocketAddr,
+    delivered: impl Fn() -> u64,
     hotline: impl Fn() -> (f64, u64),
 ) -> Result<Value, String> {
-    let sink = Sink::new()?;
     let mut per_method = Vec::new();
     for m in Method::ALL.into_iter().filter(|m| m.is_floor()) {
         let (c0, p0) = hotline();
-        let mut v = one(m, sockets, threads, secs, &sink)?;
+        let mut v = one(m, sockets, threads, secs, to, &delivered)?;
         let (c1, p1) = hotline();
         let hot = (c1 - c0) * 1e6 / p1.saturating_sub(p0).max(1) as f64;
         let floor = v["us_per_packet"]["total"].as_f64().unwrap_or(f64::NAN);
