@@ -170,6 +170,17 @@ pub fn media_threads(a: &Args) -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// Whether hotline's media threads are real-time: its `media_realtime` setting if a
+/// `--setting` gives one, else its default (yes).
+pub fn media_realtime(a: &Args) -> bool {
+    a.settings
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("media_realtime:"))
+        .filter_map(|v| v.trim().parse::<bool>().ok())
+        .next_back()
+        .unwrap_or(true)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum MetricsMode {
     On,
@@ -784,13 +795,14 @@ fn run(a: &Args) -> Result<Value, String> {
         if w == WINDOW_OPEN && a.floor_beside && beside.is_none() {
             let (pid, sh) = (server.pid, shared.clone());
             let (sockets, threads, secs) = (lines, media_threads(a), a.floor_secs);
+            let realtime = media_realtime(a);
             eprintln!(
                 "load: floor beside hotline: {sockets} sockets from {threads} threads to the client's RTP socket, {secs} s per method"
             );
             let to = std::net::SocketAddr::V4(rtp_addr);
             beside = Some(std::thread::spawn(move || {
                 let stray = || sh.rx_unmatched.load(Ordering::Relaxed);
-                floor::beside(sockets, threads, secs, to, stray, || {
+                floor::beside(sockets, threads, secs, realtime, to, stray, || {
                     let cpu = procfs::cpu(pid).map_or(f64::NAN, |c| c.total());
                     let pkts = sh
                         .rx_packets

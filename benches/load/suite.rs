@@ -44,7 +44,12 @@ pub fn run(a: &Args) -> Result<(), String> {
     let mut floor = if a.no_floor {
         None
     } else {
-        Some(floor::Floor::new(reference, threads, a.floor_secs)?)
+        Some(floor::Floor::new(
+            reference,
+            threads,
+            a.floor_secs,
+            super::media_realtime(a),
+        )?)
     };
     let rounds = a.floor_rounds.max(1);
     let (before, after) = (rounds.div_ceil(2), rounds / 2);
