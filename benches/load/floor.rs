@@ -21,7 +21,7 @@
 //! submission a slot) unconnected and connected. One more, not a floor: the batched
 //! path on sockets an epoll set also watches (what each send costs a socket that is
 //! read the way hotline reads, and what a port's own sending socket saves).
-use hotline::call::pump::{SLOT, SLOTS};
+use hotline::call::pump::{SLOT, SLOTS, run_realtime};
 use hotline::call::rtpio::{MediaIo, RtpIo};
 use serde_json::{Value, json};
 use std::net::{SocketAddr, UdpSocket};
@@ -186,12 +186,9 @@ fn one(
                     // hotline came out at 1.94-2.06× a normal-priority floor and at
                     // 1.24-1.35× a real-time one (2026-12-03). Refused where hotline's
                     // would be too (the same user): both then run at normal priority.
-                    let p = libc::sched_param { sched_priority: 1 };
-                    // SAFETY: pid 0 is the calling thread; p is a valid sched_param.
-                    if realtime && unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &p) } != 0 {
+                    if realtime && let Err(e) = run_realtime() {
                         eprintln!(
-                            "load: floor thread not real-time ({}): normal priority, as hotline's would be",
-                            std::io::Error::last_os_error()
+                            "load: floor thread not real-time ({e}): normal priority, as hotline's would be"
                         );
                     }
                     let mut io = RtpIo::new(path).map_err(|e| e.to_string())?;
@@ -243,7 +240,10 @@ fn one(
         unsafe { libc::close(ep) };
     }
     let per = |s: f64| s * 1e6 / sent.max(1) as f64;
+    // A datagram the client's full socket buffer drops costs its sender less (no copy,
+    // no wake-up of the reader): a method's run that lost any is no floor.
     Ok(json!({
+        "counted": delivered >= sent,
         "method": m.name(),
         "sockets": sockets,
         "threads": threads,
@@ -255,8 +255,8 @@ fn one(
     }))
 }
 
-/// The floor's rounds, taken around hotline's run at the same size: one before it and
-/// one after (more alternate), so that the floor spans the stretch of the machine that
+/// The floor's rounds, taken around hotline's run at the same size: half just before
+/// it, half just after, so that the floor spans the stretch of the machine that
 /// hotline's window does.
 ///
 /// Why a mean and not the best round: hotline's figure is a mean over a 30 s window; on
@@ -303,9 +303,6 @@ impl Floor {
                 self.sink.addr,
                 &got,
             )?;
-            // A datagram the client's full socket buffer drops costs its sender less
-            // (no copy, no wake-up of the reader): a round that lost any is no floor.
-            let whole = v["delivered"].as_u64() >= v["sent"].as_u64();
             eprintln!(
                 "load: floor round {} ({when}) {:<30} {:.2} µs/packet ({} sent, {} delivered){}",
                 self.rounds,
@@ -313,15 +310,10 @@ impl Floor {
                 v["us_per_packet"]["total"].as_f64().unwrap_or(f64::NAN),
                 v["sent"],
                 v["delivered"],
-                if whole {
-                    ""
-                } else {
-                    "; the client lost datagrams: not counted"
-                }
+                not_counted(&v),
             );
             v["round"] = json!(self.rounds);
             v["when"] = json!(when);
-            v["counted"] = json!(whole);
             self.all.push(v);
         }
         Ok(())
@@ -396,6 +388,15 @@ impl Floor {
     }
 }
 
+/// What the log adds to a method's line when its run does not count.
+fn not_counted(v: &Value) -> &'static str {
+    if v["counted"] == json!(true) {
+        ""
+    } else {
+        "; the client lost datagrams: not counted"
+    }
+}
+
 /// Reads datagrams off `sock` in batches (`recvmmsg`), as the load client does, counting
 /// them into `got` until `stop`; the socket's read timeout bounds each wait.
 pub(crate) fn count_until_stopped(sock: &UdpSocket, stop: &AtomicBool, got: &AtomicU64) {
@@ -461,22 +462,16 @@ pub fn beside(
         let (c1, p1) = hotline();
         let hot = (c1 - c0) * 1e6 / p1.saturating_sub(p0).max(1) as f64;
         let floor = v["us_per_packet"]["total"].as_f64().unwrap_or(f64::NAN);
-        let whole = v["delivered"].as_u64() >= v["sent"].as_u64();
         eprintln!(
             "load: floor beside hotline {:<30} {floor:.2} µs/packet, hotline {hot:.2} over the same {:.1} s ({:.2}×){}",
             m.name(),
             secs,
             hot / floor,
-            if whole {
-                ""
-            } else {
-                "; the client lost datagrams: not counted"
-            }
+            not_counted(&v),
         );
         v["hotline_us_per_packet"] = json!(hot);
         v["hotline_packets"] = json!(p1.saturating_sub(p0));
         v["ratio"] = json!(hot / floor);
-        v["counted"] = json!(whole);
         per_method.push(v);
     }
     // The best floor is the cheapest method; the ratio is hotline's over the seconds

@@ -495,8 +495,9 @@ pub struct Placement {
 /// runs real-time for itself (watchdogs, audio servers).
 const REALTIME_PRIORITY: i32 = 1;
 
-/// Makes the calling thread `SCHED_RR` at [`REALTIME_PRIORITY`].
-fn run_realtime() -> std::io::Result<()> {
+/// Makes the calling thread `SCHED_RR` at [`REALTIME_PRIORITY`], as a media thread
+/// runs under `media_realtime` (the load bench's floor runs its senders so too).
+pub fn run_realtime() -> std::io::Result<()> {
     let param = libc::sched_param {
         sched_priority: REALTIME_PRIORITY,
     };

@@ -13,7 +13,7 @@ use std::hash::BuildHasherDefault;
 /// and control bytes, where SipHash's defence against chosen keys buys nothing for ids
 /// we hand out ourselves.
 #[derive(Default, Clone, Copy)]
-pub struct LegIdHasher(u64);
+struct LegIdHasher(u64);
 
 impl std::hash::Hasher for LegIdHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -104,10 +104,6 @@ impl<T, const N: usize> Wheel<T, N> {
     pub fn slot_mut(&mut self, slot: usize) -> &mut [(u64, T)] {
         &mut self.slots[slot % N]
     }
-
-    pub fn slot_len(&self, slot: usize) -> usize {
-        self.slots[slot % N].len()
-    }
 }
 
 #[cfg(test)]
@@ -124,7 +120,12 @@ mod tests {
             assert!(w.insert(id, slot, id * 10).is_none());
         }
         assert_eq!(
-            (w.len(), w.slot_len(0), w.slot_len(1), w.slot_len(2)),
+            (
+                w.len(),
+                w.slot_mut(0).len(),
+                w.slot_mut(1).len(),
+                w.slot_mut(2).len()
+            ),
             (30, 10, 10, 10)
         );
         // Out of the middle, the front and the back of slots, and one not there.
@@ -151,8 +152,8 @@ mod tests {
         assert_eq!(w.len(), 23);
         assert!(w.slot_mut(2).iter().any(|&(id, l)| id == 7 && l == 2));
         // The emptiest slot takes the next leg.
-        let (e, others) = (w.emptiest(), (0..3).map(|s| w.slot_len(s)).min());
-        assert_eq!(Some(w.slot_len(e)), others);
+        let (e, others) = (w.emptiest(), (0..3).map(|s| w.slot_mut(s).len()).min());
+        assert_eq!(Some(w.slot_mut(e).len()), others);
         while let Some(&(id, _)) = w.slot_mut(1).first() {
             w.remove(id);
         }
