@@ -644,10 +644,17 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(hotline::server::serve(cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    // Spawned, not run by block_on: the server's loop then runs on the workers, where
+    // a new call's hand-over wakes no other thread (block_on's own thread was woken
+    // for every call).
+    match rt.block_on(async { tokio::spawn(hotline::server::serve(cfg)).await }) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("hotline stopped: {e}");
             ExitCode::FAILURE
         }
     }

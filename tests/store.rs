@@ -122,6 +122,45 @@ async fn call_records_round_trip() {
     assert_eq!((s.calls_written, s.queued), (3, 0));
 }
 
+/// Records that trickle in, as calls end one by one, share a commit: without the window
+/// each found the writer idle and paid its own fsync.
+#[tokio::test]
+async fn call_records_a_moment_apart_share_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        commit_window: Duration::from_secs(1),
+        ..StoreOptions::default()
+    };
+    let h = Store::open_with(dir.path(), options)
+        .unwrap()
+        .start_writer()
+        .unwrap();
+    for n in 0..10 {
+        h.record_call(call(n));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    h.flush().await.unwrap();
+    let s = h.stats();
+    assert_eq!(s.calls_written, 10);
+    assert!(
+        s.commits <= 2,
+        "10 records 2 ms apart in a 1 s window: {} commits",
+        s.commits
+    );
+    // A ticket is not held for the window: it is committed when it comes.
+    let h2 = h.clone();
+    let t0 = Instant::now();
+    let id = h2
+        .file_ticket(ticket("call-11@10.0.0.1", Priority::Normal, None))
+        .await;
+    assert!(id.is_ok(), "{id:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "a ticket waited {:?}, the length of the window",
+        t0.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn group_commit_of_5000_calls() {
     let dir = tempfile::tempdir().unwrap();

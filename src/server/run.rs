@@ -7,8 +7,8 @@ use crate::config::Config;
 use crate::sip::endpoint::{SipConfig, SipEndpoint};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Where things listen once started; tests read the ports back.
 #[derive(Clone, Debug)]
@@ -113,34 +113,42 @@ pub async fn run(
     };
     tracing::info!(sip = %bound.sip, http = %bound.http, flows = svc.library().flows.len(), "hotline serving");
     ready(bound);
-    let mut calls = JoinSet::new();
+    // A tracker, not a JoinSet: a call's end wakes nobody unless the server is waiting
+    // for the last one (draining, stopping). Joining each call woke this loop twice a
+    // call, ~1 thread switch a call when it ran on the runtime's own thread.
+    let calls = TaskTracker::new();
     let mut drain = farm.watch();
     loop {
         let draining = drain.borrow().is_some();
+        let wait_last = draining && cfg.exit_when_drained;
+        if wait_last {
+            // Closed, the tracker's wait() ends when the last call does; spawning still
+            // works, for calls handed over before the drain.
+            calls.close();
+        }
         // Drained: no call in a flow or ringing, and none handed over and not yet
         // taken. Dialogs that only linger to absorb retransmissions, or wait for the
         // answer to hotline's BYE, are the endpoint's shutdown's to end.
-        if draining && cfg.exit_when_drained && calls.is_empty() && incoming.is_empty() {
+        if wait_last && calls.is_empty() && incoming.is_empty() {
             tracing::warn!("drained: the last call has ended; stopping");
             break;
         }
         tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
             nc = incoming.recv() => {
                 let Some(nc) = nc else { break };
                 calls.spawn(admission.clone().admit(svc.clone(), nc.call, nc.events, nc.commands));
             }
-            Some(_) = calls.join_next(), if !calls.is_empty() => {}
+            _ = calls.wait(), if wait_last => {}
             _ = drain.changed(), if !draining => {}
-            _ = cancel.cancelled() => break,
         }
     }
     tracing::info!(calls = calls.len(), "stopping: ending calls");
     // Calls end themselves (BYE, record); a stuck one is not waited for forever.
     svc.stopping.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while calls.join_next().await.is_some() {}
-    })
-    .await;
+    calls.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), calls.wait()).await;
     // Whatever is left at the SIP level (ringing calls, unanswered BYEs) goes now.
     endpoint.shutdown().await;
     backend.flush().await;

@@ -248,6 +248,13 @@ impl Writer {
                 self.close();
                 return;
             }
+            let window = self.options.commit_window;
+            if matches!(first, Some(Msg::Call(_))) && self.next_retry.is_none() && !window.is_zero()
+            {
+                // Asleep, not in recv_timeout: a send to a sleeping receiver wakes
+                // nobody, so the window costs one wake-up however many records.
+                std::thread::sleep(window);
+            }
             let mut waiting = Waiting::default();
             let mut taken = 0;
             let mut next = first;
