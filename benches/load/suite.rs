@@ -436,9 +436,10 @@ fn print_suite(
                 && n(setup, "/retransmissions") == 0.0
         }),
         format!(
-            "setup rate ≥ {SETUP_RATE} calls/s with 0 failures and 0 retransmissions (benches/setup-rate.sh): {rate:.0}/s, {} failures, {} retransmissions",
+            "setup rate ≥ {SETUP_RATE} calls/s with 0 failures and 0 retransmissions (benches/setup-rate.sh): {rate:.0}/s, {} failures, {} retransmissions (SIPp's own socket dropped {})",
             n(setup, "/failures"),
             n(setup, "/retransmissions"),
+            n(setup, "/sipp_drops"),
         ),
     );
     let _ = report::quantile;
