@@ -99,6 +99,9 @@ pub struct Args {
     floor_secs: f64,
     #[arg(long, default_value_t = 2)]
     floor_rounds: usize,
+    /// Rounds of every method beside hotline (`--floor-beside`), each method pooled.
+    #[arg(long, default_value_t = 2)]
+    beside_rounds: usize,
     /// Skip the SIPp UAS reference.
     #[arg(long)]
     no_sipp: bool,
@@ -794,15 +797,22 @@ fn run(a: &Args) -> Result<Value, String> {
         }
         if w == WINDOW_OPEN && a.floor_beside && beside.is_none() {
             let (pid, sh) = (server.pid, shared.clone());
-            let (sockets, threads, secs) = (lines, media_threads(a), a.floor_secs);
+            let (sockets, threads, secs, rounds) =
+                (lines, media_threads(a), a.floor_secs, a.beside_rounds);
             let realtime = media_realtime(a);
             eprintln!(
-                "load: floor beside hotline: {sockets} sockets from {threads} threads to the client's RTP socket, {secs} s per method"
+                "load: floor beside hotline: {sockets} sockets from {threads} threads to the client's RTP socket, {secs} s per method, {rounds} round(s)"
             );
             let to = std::net::SocketAddr::V4(rtp_addr);
             beside = Some(std::thread::spawn(move || {
                 let stray = || sh.rx_unmatched.load(Ordering::Relaxed);
-                floor::beside(sockets, threads, secs, realtime, to, stray, || {
+                let senders = floor::Senders {
+                    sockets,
+                    threads,
+                    secs,
+                    realtime,
+                };
+                floor::beside(senders, rounds, to, stray, || {
                     let cpu = procfs::cpu(pid).map_or(f64::NAN, |c| c.total());
                     let pkts = sh
                         .rx_packets

@@ -436,6 +436,15 @@ pub(crate) fn count_until_stopped(sock: &UdpSocket, stop: &AtomicBool, got: &Ato
     }
 }
 
+/// How the floor sends beside hotline: from this many sockets and threads, each method
+/// this long, its threads real-time or not.
+pub struct Senders {
+    pub sockets: usize,
+    pub threads: usize,
+    pub secs: f64,
+    pub realtime: bool,
+}
+
 /// The floor sent beside hotline, at the same time and to the same client: while
 /// hotline carries its calls, each floor method in turn from as many sockets as hotline
 /// has calls, to the load client's own RTP socket (`to`; `delivered` counts what the
@@ -445,35 +454,89 @@ pub(crate) fn count_until_stopped(sock: &UdpSocket, stop: &AtomicBool, got: &Ato
 /// minute, only figures taken over the same seconds make a ratio of costs rather than
 /// of moments; and a datagram's cost to its sender depends on its reader (a reader
 /// asleep is woken by the sender), so both go to the one reader. Each side carries half
-/// the reference load: the machine carries what it does at the reference.
+/// the reference load: the machine carries what it does at the reference. `rounds`
+/// times every method (every other round in reverse order), each method's figures
+/// pooled over its rounds: one 5 s stretch per method swung the ratio 1.13–1.31×
+/// between methods of one run.
 pub fn beside(
-    sockets: usize,
-    threads: usize,
-    secs: f64,
-    realtime: bool,
+    senders: Senders,
+    rounds: usize,
     to: SocketAddr,
     delivered: impl Fn() -> u64,
     hotline: impl Fn() -> (f64, u64),
 ) -> Result<Value, String> {
-    let mut per_method = Vec::new();
-    for m in Method::ALL.into_iter().filter(|m| m.is_floor()) {
-        let (c0, p0) = hotline();
-        let mut v = one(m, sockets, threads, secs, realtime, to, &delivered)?;
-        let (c1, p1) = hotline();
-        let hot = (c1 - c0) * 1e6 / p1.saturating_sub(p0).max(1) as f64;
-        let floor = v["us_per_packet"]["total"].as_f64().unwrap_or(f64::NAN);
-        eprintln!(
-            "load: floor beside hotline {:<30} {floor:.2} µs/packet, hotline {hot:.2} over the same {:.1} s ({:.2}×){}",
-            m.name(),
-            secs,
-            hot / floor,
-            not_counted(&v),
-        );
-        v["hotline_us_per_packet"] = json!(hot);
-        v["hotline_packets"] = json!(p1.saturating_sub(p0));
-        v["ratio"] = json!(hot / floor);
-        per_method.push(v);
+    let Senders {
+        sockets,
+        threads,
+        secs,
+        realtime,
+    } = senders;
+    let methods: Vec<Method> = Method::ALL.into_iter().filter(|m| m.is_floor()).collect();
+    // Per method, over its counted rounds: floor CPU s and datagrams, hotline's CPU s
+    // and packets over the same seconds.
+    let mut sums = vec![(0.0f64, 0u64, 0.0f64, 0u64); methods.len()];
+    let mut runs: Vec<Vec<Value>> = vec![Vec::new(); methods.len()];
+    for r in 0..rounds.max(1) {
+        // Every other round in reverse order: a machine that speeds up or slows down
+        // through the rounds favours no method.
+        let order: Vec<usize> = if r % 2 == 0 {
+            (0..methods.len()).collect()
+        } else {
+            (0..methods.len()).rev().collect()
+        };
+        for i in order {
+            let m = methods[i];
+            let (c0, p0) = hotline();
+            let mut v = one(m, sockets, threads, secs, realtime, to, &delivered)?;
+            let (c1, p1) = hotline();
+            let pkts = p1.saturating_sub(p0);
+            let hot = (c1 - c0) * 1e6 / pkts.max(1) as f64;
+            let floor = v["us_per_packet"]["total"].as_f64().unwrap_or(f64::NAN);
+            eprintln!(
+                "load: floor beside hotline, round {} {:<30} {floor:.2} µs/packet, hotline {hot:.2} over the same {:.1} s ({:.2}×){}",
+                r + 1,
+                m.name(),
+                secs,
+                hot / floor,
+                not_counted(&v),
+            );
+            v["hotline_us_per_packet"] = json!(hot);
+            v["hotline_packets"] = json!(pkts);
+            v["ratio"] = json!(hot / floor);
+            if v["counted"] == json!(true) {
+                let sent = v["sent"].as_u64().unwrap_or(0);
+                let s = &mut sums[i];
+                *s = (
+                    s.0 + floor * sent as f64 / 1e6,
+                    s.1 + sent,
+                    s.2 + (c1 - c0),
+                    s.3 + pkts,
+                );
+            }
+            runs[i].push(v);
+        }
     }
+    // Each method's figures pooled over its counted rounds: CPU over datagrams, its and
+    // hotline's over the same seconds.
+    let per_method: Vec<Value> = methods
+        .iter()
+        .zip(sums.iter().zip(runs))
+        .map(|(m, (&(fc, fs, hc, hp), runs))| {
+            let floor = fc * 1e6 / fs as f64;
+            let hot = hc * 1e6 / hp as f64;
+            json!({
+                "method": m.name(),
+                "sockets": sockets,
+                "counted": fs > 0,
+                "rounds_counted": runs.iter().filter(|v| v["counted"] == json!(true)).count(),
+                "us_per_packet": { "total": floor },
+                "hotline_us_per_packet": hot,
+                "hotline_packets": hp,
+                "ratio": hot / floor,
+                "rounds": runs,
+            })
+        })
+        .collect();
     // The best floor is the cheapest method; the ratio is hotline's over the seconds
     // that method sent.
     let best = per_method
@@ -489,6 +552,7 @@ pub fn beside(
         "sockets": sockets,
         "threads": threads,
         "secs_each": secs,
+        "rounds": rounds.max(1),
         "per_method": per_method,
         "best": best,
     }))

@@ -229,13 +229,15 @@ fn print_suite(
     if let Some(ms) = fb.get("per_method").and_then(Value::as_array) {
         for m in ms {
             println!(
-                "beside     {:<30} floor {:6.2} µs/packet, hotline {:6.2} over the same seconds ({:.2}×); {} sockets beside {} calls{}",
+                "beside     {:<30} floor {:6.2} µs/packet, hotline {:6.2} over the same seconds ({:.2}×); {} sockets beside {} calls, {} of {} round(s){}",
                 m["method"].as_str().unwrap_or("?"),
                 n(m, "/us_per_packet/total"),
                 n(m, "/hotline_us_per_packet"),
                 n(m, "/ratio"),
                 m["sockets"],
                 beside.pointer("/args/calls").unwrap_or(&Value::Null),
+                m["rounds_counted"],
+                fb["rounds"],
                 if m["counted"] == json!(true) {
                     ""
                 } else {

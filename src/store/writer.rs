@@ -4,7 +4,7 @@ use super::{CallRecord, Delivery, NewTicket, StoreError, StoreOptions, Ticket, T
 use rusqlite::{Connection, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering, Ordering::Relaxed};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -29,6 +29,9 @@ enum Item {
 
 #[derive(Default)]
 struct Counters {
+    /// Set by a send that someone waits on (a ticket, a flush, a read): the writer ends
+    /// its commit window early.
+    hurry: std::sync::atomic::AtomicBool,
     queued: AtomicU64,
     pending_tickets: AtomicU64,
     ticket_failures: AtomicU64,
@@ -66,6 +69,8 @@ pub struct StoreHandle {
     tx: mpsc::Sender<Msg>,
     counters: Arc<Counters>,
     path: Arc<PathBuf>,
+    /// The writer, unparked when a send is urgent.
+    writer: std::thread::Thread,
 }
 
 pub(super) fn start(
@@ -88,7 +93,7 @@ pub(super) fn start(
         last_error: None,
         failing_since: None,
     };
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || writer.run(rx))
         .map_err(|source| StoreError::Io {
@@ -99,6 +104,7 @@ pub(super) fn start(
         tx,
         counters,
         path: Arc::new(path),
+        writer: thread.thread().clone(),
     })
 }
 
@@ -137,7 +143,7 @@ impl StoreHandle {
         let (reply, rx) = oneshot::channel();
         self.counters.queued.fetch_add(1, Relaxed);
         if let Err(mpsc::SendError(Msg::Ticket(p, _))) =
-            self.tx.send(Msg::Ticket(Box::new(p), reply))
+            self.send_urgent(Msg::Ticket(Box::new(p), reply))
         {
             self.counters.queued.fetch_sub(1, Relaxed);
             self.counters.ticket_failures.fetch_add(1, Relaxed);
@@ -155,8 +161,7 @@ impl StoreHandle {
     /// stopped that (the writes are then held and retried).
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Flush(reply))
+        self.send_urgent(Msg::Flush(reply))
             .map_err(|_| StoreError::Closed)?;
         rx.await.unwrap_or(Err(StoreError::Closed))
     }
@@ -165,10 +170,17 @@ impl StoreHandle {
     /// (and are logged). Call it once the call tasks have stopped.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Shutdown(reply))
+        self.send_urgent(Msg::Shutdown(reply))
             .map_err(|_| StoreError::Closed)?;
         rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Sends what someone waits on: a writer inside its commit window is woken for it.
+    fn send_urgent(&self, m: Msg) -> Result<(), mpsc::SendError<Msg>> {
+        self.tx.send(m)?;
+        self.counters.hurry.store(true, Ordering::Release);
+        self.writer.unpark();
+        Ok(())
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -205,8 +217,7 @@ impl StoreHandle {
         let job: ReadFn = Box::new(move |conn, path| {
             let _ = reply.send(f(conn).map_err(|e| e.at(path)));
         });
-        self.tx
-            .send(Msg::Read(job))
+        self.send_urgent(Msg::Read(job))
             .map_err(|_| StoreError::Closed)?;
         rx.await.unwrap_or(Err(StoreError::Closed))
     }
@@ -249,11 +260,8 @@ impl Writer {
                 return;
             }
             let window = self.options.commit_window;
-            if matches!(first, Some(Msg::Call(_))) && self.next_retry.is_none() && !window.is_zero()
-            {
-                // Asleep, not in recv_timeout: a send to a sleeping receiver wakes
-                // nobody, so the window costs one wake-up however many records.
-                std::thread::sleep(window);
+            if matches!(first, Some(Msg::Call(_))) && self.next_retry.is_none() {
+                self.hold_window(window);
             }
             let mut waiting = Waiting::default();
             let mut taken = 0;
@@ -287,6 +295,21 @@ impl Writer {
                 return;
             }
             self.answer(waiting);
+        }
+    }
+
+    /// Waits out the commit window, or less if an urgent send comes. Parked, not in
+    /// recv_timeout: a plain record's send to a parked receiver wakes nobody, so the
+    /// window costs one wake-up however many records come in it.
+    fn hold_window(&self, window: Duration) {
+        // A flag left from an urgent send already taken only ends this window early.
+        let until = Instant::now() + window;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.counters.hurry.swap(false, Ordering::AcqRel) {
+                return;
+            }
+            std::thread::park_timeout(left);
         }
     }
 
