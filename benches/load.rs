@@ -99,9 +99,14 @@ pub struct Args {
     floor_secs: f64,
     #[arg(long, default_value_t = 2)]
     floor_rounds: usize,
-    /// Rounds of every method beside hotline (`--floor-beside`), each method pooled.
-    #[arg(long, default_value_t = 2)]
+    /// Rounds of every method beside hotline (`--floor-beside`), and seconds each method
+    /// sends per round; each method pooled over its rounds. Short and many, so that
+    /// every method samples every phase of the calls' lives (the bench's callers are
+    /// hung up on and redial in waves, and a wave costs hotline more per packet).
+    #[arg(long, default_value_t = 6)]
     beside_rounds: usize,
+    #[arg(long, default_value_t = 2.0)]
+    beside_secs: f64,
     /// Skip the SIPp UAS reference.
     #[arg(long)]
     no_sipp: bool,
@@ -798,7 +803,7 @@ fn run(a: &Args) -> Result<Value, String> {
         if w == WINDOW_OPEN && a.floor_beside && beside.is_none() {
             let (pid, sh) = (server.pid, shared.clone());
             let (sockets, threads, secs, rounds) =
-                (lines, media_threads(a), a.floor_secs, a.beside_rounds);
+                (lines, media_threads(a), a.beside_secs, a.beside_rounds);
             let realtime = media_realtime(a);
             eprintln!(
                 "load: floor beside hotline: {sockets} sockets from {threads} threads to the client's RTP socket, {secs} s per method, {rounds} round(s)"
