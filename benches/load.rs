@@ -806,9 +806,8 @@ fn run(a: &Args) -> Result<Value, String> {
                 (lines, media_threads(a), a.beside_secs, a.beside_rounds);
             let realtime = media_realtime(a);
             eprintln!(
-                "load: floor beside hotline: {sockets} sockets from {threads} threads to the client's RTP socket, {secs} s per method, {rounds} round(s)"
+                "load: floor beside hotline: {sockets} sockets from {threads} threads to a reader of its own, {secs} s per method, {rounds} round(s)"
             );
-            let to = std::net::SocketAddr::V4(rtp_addr);
             beside = Some(std::thread::spawn(move || {
                 let stray = || sh.rx_unmatched.load(Ordering::Relaxed);
                 let senders = floor::Senders {
@@ -817,7 +816,7 @@ fn run(a: &Args) -> Result<Value, String> {
                     secs,
                     realtime,
                 };
-                floor::beside(senders, rounds, to, stray, || {
+                floor::beside(senders, rounds, || {
                     let cpu = procfs::cpu(pid).map_or(f64::NAN, |c| c.total());
                     let pkts = sh
                         .rx_packets

@@ -398,7 +398,12 @@ fn not_counted(v: &Value) -> &'static str {
 }
 
 /// Reads datagrams off `sock` in batches (`recvmmsg`), as the load client does, counting
-/// them into `got` until `stop`; the socket's read timeout bounds each wait.
+/// them into `got` until `stop`. As the client, it never sleeps on the socket: it polls
+/// and sleeps 1 ms when the socket had less than a batch. A reader asleep on the socket
+/// is woken by whoever sends (on loopback, an IPI paid in the sender's system call),
+/// which a peer on another host would not cost it: until 2026-12-03 (night) this reader
+/// blocked while the client's did not, so the floor's senders and SIPp paid for their
+/// readers' wake-ups and hotline did not.
 pub(crate) fn count_until_stopped(sock: &UdpSocket, stop: &AtomicBool, got: &AtomicU64) {
     const N: usize = 64;
     let mut bufs = vec![[0u8; 512]; N];
@@ -426,12 +431,15 @@ pub(crate) fn count_until_stopped(sock: &UdpSocket, stop: &AtomicBool, got: &Ato
                 sock.as_raw_fd(),
                 msgs.as_mut_ptr(),
                 N as u32,
-                libc::MSG_WAITFORONE,
+                libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
         };
         if n > 0 {
             got.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        if n < N as i32 {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -445,26 +453,31 @@ pub struct Senders {
     pub realtime: bool,
 }
 
-/// The floor sent beside hotline, at the same time and to the same client: while
-/// hotline carries its calls, each floor method in turn from as many sockets as hotline
-/// has calls, to the load client's own RTP socket (`to`; `delivered` counts what the
-/// client got from senders that are not hotline's calls), and hotline's CPU per packet
-/// over the same seconds (`hotline` reads its process CPU in seconds and the RTP
-/// packets it has sent and received). On this machine, whose speed swings 2× within a
-/// minute, only figures taken over the same seconds make a ratio of costs rather than
-/// of moments; and a datagram's cost to its sender depends on its reader (a reader
-/// asleep is woken by the sender), so both go to the one reader. Each side carries half
-/// the reference load: the machine carries what it does at the reference. `rounds`
-/// times every method (every other round in reverse order), each method's figures
-/// pooled over its rounds: one 5 s stretch per method swung the ratio 1.13–1.31×
-/// between methods of one run.
+/// The floor sent beside hotline, at the same time: while hotline carries its calls,
+/// each floor method in turn from as many sockets as hotline has calls, to a reader of
+/// its own read as the load client reads hotline's (polled, never woken by a sender),
+/// and hotline's CPU per packet over the same seconds (`hotline` reads its process CPU
+/// in seconds and the RTP packets it has sent and received). On this machine, whose
+/// speed swings 2× within a minute, only figures taken over the same seconds make a
+/// ratio of costs rather than of moments. Each side carries half the reference load:
+/// the machine carries what it does at the reference. `rounds` times every method
+/// (every other round in reverse order), each method's figures pooled over its rounds:
+/// one 5 s stretch per method swung the ratio 1.11–1.63× within one run.
+///
+/// Why a reader of its own, not the load client's socket (as from the evening of
+/// 2026-12-03): a reader of its own is the floor's cost alone, read as hotline's
+/// datagrams are. (Into one socket the two senders shared a queue; it was not the
+/// reason hotline's figure rises in the seconds of the floor's connected `send`,
+/// 1.40–1.58× against 1.12–1.25× for the other methods in three runs: into a reader of
+/// its own, 1.27–1.87× against 1.07–1.30× in one run.)
 pub fn beside(
     senders: Senders,
     rounds: usize,
-    to: SocketAddr,
-    delivered: impl Fn() -> u64,
     hotline: impl Fn() -> (f64, u64),
 ) -> Result<Value, String> {
+    let sink = Sink::new()?;
+    let to = sink.addr;
+    let delivered = || sink.got.load(Ordering::Relaxed);
     let Senders {
         sockets,
         threads,
