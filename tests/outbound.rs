@@ -219,6 +219,7 @@ fn outbound_calls_to_real_user_agents() {
         s.spawn(|| busy(h));
         s.spawn(|| no_answer(h));
         s.spawn(|| answered_as_we_cancel(h));
+        s.spawn(|| answered_twice_by_a_fork(h));
         s.spawn(|| digest(h, "secret", "127.0.0.24"));
         s.spawn(|| digest(h, "not-the-password", "127.0.0.25"));
         s.spawn(|| bad_input(h));
@@ -391,6 +392,24 @@ fn answered_as_we_cancel(h: &Hotline) {
     assert_eq!(j["status"], "failed", "{j}");
     assert_eq!(outcomes(&j), vec![("no-answer".into(), json!(200))], "{j}");
     sipp_done(uas, "a 200 crossing the CANCEL");
+}
+
+/// Two phones behind a forking proxy both answer (RFC 3261 §13.2.2.4): the first 200 is
+/// the call, which runs its flow; the second phone's dialog gets its own ACK (its To
+/// tag, its Contact) and a BYE, which SIPp checks, instead of the first dialog's ACK
+/// again while that phone resent its 200 for 32 s, answered and silent.
+fn answered_twice_by_a_fork(h: &Hotline) {
+    let port = free_udp_port();
+    let uas = sipp("sipp_uas_fork.xml", "127.0.0.27", port, 1, "");
+    let id = create(
+        h,
+        json!({"to": format!("sip:resident@127.0.0.27:{port}"), "flow": "callback",
+               "max_attempts": 1}),
+    );
+    let j = wait_status(h, &id, &["failed", "completed"], Duration::from_secs(60));
+    assert_eq!(j["status"], "completed", "{j}");
+    assert_eq!(outcomes(&j), vec![("answered".into(), json!(200))], "{j}");
+    sipp_done(uas, "a forked INVITE answered twice");
 }
 
 /// A trunk that challenges: the right password gets through, a wrong one is rejected.

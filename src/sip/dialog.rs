@@ -104,6 +104,11 @@ pub(crate) struct CallTask {
     /// A call hotline placed (src/sip/uac.rs): the INVITE's CSeq and the ACK sent for
     /// its 2xx, sent again for every retransmission of that 2xx (RFC 3261 §13.2.2.4).
     uac_ack: Option<(u32, Vec<u8>, SocketAddr)>,
+    /// The credentials that INVITE carried (for the ACK of another branch's 2xx).
+    uac_auth: Option<(&'static str, String)>,
+    /// Other branches' 2xx to that INVITE (a forking proxy's): their to-tag, and the
+    /// ACK each got, sent again for their retransmissions.
+    forks: Vec<(String, Vec<u8>, SocketAddr)>,
 }
 
 /// What a dialog that hotline started as the caller needs to go on as a call.
@@ -122,6 +127,8 @@ pub(crate) struct UacDialog {
     pub invite_branch: String,
     pub ack: Vec<u8>,
     pub ack_dest: SocketAddr,
+    /// The credentials the INVITE carried.
+    pub auth: Option<(&'static str, String)>,
 }
 
 fn branch_of(msg: &Message) -> String {
@@ -175,6 +182,8 @@ impl CallTask {
             inbox,
             linger_until: None,
             uac_ack: None,
+            uac_auth: None,
+            forks: Vec::new(),
             sh,
             invite,
             peer,
@@ -215,6 +224,8 @@ impl CallTask {
             inbox,
             linger_until: None,
             uac_ack: Some((d.invite_cseq, d.ack, d.ack_dest)),
+            uac_auth: d.auth,
+            forks: Vec::new(),
             sh,
             invite: d.ok,
             peer: d.peer,
@@ -584,19 +595,24 @@ impl CallTask {
 
     async fn on_message(&mut self, msg: Message, peer: Peer) {
         match msg.start.clone() {
-            StartLine::Response { code, .. } => self.on_response(&msg, code).await,
+            StartLine::Response { code, .. } => self.on_response(&msg, code, peer.addr).await,
             StartLine::Request { method, .. } => self.on_request(&method, msg, peer).await,
         }
     }
 
-    async fn on_response(&mut self, msg: &Message, code: u16) {
+    async fn on_response(&mut self, msg: &Message, code: u16, from: SocketAddr) {
         let Some(cseq) = msg.cseq() else { return };
         if let Some((seq, ack, dest)) = &self.uac_ack
             && cseq.method == "INVITE"
             && cseq.seq == *seq
         {
             if (200..300).contains(&code) {
-                self.sh.send(&Conn::Udp, *dest, ack.clone()).await;
+                let tag = msg.to_tag();
+                if tag.is_some() && tag != self.invite.to_tag() {
+                    self.end_fork(msg, cseq.seq, from).await;
+                } else {
+                    self.sh.send(&Conn::Udp, *dest, ack.clone()).await;
+                }
             }
             return;
         }
@@ -616,6 +632,32 @@ impl CallTask {
         }
         let tx = self.client.remove(pos);
         self.on_client_final(tx.method, code).await;
+    }
+
+    /// Another branch's 2xx to the INVITE hotline sent (a forking proxy's, RFC 3261
+    /// §13.2.2.4): a dialog of its own that this call does not take. Without its own
+    /// ACK, that phone would resend its 200 for 32 s, answered and silent; it gets the
+    /// ACK, then a BYE. Its retransmissions get the same ACK again.
+    async fn end_fork(&mut self, ok: &Message, cseq: u32, from: SocketAddr) {
+        let Some(tag) = ok.to_tag() else { return };
+        if let Some((_, ack, dest)) = self.forks.iter().find(|f| f.0 == tag) {
+            self.sh.send(&Conn::Udp, *dest, ack.clone()).await;
+            return;
+        }
+        let ended = super::uac::end_unwanted_2xx(super::uac::Unwanted {
+            sh: &self.sh,
+            ok,
+            local: &self.local,
+            call_id: &self.call_id,
+            cseq,
+            auth: self.uac_auth.as_ref(),
+            routes: &self.routes,
+            from,
+        })
+        .await;
+        if let Some((ack, dest)) = ended {
+            self.forks.push((tag, ack, dest));
+        }
     }
 
     async fn on_client_final(&mut self, method: &str, code: u16) {

@@ -609,6 +609,7 @@ impl Uac {
                 invite_branch: tx.branch.clone(),
                 ack,
                 ack_dest,
+                auth: self.auth.clone(),
             },
             events_tx,
             commands_rx,
@@ -640,50 +641,19 @@ impl Uac {
         })
     }
 
-    /// A 2xx nobody wants: its ACK, then a BYE (sent twice, T1 apart: best effort for a
-    /// call that was never ours to run).
+    /// A 2xx nobody wants (after Timer B or the CANCEL's wait): see [`end_unwanted_2xx`].
     async fn ack_and_bye(&self, ok: &Message, cseq: u32, from: SocketAddr) {
-        let remote = ok.get("To").unwrap_or(&self.to).to_owned();
-        let Some(remote_target) = contact_uri(ok) else {
-            return;
-        };
-        let mut routes: Vec<String> = build::route_set(ok).into_iter().rev().collect();
-        if routes.is_empty() {
-            routes = self.routes.clone();
-        }
-        let hop = routes
-            .first()
-            .cloned()
-            .unwrap_or_else(|| remote_target.clone());
-        let dest = resolve(&hop).await.unwrap_or(from);
-        let creds: Vec<(&str, String)> = self.auth.iter().cloned().collect();
-        let branch = format!("z9hG4bK{}", build::unique_token());
-        let ack = self.request(
-            "ACK",
-            &remote_target,
-            &branch,
-            &remote,
+        end_unwanted_2xx(Unwanted {
+            sh: &self.sh,
+            ok,
+            local: &self.local,
+            call_id: &self.req.call_id,
             cseq,
-            &routes,
-            &creds,
-            None,
-        );
-        self.sh.send(&Conn::Udp, dest, ack).await;
-        let branch = format!("z9hG4bK{}", build::unique_token());
-        let bye = self.request(
-            "BYE",
-            &remote_target,
-            &branch,
-            &remote,
-            cseq + 1,
-            &routes,
-            &[],
-            None,
-        );
-        self.sh.send(&Conn::Udp, dest, bye.clone()).await;
-        tokio::time::sleep(self.t1()).await;
-        self.sh.send(&Conn::Udp, dest, bye).await;
-        tracing::info!(%dest, "a late 2xx: ACKed and ended with BYE");
+            auth: self.auth.as_ref(),
+            routes: &self.routes,
+            from,
+        })
+        .await;
     }
 
     /// After a failed dial: ACK retransmitted finals, then forget the call.
@@ -715,6 +685,74 @@ impl Uac {
         }
         self.sh.forget(&self.req.call_id);
     }
+}
+
+/// A 2xx that set up a dialog no call will run: a late one (after Timer B or the
+/// CANCEL's wait), or another branch's answer to a forked INVITE (RFC 3261 §13.2.2.4).
+pub(crate) struct Unwanted<'a> {
+    pub sh: &'a Arc<Shared>,
+    pub ok: &'a Message,
+    /// Our From, with our tag, and the call's Call-ID.
+    pub local: &'a str,
+    pub call_id: &'a str,
+    /// The INVITE's CSeq.
+    pub cseq: u32,
+    /// The credentials the INVITE carried: its 2xx's ACK carries them too (§13.2.2.4).
+    pub auth: Option<&'a (&'static str, String)>,
+    /// The route set to use when the 2xx records none.
+    pub routes: &'a [String],
+    /// Where the 2xx came from: the next hop when its own cannot be resolved.
+    pub from: SocketAddr,
+}
+
+/// Ends an unwanted 2xx's dialog: its ACK, then a BYE sent twice, T1 apart (best effort
+/// for a call that was never ours to run; the BYE's repeat does not hold up the
+/// caller). Returns the ACK and where it went, for the 2xx's retransmissions.
+pub(crate) async fn end_unwanted_2xx(u: Unwanted<'_>) -> Option<(Vec<u8>, SocketAddr)> {
+    let remote = u.ok.get("To")?.to_owned();
+    let remote_target = contact_uri(u.ok)?;
+    let mut routes: Vec<String> = build::route_set(u.ok).into_iter().rev().collect();
+    if routes.is_empty() {
+        routes = u.routes.to_vec();
+    }
+    let hop = routes
+        .first()
+        .cloned()
+        .unwrap_or_else(|| remote_target.clone());
+    let dest = resolve(&hop).await.unwrap_or(u.from);
+    let (sent_by, transport) = u.sh.sent_by(&Conn::Udp);
+    let contact = u.sh.contact(&Conn::Udp);
+    let creds: Vec<(&str, String)> = u.auth.into_iter().cloned().collect();
+    let request = |method: &str, cseq: u32, extra: &[(&str, String)]| {
+        let branch = format!("z9hG4bK{}", build::unique_token());
+        build::request(&RequestSpec {
+            method,
+            request_uri: &remote_target,
+            via_sent_by: &sent_by,
+            transport,
+            branch: &branch,
+            routes: &routes,
+            from: u.local,
+            to: &remote,
+            call_id: u.call_id,
+            cseq,
+            contact: &contact,
+            extra,
+            body: None,
+            user_agent: &u.sh.cfg.user_agent,
+        })
+    };
+    let ack = request("ACK", u.cseq, &creds);
+    let bye = request("BYE", u.cseq + 1, &[]);
+    u.sh.send(&Conn::Udp, dest, ack.clone()).await;
+    u.sh.send(&Conn::Udp, dest, bye.clone()).await;
+    let (sh, t1) = (u.sh.clone(), u.sh.cfg.t1);
+    tokio::spawn(async move {
+        tokio::time::sleep(t1).await;
+        sh.send(&Conn::Udp, dest, bye).await;
+    });
+    tracing::info!(%dest, "an unwanted 2xx (late, or a forked branch's): ACKed and ended with BYE");
+    Some((ack, dest))
 }
 
 #[cfg(test)]
