@@ -616,10 +616,15 @@ impl CallTask {
             }
             return;
         }
+        // An answer to the BYE that ended another branch's dialog (end_fork) has its To
+        // tag; its CSeq may be one of this dialog's own.
+        let fork_tag = msg.to_tag();
+        let from_fork =
+            fork_tag.is_some() && self.forks.iter().any(|f| Some(&f.0) == fork_tag.as_ref());
         let Some(pos) = self
             .client
             .iter()
-            .position(|t| t.cseq == cseq.seq && t.method == cseq.method)
+            .position(|t| !from_fork && t.cseq == cseq.seq && t.method == cseq.method)
         else {
             self.sh
                 .counters

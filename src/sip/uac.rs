@@ -9,7 +9,9 @@
 //! - A non-2xx final is ACKed inside the transaction, and that ACK is sent again for
 //!   every retransmission of the final response while the call's state lingers.
 //! - 2xx: ACKed (a new transaction), and that ACK is repeated for each 2xx
-//!   retransmission by the dialog.
+//!   retransmission by the dialog. Another branch's 2xx to a forked INVITE (another To
+//!   tag) is a dialog of its own: the call task gives it its own ACK and a BYE
+//!   ([`end_unwanted_2xx`], as for a 2xx after hotline gave up).
 //! - 3xx: the first Contact is tried next, up to `max_redirects` hops.
 //! - 401/407: answered once with the trunk's credentials (digest.rs); a second
 //!   challenge ends the attempt as rejected.
