@@ -213,8 +213,6 @@ pub struct Shared {
     pub drain: AtomicBool,
     pub stop: AtomicBool,
     pub rx_packets: AtomicU64,
-    /// Of those, from no call's port (the floor beside hotline sends here too).
-    pub rx_unmatched: AtomicU64,
     pub tx_packets: AtomicU64,
     pub calls_up: AtomicI64,
     pub max_up: AtomicI64,
@@ -462,11 +460,7 @@ fn snap(sh: &Shared, pid: u32, p: &Ports, perf: Option<u32>) -> Snap {
         ctx: procfs::ctx_switches(pid),
         client: procfs::self_cpu(),
         client_threads: procfs::threads(std::process::id()),
-        // What hotline's calls sent: not a stray sender's (the floor beside hotline).
-        rx: sh
-            .rx_packets
-            .load(Ordering::Relaxed)
-            .saturating_sub(sh.rx_unmatched.load(Ordering::Relaxed)),
+        rx: sh.rx_packets.load(Ordering::Relaxed),
         tx: sh.tx_packets.load(Ordering::Relaxed),
         server_drops: procfs::udp_drops(p.rtp.0, p.rtp.1, &not_rtp).0,
         sip_drops: procfs::udp_drops(p.sip, p.sip, &[]).0,
@@ -655,7 +649,6 @@ fn run(a: &Args) -> Result<Value, String> {
         drain: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         rx_packets: AtomicU64::new(0),
-        rx_unmatched: AtomicU64::new(0),
         tx_packets: AtomicU64::new(0),
         calls_up: AtomicI64::new(0),
         max_up: AtomicI64::new(0),
@@ -809,7 +802,6 @@ fn run(a: &Args) -> Result<Value, String> {
                 "load: floor beside hotline: {sockets} sockets from {threads} threads to a reader of its own, {secs} s per method, {rounds} round(s)"
             );
             beside = Some(std::thread::spawn(move || {
-                let stray = || sh.rx_unmatched.load(Ordering::Relaxed);
                 let senders = floor::Senders {
                     sockets,
                     threads,
@@ -818,10 +810,7 @@ fn run(a: &Args) -> Result<Value, String> {
                 };
                 floor::beside(senders, rounds, || {
                     let cpu = procfs::cpu(pid).map_or(f64::NAN, |c| c.total());
-                    let pkts = sh
-                        .rx_packets
-                        .load(Ordering::Relaxed)
-                        .saturating_sub(stray())
+                    let pkts = sh.rx_packets.load(Ordering::Relaxed)
                         + sh.tx_packets.load(Ordering::Relaxed);
                     (cpu, pkts)
                 })
@@ -849,10 +838,7 @@ fn run(a: &Args) -> Result<Value, String> {
             }
         }
         if now >= last_print + 1_000_000_000 {
-            let rxp = shared
-                .rx_packets
-                .load(Ordering::Relaxed)
-                .saturating_sub(shared.rx_unmatched.load(Ordering::Relaxed));
+            let rxp = shared.rx_packets.load(Ordering::Relaxed);
             let cpu = procfs::cpu(server.pid).unwrap_or_default();
             let dt = (now - last_print) as f64 / 1e9;
             if last_print > 0 {

@@ -87,8 +87,6 @@ impl Sink {
     fn new() -> Result<Sink, String> {
         let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         super::set_buffers(&sock, 64 << 20);
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .map_err(|e| e.to_string())?;
         let addr = sock.local_addr().map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
         let got = Arc::new(AtomicU64::new(0));

@@ -283,7 +283,6 @@ pub fn rx_thread(s: RxSetup) -> RxReport {
         }
         if n > 0 {
             let window = s.shared.window.load(Ordering::Relaxed) == WINDOW_OPEN;
-            let unmatched0 = rx.r.unmatched;
             rx.r.batches += 1;
             for i in 0..n as usize {
                 let len = hdrs[i].msg_len as usize;
@@ -293,10 +292,6 @@ pub fn rx_thread(s: RxSetup) -> RxReport {
                 rx.packet(&bufs[i][..len.min(2048)], port, at, window);
             }
             s.shared.rx_packets.fetch_add(n as u64, Ordering::Relaxed);
-            let stray = rx.r.unmatched - unmatched0;
-            if stray > 0 {
-                s.shared.rx_unmatched.fetch_add(stray, Ordering::Relaxed);
-            }
         } else if n < 0 {
             let e = std::io::Error::last_os_error();
             if !matches!(

@@ -101,12 +101,20 @@ pub(crate) struct CallTask {
     commands: Option<mpsc::Receiver<SipCommand>>,
     inbox: mpsc::Receiver<Inbound>,
     linger_until: Option<Instant>,
-    /// A call hotline placed (src/sip/uac.rs): the INVITE's CSeq and the ACK sent for
-    /// its 2xx, sent again for every retransmission of that 2xx (RFC 3261 §13.2.2.4).
-    uac_ack: Option<(u32, Vec<u8>, SocketAddr)>,
-    /// The credentials that INVITE carried (for the ACK of another branch's 2xx).
-    uac_auth: Option<(&'static str, String)>,
-    /// Other branches' 2xx to that INVITE (a forking proxy's): their to-tag, and the
+    /// What a call hotline placed (src/sip/uac.rs) keeps of its INVITE.
+    uac: Option<UacSide>,
+}
+
+/// A placed call's INVITE, for the 2xx that keep coming after the call began.
+struct UacSide {
+    /// The INVITE's CSeq, and the ACK sent for its 2xx, sent again for every
+    /// retransmission of that 2xx (RFC 3261 §13.2.2.4).
+    cseq: u32,
+    ack: Vec<u8>,
+    ack_dest: SocketAddr,
+    /// The credentials the INVITE carried (for the ACK of another branch's 2xx).
+    auth: Option<(&'static str, String)>,
+    /// Other branches' 2xx to that INVITE (a forking proxy's): their To tag, and the
     /// ACK each got, sent again for their retransmissions.
     forks: Vec<(String, Vec<u8>, SocketAddr)>,
 }
@@ -181,9 +189,7 @@ impl CallTask {
             commands: Some(commands),
             inbox,
             linger_until: None,
-            uac_ack: None,
-            uac_auth: None,
-            forks: Vec::new(),
+            uac: None,
             sh,
             invite,
             peer,
@@ -223,9 +229,13 @@ impl CallTask {
             commands: Some(commands),
             inbox,
             linger_until: None,
-            uac_ack: Some((d.invite_cseq, d.ack, d.ack_dest)),
-            uac_auth: d.auth,
-            forks: Vec::new(),
+            uac: Some(UacSide {
+                cseq: d.invite_cseq,
+                ack: d.ack,
+                ack_dest: d.ack_dest,
+                auth: d.auth,
+                forks: Vec::new(),
+            }),
             sh,
             invite: d.ok,
             peer: d.peer,
@@ -602,25 +612,29 @@ impl CallTask {
 
     async fn on_response(&mut self, msg: &Message, code: u16, from: SocketAddr) {
         let Some(cseq) = msg.cseq() else { return };
-        if let Some((seq, ack, dest)) = &self.uac_ack
+        if let Some(uac) = &self.uac
             && cseq.method == "INVITE"
-            && cseq.seq == *seq
+            && cseq.seq == uac.cseq
         {
             if (200..300).contains(&code) {
                 let tag = msg.to_tag();
                 if tag.is_some() && tag != self.invite.to_tag() {
                     self.end_fork(msg, cseq.seq, from).await;
                 } else {
-                    self.sh.send(&Conn::Udp, *dest, ack.clone()).await;
+                    self.sh
+                        .send(&Conn::Udp, uac.ack_dest, uac.ack.clone())
+                        .await;
                 }
             }
             return;
         }
         // An answer to the BYE that ended another branch's dialog (end_fork) has its To
         // tag; its CSeq may be one of this dialog's own.
-        let fork_tag = msg.to_tag();
-        let from_fork =
-            fork_tag.is_some() && self.forks.iter().any(|f| Some(&f.0) == fork_tag.as_ref());
+        let tag = msg.to_tag();
+        let from_fork = self
+            .uac
+            .as_ref()
+            .is_some_and(|u| u.forks.iter().any(|f| tag.as_deref() == Some(f.0.as_str())));
         let Some(pos) = self
             .client
             .iter()
@@ -644,8 +658,10 @@ impl CallTask {
     /// ACK, that phone would resend its 200 for 32 s, answered and silent; it gets the
     /// ACK, then a BYE. Its retransmissions get the same ACK again.
     async fn end_fork(&mut self, ok: &Message, cseq: u32, from: SocketAddr) {
-        let Some(tag) = ok.to_tag() else { return };
-        if let Some((_, ack, dest)) = self.forks.iter().find(|f| f.0 == tag) {
+        let (Some(tag), Some(uac)) = (ok.to_tag(), &self.uac) else {
+            return;
+        };
+        if let Some((_, ack, dest)) = uac.forks.iter().find(|f| f.0 == tag) {
             self.sh.send(&Conn::Udp, *dest, ack.clone()).await;
             return;
         }
@@ -655,13 +671,13 @@ impl CallTask {
             local: &self.local,
             call_id: &self.call_id,
             cseq,
-            auth: self.uac_auth.as_ref(),
+            auth: uac.auth.as_ref(),
             routes: &self.routes,
             from,
         })
         .await;
-        if let Some((ack, dest)) = ended {
-            self.forks.push((tag, ack, dest));
+        if let (Some(fork), Some(uac)) = (ended, self.uac.as_mut()) {
+            uac.forks.push((tag, fork.0, fork.1));
         }
     }
 
