@@ -635,6 +635,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         cfg.exit_when_drained = true;
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.async_workers())
         .enable_all()
         .build()
     {

@@ -46,6 +46,10 @@ pub struct Config {
     pub reload_poll: Duration,
     /// Threads that send and receive RTP; 0: one per core.
     pub media_threads: usize,
+    /// Threads that run the calls' tasks, SIP, the store's callers and the ops HTTP
+    /// (the async runtime's workers); 0: one per four CPUs, at least one
+    /// ([`Config::async_workers`]).
+    pub async_threads: usize,
     /// How the media threads hand datagrams to the kernel: `auto` (io_uring where it
     /// works, else `sendto`), `io_uring`, `sendto`.
     pub media_io: crate::call::rtpio::MediaIo,
@@ -158,6 +162,7 @@ impl Default for Config {
             webhook: WebhookConfig::default(),
             reload_poll: Duration::from_millis(500),
             media_threads: 0,
+            async_threads: 0,
             media_io: crate::call::rtpio::MediaIo::Auto,
             media_pin: false,
             media_realtime: true,
@@ -228,6 +233,20 @@ impl<'de> Deserialize<'de> for Share {
 }
 
 impl Config {
+    /// The async runtime's worker threads: `async_threads`, or one per four CPUs (at
+    /// least one). Why so few: the media threads carry the packets on every CPU, and
+    /// what is left for the workers (SIP, a call's flow between events) is a few hundred
+    /// µs a call; a second worker on two CPUs was mostly woken to find nothing, and
+    /// every wake-up costs tens of µs on a VM. `benches/setup-rate.sh 2500 10`,
+    /// alternating: one worker 0.53 and 0.54 cores, two 0.57 and 0.57; 3,000 calls a
+    /// second clean with one (2026-12-04).
+    pub fn async_workers(&self) -> usize {
+        match self.async_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 4).max(1)),
+            n => n,
+        }
+    }
+
     /// Reads a config file; an error names the file, line and column.
     pub fn load(path: &Path) -> Result<Config, String> {
         let text =

@@ -7,7 +7,7 @@ use crate::media::dtmf::DtmfDetector;
 use crate::media::prompt::{Cue, Playout, PromptCache};
 use crate::media::rtp::{Pacer, RtpPacket, is_rtcp};
 use crate::media::voice::{VoiceClassifier, VoiceEvent, VoiceSettings};
-use crate::media::{Codec, FRAME_SAMPLES};
+use crate::media::{Codec, FRAME_SAMPLES, prefetch};
 use crate::sip::sdp;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -147,6 +147,12 @@ impl MediaLeg {
         prefetch(&self.playout);
     }
 
+    /// The second step, a couple of legs later, once [`MediaLeg::prefetch`] has brought
+    /// the playout cursor in: the clip queue it points to, a line of its own on the heap.
+    pub fn prefetch_queue(&self) {
+        self.playout.prefetch_queue();
+    }
+
     pub fn tick(&mut self, now: Instant, mut send: impl FnMut(&[u8], Instant)) -> Ticked {
         let mut done = None;
         let mut skipped = 0;
@@ -243,17 +249,4 @@ pub fn write_wav(path: &std::path::Path, samples: &[i16]) -> Result<(), hound::E
         w.write_sample(*s)?;
     }
     w.finalize()
-}
-
-/// A hint to bring the cache line holding `p` in; nothing is read, nothing can fault.
-#[inline(always)]
-pub(crate) fn prefetch<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch only hints the cache; it reads nothing and cannot fault.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }

@@ -379,6 +379,14 @@ impl Playout {
         total.saturating_sub(self.position)
     }
 
+    /// Asks the cache for the front of the queue, which [`Playout::next_frame`] reads
+    /// first; a hint only.
+    pub fn prefetch_queue(&self) {
+        if let Some(item) = self.queue.front() {
+            super::prefetch(item);
+        }
+    }
+
     /// The payload for the next 20 ms in `codec`.
     pub fn next_frame(&mut self, codec: Codec) -> PlayoutFrame<'_> {
         self.drop_finished_items();
