@@ -7,7 +7,7 @@ use crate::media::dtmf::DtmfDetector;
 use crate::media::prompt::{Cue, Playout, PromptCache};
 use crate::media::rtp::{Pacer, RtpPacket, is_rtcp};
 use crate::media::voice::{VoiceClassifier, VoiceEvent, VoiceSettings};
-use crate::media::{Codec, FRAME_SAMPLES, prefetch};
+use crate::media::{Codec, FRAME_SAMPLES};
 use crate::sip::sdp;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -65,6 +65,10 @@ impl Stream {
     }
 }
 
+/// In this order (`repr(C)`): what a visit reads every frame first ([`MediaLeg::HOT`]
+/// bytes, three cache lines), the detectors and the recording, read only when the caller
+/// sends, after; a media thread fetches a leg's first lines ahead of its visit.
+#[repr(C)]
 pub struct MediaLeg {
     pub stream: Stream,
     pacer: Pacer,
@@ -135,24 +139,20 @@ impl MediaLeg {
         self.playing = None;
     }
 
-    /// Writes every frame due by `now` (one packet at a time through `send`, with when
-    /// it was due) and says when a play request has finished sounding.
-    /// Asks the CPU to fetch what the next [`MediaLeg::tick`] reads first: a media
-    /// thread visits a few hundred legs a slot, each cold since its last frame, and the
-    /// first touch of each was two thirds of the visit loop's own time (perf,
-    /// 2026-12-03).
-    pub fn prefetch(&self) {
-        prefetch(&self.stream);
-        prefetch(&self.pacer);
-        prefetch(&self.playout);
-    }
+    /// The leading bytes a visit reads every frame (see the struct's order), which a
+    /// media thread asks the cache for a few legs ahead: it visits a few hundred legs a
+    /// slot, each cold since its last frame, and the first touch of each was two thirds
+    /// of the visit loop's own time (perf, 2026-12-03).
+    pub const HOT: usize = std::mem::offset_of!(MediaLeg, dtmf);
 
-    /// The second step, a couple of legs later, once [`MediaLeg::prefetch`] has brought
+    /// The second step, a couple of legs later, once the leg's first lines have brought
     /// the playout cursor in: the clip queue it points to, a line of its own on the heap.
     pub fn prefetch_queue(&self) {
         self.playout.prefetch_queue();
     }
 
+    /// Writes every frame due by `now` (one packet at a time through `send`, with when
+    /// it was due) and says when a play request has finished sounding.
     pub fn tick(&mut self, now: Instant, mut send: impl FnMut(&[u8], Instant)) -> Ticked {
         let mut done = None;
         let mut skipped = 0;

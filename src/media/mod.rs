@@ -38,6 +38,25 @@ pub fn prefetch<T>(p: &T) {
     let _ = p;
 }
 
+/// [`prefetch`] for every cache line of the `len` bytes at `p`; a hint, nothing is read.
+#[inline(always)]
+pub fn prefetch_bytes(p: *const u8, len: usize) {
+    for off in (0..len)
+        .step_by(64)
+        .chain(std::iter::once(len.saturating_sub(1)))
+    {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch only hints the cache; it reads nothing and cannot fault,
+        // whatever the address (wrapping_add: no pointer arithmetic is assumed in bounds).
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off).cast());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (p, off);
+    }
+}
+
 /// The two static-payload-type G.711 codecs of RFC 3551.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Codec {
