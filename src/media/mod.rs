@@ -28,14 +28,7 @@ pub const FRAME_DURATION: Duration = Duration::from_millis(20);
 /// A hint to bring the cache line holding `p` in; nothing is read, nothing can fault.
 #[inline(always)]
 pub fn prefetch<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch only hints the cache; it reads nothing and cannot fault.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+    hint((p as *const T).cast());
 }
 
 /// [`prefetch`] for every cache line of the `len` bytes at `p`; a hint, nothing is read.
@@ -45,16 +38,22 @@ pub fn prefetch_bytes(p: *const u8, len: usize) {
         .step_by(64)
         .chain(std::iter::once(len.saturating_sub(1)))
     {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch only hints the cache; it reads nothing and cannot fault,
-        // whatever the address (wrapping_add: no pointer arithmetic is assumed in bounds).
-        unsafe {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off).cast());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (p, off);
+        // wrapping_add: no pointer arithmetic is assumed in bounds.
+        hint(p.wrapping_add(off));
     }
+}
+
+#[inline(always)]
+fn hint(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints the cache; it reads nothing and cannot fault,
+    // whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// The two static-payload-type G.711 codecs of RFC 3551.

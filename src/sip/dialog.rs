@@ -629,16 +629,20 @@ impl CallTask {
             return;
         }
         // An answer to the BYE that ended another branch's dialog (end_fork) has its To
-        // tag; its CSeq may be one of this dialog's own.
+        // tag; its CSeq may be one of this dialog's own. Expected, and nothing to do: not
+        // a stray.
         let tag = msg.to_tag();
-        let from_fork = self
+        if self
             .uac
             .as_ref()
-            .is_some_and(|u| u.forks.iter().any(|f| tag.as_deref() == Some(f.0.as_str())));
+            .is_some_and(|u| u.forks.iter().any(|f| tag.as_deref() == Some(f.0.as_str())))
+        {
+            return;
+        }
         let Some(pos) = self
             .client
             .iter()
-            .position(|t| !from_fork && t.cseq == cseq.seq && t.method == cseq.method)
+            .position(|t| t.cseq == cseq.seq && t.method == cseq.method)
         else {
             self.sh
                 .counters

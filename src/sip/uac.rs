@@ -229,35 +229,13 @@ impl Uac {
         self.sh.cfg.t1
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn request(
-        &self,
-        method: &str,
-        uri: &str,
-        branch: &str,
-        to: &str,
-        cseq: u32,
-        routes: &[String],
-        extra: &[(&str, String)],
-        body: Option<(&str, &str)>,
-    ) -> Vec<u8> {
-        let (sent_by, transport) = self.sh.sent_by(&Conn::Udp);
-        build::request(&RequestSpec {
-            method,
-            request_uri: uri,
-            via_sent_by: &sent_by,
-            transport,
-            branch,
-            routes,
-            from: &self.local,
-            to,
+    /// What this call's requests carry of hotline's own.
+    fn caller(&self) -> Caller<'_> {
+        Caller {
+            sh: &self.sh,
+            local: &self.local,
             call_id: &self.req.call_id,
-            cseq,
-            contact: &self.sh.contact(&Conn::Udp),
-            extra,
-            body,
-            user_agent: &self.sh.cfg.user_agent,
-        })
+        }
     }
 
     fn failed(code: u16, why: impl Into<String>, gave_up: Option<GaveUp>) -> DialOutcome {
@@ -295,7 +273,7 @@ impl Uac {
                 extra.push((name, value.clone()));
             }
             self.auth = credentials.clone();
-            let invite = self.request(
+            let invite = self.caller().request(
                 "INVITE",
                 &target,
                 &branch,
@@ -357,7 +335,7 @@ impl Uac {
             }
             // A non-2xx final: ACK within the transaction (§17.1.1.3).
             let to = final_msg.get("To").unwrap_or(&self.to).to_owned();
-            let ack = self.request(
+            let ack = self.caller().request(
                 "ACK",
                 &target,
                 &tx.branch,
@@ -459,7 +437,7 @@ impl Uac {
     }
 
     async fn send_cancel(&mut self, tx: &mut Tx, target: &str) {
-        let bytes = self.request(
+        let bytes = self.caller().request(
             "CANCEL",
             target,
             &tx.branch,
@@ -571,7 +549,7 @@ impl Uac {
         }
         let branch = format!("z9hG4bK{}", build::unique_token());
         let creds: Vec<(&str, String)> = self.auth.iter().cloned().collect();
-        let ack = self.request(
+        let ack = self.caller().request(
             "ACK",
             &remote_target,
             &branch,
@@ -689,6 +667,47 @@ impl Uac {
     }
 }
 
+/// What every request hotline sends as the caller carries of its own: its Via and
+/// Contact, its From (with our tag) and the Call-ID.
+struct Caller<'a> {
+    sh: &'a Shared,
+    local: &'a str,
+    call_id: &'a str,
+}
+
+impl Caller<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        branch: &str,
+        to: &str,
+        cseq: u32,
+        routes: &[String],
+        extra: &[(&str, String)],
+        body: Option<(&str, &str)>,
+    ) -> Vec<u8> {
+        let (sent_by, transport) = self.sh.sent_by(&Conn::Udp);
+        build::request(&RequestSpec {
+            method,
+            request_uri: uri,
+            via_sent_by: &sent_by,
+            transport,
+            branch,
+            routes,
+            from: self.local,
+            to,
+            call_id: self.call_id,
+            cseq,
+            contact: &self.sh.contact(&Conn::Udp),
+            extra,
+            body,
+            user_agent: &self.sh.cfg.user_agent,
+        })
+    }
+}
+
 /// A 2xx that set up a dialog no call will run: a late one (after Timer B or the
 /// CANCEL's wait), or another branch's answer to a forked INVITE (RFC 3261 §13.2.2.4).
 pub(crate) struct Unwanted<'a> {
@@ -722,27 +741,24 @@ pub(crate) async fn end_unwanted_2xx(u: Unwanted<'_>) -> Option<(Vec<u8>, Socket
         .cloned()
         .unwrap_or_else(|| remote_target.clone());
     let dest = resolve(&hop).await.unwrap_or(u.from);
-    let (sent_by, transport) = u.sh.sent_by(&Conn::Udp);
-    let contact = u.sh.contact(&Conn::Udp);
     let creds: Vec<(&str, String)> = u.auth.into_iter().cloned().collect();
+    let caller = Caller {
+        sh: u.sh,
+        local: u.local,
+        call_id: u.call_id,
+    };
     let request = |method: &str, cseq: u32, extra: &[(&str, String)]| {
         let branch = format!("z9hG4bK{}", build::unique_token());
-        build::request(&RequestSpec {
+        caller.request(
             method,
-            request_uri: &remote_target,
-            via_sent_by: &sent_by,
-            transport,
-            branch: &branch,
-            routes: &routes,
-            from: u.local,
-            to: &remote,
-            call_id: u.call_id,
+            &remote_target,
+            &branch,
+            &remote,
             cseq,
-            contact: &contact,
+            &routes,
             extra,
-            body: None,
-            user_agent: &u.sh.cfg.user_agent,
-        })
+            None,
+        )
     };
     let ack = request("ACK", u.cseq, &creds);
     let bye = request("BYE", u.cseq + 1, &[]);
