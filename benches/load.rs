@@ -107,6 +107,12 @@ pub struct Args {
     beside_rounds: usize,
     #[arg(long, default_value_t = 2.0)]
     beside_secs: f64,
+    /// Instead of hotline, a bare sender by this floor method (`"io_uring batch
+    /// (connected)"`, hotline's) carries `--calls` sockets (default half the reference)
+    /// while the floor's methods send beside it, judged by the CPU verdict's rule: what
+    /// the rule charges for the method alone. Nothing else runs.
+    #[arg(long)]
+    beside_bare: Option<String>,
     /// Skip the SIPp UAS reference.
     #[arg(long)]
     no_sipp: bool,
@@ -574,7 +580,9 @@ impl Perf {
 
 fn main() {
     let a = Args::parse();
-    let result = if a.metrics == MetricsMode::Both {
+    let result = if let Some(bare) = &a.beside_bare {
+        bare_beside_floor(&a, bare)
+    } else if a.metrics == MetricsMode::Both {
         compare_metrics(&a)
     } else {
         suite::run(&a)
@@ -583,6 +591,50 @@ fn main() {
         eprintln!("load: {e}");
         std::process::exit(1);
     }
+}
+
+/// `--beside-bare`: the CPU verdict's rule tried on a bare sender (`floor::beside_bare`).
+fn bare_beside_floor(a: &Args, bare: &str) -> Result<(), String> {
+    let method = floor::Method::by_name(bare).ok_or_else(|| {
+        let names: Vec<&str> = floor::Method::ALL.iter().map(|m| m.name()).collect();
+        format!("--beside-bare {bare:?}: one of {names:?}")
+    })?;
+    let senders = floor::Senders {
+        sockets: a.calls.unwrap_or(a.goal_calls / 2),
+        threads: media_threads(a),
+        secs: a.beside_secs,
+        realtime: media_realtime(a),
+    };
+    eprintln!(
+        "load: a bare {bare} sender from {} sockets, the floor's methods beside it, {} round(s) of {} s",
+        senders.sockets, a.beside_rounds, a.beside_secs
+    );
+    let v = floor::beside_bare(method, senders, a.beside_rounds)?;
+    let n = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    for m in v["per_method"].as_array().into_iter().flatten() {
+        println!(
+            "beside     {:<30} floor {:6.2} µs/packet, bare {bare} {:6.2} over the same seconds ({:.2}×), {} of {} round(s) counted",
+            m["method"].as_str().unwrap_or("?"),
+            n(m, "/us_per_packet/total"),
+            n(m, "/hotline_us_per_packet"),
+            n(m, "/ratio"),
+            m["rounds_counted"],
+            v["rounds"],
+        );
+    }
+    println!(
+        "rule       the bare {bare} sender over the seconds of the cheapest method ({}): {:.2}× (hotline's verdict: ≤ {}×)",
+        v.pointer("/best/method")
+            .and_then(Value::as_str)
+            .unwrap_or("?"),
+        n(&v, "/best/ratio"),
+        suite::FLOOR_RATIO,
+    );
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&v).unwrap_or_default())
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    Ok(())
 }
 
 /// The same bench with metrics off, then on: what collecting them costs per packet.

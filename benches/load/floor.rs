@@ -56,6 +56,38 @@ impl Method {
         self != Method::UringWatched
     }
 
+    /// The method's sockets are `connect()`ed to where they send.
+    fn connected(self) -> bool {
+        matches!(self, Method::SendConnected | Method::UringConnected)
+    }
+
+    fn path(self) -> MediaIo {
+        match self {
+            Method::Sendto | Method::SendConnected => MediaIo::Sendto,
+            Method::Uring | Method::UringConnected | Method::UringWatched => MediaIo::IoUring,
+        }
+    }
+
+    /// `n` sockets on 127.0.0.1, non-blocking, connected to `to` where the method sends
+    /// on connected sockets.
+    fn sockets(self, n: usize, to: SocketAddr) -> Result<Vec<UdpSocket>, String> {
+        (0..n)
+            .map(|_| {
+                let s = UdpSocket::bind("127.0.0.1:0")?;
+                s.set_nonblocking(true)?;
+                if self.connected() {
+                    s.connect(to)?;
+                }
+                Ok(s)
+            })
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| format!("floor: {n} sockets: {e}"))
+    }
+
+    pub fn by_name(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Method::Sendto => "sendto",
@@ -113,6 +145,72 @@ impl Drop for Sink {
     }
 }
 
+/// The floor's datagram: an RTP header and a 20 ms PCMU frame, 172 bytes as hotline's.
+fn packet() -> Vec<u8> {
+    let mut p = vec![0x80u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    p.extend_from_slice(&[0xFF; 160]);
+    p
+}
+
+/// One floor thread's sockets sent at hotline's pace: each visit, a slot after the last,
+/// sends one datagram from each socket of that slot (every socket once per 20 ms frame),
+/// as a media thread sends its calls' frames.
+struct Paced {
+    io: RtpIo,
+    mine: Vec<i32>,
+    pkt: Vec<u8>,
+    /// `None`: the sockets are connected.
+    to: Option<SocketAddr>,
+    start: Instant,
+    visit: u64,
+}
+
+impl Paced {
+    fn new(
+        path: MediaIo,
+        realtime: bool,
+        mine: Vec<i32>,
+        pkt: Vec<u8>,
+        to: Option<SocketAddr>,
+        phase: Duration,
+    ) -> Result<Paced, String> {
+        // Scheduled as hotline's media threads are: a real-time thread preempts the
+        // others on its CPU at once, and whose account the work then lands in (a softirq
+        // runs in whatever thread is current) moves with it. Beside a real-time hotline,
+        // over the same seconds, hotline came out at 1.94-2.06× a normal-priority floor
+        // and at 1.24-1.35× a real-time one (2026-12-03). Refused where hotline's would
+        // be too (the same user): both then run at normal priority.
+        if realtime && let Err(e) = run_realtime() {
+            eprintln!(
+                "load: floor thread not real-time ({e}): normal priority, as hotline's would be"
+            );
+        }
+        Ok(Paced {
+            io: RtpIo::new(path).map_err(|e| e.to_string())?,
+            mine,
+            pkt,
+            to,
+            start: Instant::now() + phase,
+            visit: 0,
+        })
+    }
+
+    /// Sleeps until the next slot's time and sends its datagrams.
+    fn visit(&mut self) {
+        let due = self.start + SLOT * self.visit as u32;
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let k = (self.visit as usize) % SLOTS;
+        for fd in self.mine.iter().skip(k).step_by(SLOTS) {
+            self.io.send(*fd, &self.pkt, self.to);
+        }
+        self.io.flush();
+        self.visit += 1;
+    }
+}
+
 /// Sends for `secs` from `sockets` sockets at hotline's pace by `m`, from `threads`
 /// threads; CPU per datagram.
 fn one(
@@ -124,23 +222,9 @@ fn one(
     to: SocketAddr,
     delivered: &dyn Fn() -> u64,
 ) -> Result<Value, String> {
-    let socks: Vec<UdpSocket> = (0..sockets)
-        .map(|_| {
-            let s = UdpSocket::bind("127.0.0.1:0")?;
-            s.set_nonblocking(true)?;
-            if matches!(m, Method::SendConnected | Method::UringConnected) {
-                s.connect(to)?;
-            }
-            Ok(s)
-        })
-        .collect::<std::io::Result<_>>()
-        .map_err(|e| format!("floor: {sockets} sockets: {e}"))?;
+    let socks = m.sockets(sockets, to)?;
     let fds: Vec<i32> = socks.iter().map(|s| s.as_raw_fd()).collect();
-    let connected = matches!(m, Method::SendConnected | Method::UringConnected);
-    let uring = matches!(
-        m,
-        Method::Uring | Method::UringConnected | Method::UringWatched
-    );
+    let connected = m.connected();
     // SAFETY: epoll_create1 returns a new descriptor or -1.
     let epoll = (m == Method::UringWatched)
         .then(|| unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
@@ -156,16 +240,8 @@ fn one(
         // SAFETY: both descriptors are open; ev is a valid pointer.
         unsafe { libc::epoll_ctl(fd.0, libc::EPOLL_CTL_ADD, fd.1, &mut ev) };
     }
-    let pkt = {
-        let mut p = vec![0x80u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-        p.extend_from_slice(&[0xFF; 160]);
-        p
-    };
-    let path = if uring {
-        MediaIo::IoUring
-    } else {
-        MediaIo::Sendto
-    };
+    let pkt = packet();
+    let path = m.path();
     let threads = threads.max(1);
     let handles = (0..threads)
         .map(|t| {
@@ -174,47 +250,23 @@ fn one(
             let mine: Vec<i32> = fds.iter().skip(t).step_by(threads).copied().collect();
             let pkt = pkt.clone();
             let phase = SLOT * t as u32 / threads as u32;
+            let to = (!connected).then_some(to);
             std::thread::Builder::new()
                 .name(format!("floor-send-{t}"))
                 .spawn(move || -> Result<(u64, u64, f64, f64, f64), String> {
-                    // Scheduled as hotline's media threads are: a real-time thread
-                    // preempts the others on its CPU at once, and whose account the
-                    // work then lands in (a softirq runs in whatever thread is current)
-                    // moves with it. Beside a real-time hotline, over the same seconds,
-                    // hotline came out at 1.94-2.06× a normal-priority floor and at
-                    // 1.24-1.35× a real-time one (2026-12-03). Refused where hotline's
-                    // would be too (the same user): both then run at normal priority.
-                    if realtime && let Err(e) = run_realtime() {
-                        eprintln!(
-                            "load: floor thread not real-time ({e}): normal priority, as hotline's would be"
-                        );
-                    }
-                    let mut io = RtpIo::new(path).map_err(|e| e.to_string())?;
-                    let (slot, slots) = (SLOT, SLOTS);
-                    let start = Instant::now() + phase;
+                    let mut p = Paced::new(path, realtime, mine, pkt, to, phase)?;
                     let (u0, s0) = thread_cpu();
-                    let mut visit = 0u64;
-                    let end = start + Duration::from_secs_f64(secs);
+                    let end = p.start + Duration::from_secs_f64(secs);
                     while Instant::now() < end {
-                        let due = start + slot * visit as u32;
-                        let now = Instant::now();
-                        if due > now {
-                            std::thread::sleep(due - now);
-                        }
-                        let k = (visit as usize) % slots;
-                        for fd in mine.iter().skip(k).step_by(slots) {
-                            io.send(*fd, &pkt, if connected { None } else { Some(to) });
-                        }
-                        io.flush();
-                        visit += 1;
+                        p.visit();
                     }
                     let (u1, s1) = thread_cpu();
                     Ok((
-                        io.sent,
-                        io.send_errors,
+                        p.io.sent,
+                        p.io.send_errors,
                         u1 - u0,
                         s1 - s0,
-                        start.elapsed().as_secs_f64(),
+                        p.start.elapsed().as_secs_f64(),
                     ))
                 })
                 .map_err(|e| e.to_string())
@@ -567,4 +619,64 @@ pub fn beside(
         "per_method": per_method,
         "best": best,
     }))
+}
+
+/// The CPU verdict's rule tried on a bare sender: instead of hotline, `bare` (a method's
+/// sends and nothing else: no calls, no reads) carries as many sockets, sending to a
+/// reader of its own, while the floor's methods send beside it in turn, and its CPU per
+/// datagram is taken over each method's seconds as hotline's is. Its ratio against the
+/// cheapest method is what the rule charges for the method alone (and for how that
+/// method fares beside the others): the part of the 1.15× that is not hotline's own.
+pub fn beside_bare(bare: Method, senders: Senders, rounds: usize) -> Result<Value, String> {
+    let sink = Sink::new()?;
+    let socks = bare.sockets(senders.sockets, sink.addr)?;
+    let fds: Vec<i32> = socks.iter().map(|s| s.as_raw_fd()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Its threads' CPU (ns) and datagrams so far, added after every visit.
+    let cpu_ns = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let threads = senders.threads.max(1);
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let mine: Vec<i32> = fds.iter().skip(t).step_by(threads).copied().collect();
+        let (stop, cpu_ns, sent) = (stop.clone(), cpu_ns.clone(), sent.clone());
+        let to = (!bare.connected()).then_some(sink.addr);
+        // Half a slot off the floor's phases: hotline's threads keep epochs of their own.
+        let phase = SLOT * t as u32 / threads as u32 + SLOT / 2;
+        let realtime = senders.realtime;
+        let handle = std::thread::Builder::new()
+            .name(format!("bare-send-{t}"))
+            .spawn(move || -> Result<(), String> {
+                let mut p = Paced::new(bare.path(), realtime, mine, packet(), to, phase)?;
+                let (u0, s0) = thread_cpu();
+                let (mut ns_told, mut sent_told) = (0u64, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    p.visit();
+                    let (u1, s1) = thread_cpu();
+                    let ns = ((u1 - u0 + s1 - s0) * 1e9) as u64;
+                    cpu_ns.fetch_add(ns.saturating_sub(ns_told), Ordering::Relaxed);
+                    sent.fetch_add(p.io.sent - sent_told, Ordering::Relaxed);
+                    (ns_told, sent_told) = (ns.max(ns_told), p.io.sent);
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+        handles.push(handle);
+    }
+    // Under way before the first round, as hotline's calls are.
+    std::thread::sleep(Duration::from_secs(1));
+    let measured = beside(senders, rounds, || {
+        (
+            cpu_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            sent.load(Ordering::Relaxed),
+        )
+    });
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().map_err(|_| "bare sender panicked".to_string())??;
+    }
+    drop(socks);
+    let mut v = measured?;
+    v["bare"] = json!(bare.name());
+    Ok(v)
 }

@@ -5,7 +5,7 @@ use super::{Args, floor, report, sipp};
 use serde_json::{Value, json};
 
 /// The goals.
-const FLOOR_RATIO: f64 = 1.15;
+pub const FLOOR_RATIO: f64 = 1.15;
 const MARK_TOL_MS: f64 = 50.0;
 const SKIPPED_MAX: f64 = 0.001;
 const LATENESS_P99_MS: f64 = 5.0;
