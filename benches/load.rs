@@ -8,6 +8,7 @@
 //! cargo bench --bench load -- --calls 1000 --hold 10   # one size, with its floor and SIPp reference
 //! cargo bench --bench load -- --calls 5000 --ramp 500 --hold 45 --no-floor --no-sipp [--rtp] [--tickets 5] [--json out.json]
 //! cargo bench --bench load -- --metrics both ...   # once with metrics: false, once on
+//! cargo bench --bench load -- --beside-bare "io_uring batch (connected)"   # the CPU rule on a bare sender
 //! ```
 //!
 //! It starts the real server binary on 127.0.0.1 with a temporary data directory and
