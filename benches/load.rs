@@ -111,7 +111,8 @@ pub struct Args {
     /// Instead of hotline, a bare sender by this floor method (`"io_uring batch
     /// (connected)"`, hotline's) carries `--calls` sockets (default half the reference)
     /// while the floor's methods send beside it, judged by the CPU verdict's rule: what
-    /// the rule charges for the method alone. Nothing else runs.
+    /// the rule charges for the method alone. Nothing else runs. With `--json`, the
+    /// figures as the suite's `floor_beside` has them, `hotline_*` being the bare sender's.
     #[arg(long)]
     beside_bare: Option<String>,
     /// Skip the SIPp UAS reference.
@@ -861,7 +862,7 @@ fn run(a: &Args) -> Result<Value, String> {
                     secs,
                     realtime,
                 };
-                floor::beside(senders, rounds, || {
+                floor::beside(senders, rounds, "hotline", || {
                     let cpu = procfs::cpu(pid).map_or(f64::NAN, |c| c.total());
                     let pkts = sh.rx_packets.load(Ordering::Relaxed)
                         + sh.tx_packets.load(Ordering::Relaxed);

@@ -159,19 +159,19 @@ struct Paced {
     io: RtpIo,
     mine: Vec<i32>,
     pkt: Vec<u8>,
-    /// `None`: the sockets are connected.
+    /// `None` where the method's sockets are connected.
     to: Option<SocketAddr>,
     start: Instant,
     visit: u64,
 }
 
 impl Paced {
+    /// `mine` sent by `m` to `to`, the first visit `phase` from now.
     fn new(
-        path: MediaIo,
+        m: Method,
         realtime: bool,
         mine: Vec<i32>,
-        pkt: Vec<u8>,
-        to: Option<SocketAddr>,
+        to: SocketAddr,
         phase: Duration,
     ) -> Result<Paced, String> {
         // Scheduled as hotline's media threads are: a real-time thread preempts the
@@ -186,10 +186,10 @@ impl Paced {
             );
         }
         Ok(Paced {
-            io: RtpIo::new(path).map_err(|e| e.to_string())?,
+            io: RtpIo::new(m.path()).map_err(|e| e.to_string())?,
             mine,
-            pkt,
-            to,
+            pkt: packet(),
+            to: (!m.connected()).then_some(to),
             start: Instant::now() + phase,
             visit: 0,
         })
@@ -224,7 +224,6 @@ fn one(
 ) -> Result<Value, String> {
     let socks = m.sockets(sockets, to)?;
     let fds: Vec<i32> = socks.iter().map(|s| s.as_raw_fd()).collect();
-    let connected = m.connected();
     // SAFETY: epoll_create1 returns a new descriptor or -1.
     let epoll = (m == Method::UringWatched)
         .then(|| unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
@@ -240,21 +239,17 @@ fn one(
         // SAFETY: both descriptors are open; ev is a valid pointer.
         unsafe { libc::epoll_ctl(fd.0, libc::EPOLL_CTL_ADD, fd.1, &mut ev) };
     }
-    let pkt = packet();
-    let path = m.path();
     let threads = threads.max(1);
     let handles = (0..threads)
         .map(|t| {
             // Each thread its own sockets, in its own phase of the slot, as hotline's
             // threads are (each keeps its own epoch).
             let mine: Vec<i32> = fds.iter().skip(t).step_by(threads).copied().collect();
-            let pkt = pkt.clone();
             let phase = SLOT * t as u32 / threads as u32;
-            let to = (!connected).then_some(to);
             std::thread::Builder::new()
                 .name(format!("floor-send-{t}"))
                 .spawn(move || -> Result<(u64, u64, f64, f64, f64), String> {
-                    let mut p = Paced::new(path, realtime, mine, pkt, to, phase)?;
+                    let mut p = Paced::new(m, realtime, mine, to, phase)?;
                     let (u0, s0) = thread_cpu();
                     let end = p.start + Duration::from_secs_f64(secs);
                     while Instant::now() < end {
@@ -523,6 +518,7 @@ pub struct Senders {
 pub fn beside(
     senders: Senders,
     rounds: usize,
+    measured: &str,
     hotline: impl Fn() -> (f64, u64),
 ) -> Result<Value, String> {
     let sink = Sink::new()?;
@@ -556,7 +552,7 @@ pub fn beside(
             let hot = (c1 - c0) * 1e6 / pkts.max(1) as f64;
             let floor = v["us_per_packet"]["total"].as_f64().unwrap_or(f64::NAN);
             eprintln!(
-                "load: floor beside hotline, round {} {:<30} {floor:.2} µs/packet, hotline {hot:.2} over the same {:.1} s ({:.2}×){}",
+                "load: floor beside {measured}, round {} {:<30} {floor:.2} µs/packet, {measured} {hot:.2} over the same {:.1} s ({:.2}×){}",
                 r + 1,
                 m.name(),
                 secs,
@@ -629,7 +625,8 @@ pub fn beside(
 /// method fares beside the others): the part of the 1.15× that is not hotline's own.
 pub fn beside_bare(bare: Method, senders: Senders, rounds: usize) -> Result<Value, String> {
     let sink = Sink::new()?;
-    let socks = bare.sockets(senders.sockets, sink.addr)?;
+    let to = sink.addr;
+    let socks = bare.sockets(senders.sockets, to)?;
     let fds: Vec<i32> = socks.iter().map(|s| s.as_raw_fd()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     // Its threads' CPU (ns) and datagrams so far, added after every visit.
@@ -640,14 +637,13 @@ pub fn beside_bare(bare: Method, senders: Senders, rounds: usize) -> Result<Valu
     for t in 0..threads {
         let mine: Vec<i32> = fds.iter().skip(t).step_by(threads).copied().collect();
         let (stop, cpu_ns, sent) = (stop.clone(), cpu_ns.clone(), sent.clone());
-        let to = (!bare.connected()).then_some(sink.addr);
         // Half a slot off the floor's phases: hotline's threads keep epochs of their own.
         let phase = SLOT * t as u32 / threads as u32 + SLOT / 2;
         let realtime = senders.realtime;
         let handle = std::thread::Builder::new()
             .name(format!("bare-send-{t}"))
             .spawn(move || -> Result<(), String> {
-                let mut p = Paced::new(bare.path(), realtime, mine, packet(), to, phase)?;
+                let mut p = Paced::new(bare, realtime, mine, to, phase)?;
                 let (u0, s0) = thread_cpu();
                 let (mut ns_told, mut sent_told) = (0u64, 0u64);
                 while !stop.load(Ordering::Relaxed) {
@@ -665,7 +661,7 @@ pub fn beside_bare(bare: Method, senders: Senders, rounds: usize) -> Result<Valu
     }
     // Under way before the first round, as hotline's calls are.
     std::thread::sleep(Duration::from_secs(1));
-    let measured = beside(senders, rounds, || {
+    let measured = beside(senders, rounds, "the bare sender", || {
         (
             cpu_ns.load(Ordering::Relaxed) as f64 / 1e9,
             sent.load(Ordering::Relaxed),
