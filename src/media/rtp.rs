@@ -285,6 +285,11 @@ pub const DEFAULT_MAX_BURST: u64 = 5;
 #[derive(Debug, Clone)]
 pub struct Pacer {
     t0: Instant,
+    /// When `next_frame` is due (`t0` + its offset, kept with it): a visit with nothing
+    /// due, or with the next frame only, is told so by comparing instants. Working it
+    /// out from the elapsed time each time (a 128-bit division, twice a frame) was
+    /// ~0.4 % of hotline's CPU at 2,500 calls.
+    next_due: Instant,
     next_frame: u64,
     next_sequence: u16,
     first_timestamp: u32,
@@ -298,6 +303,7 @@ impl Pacer {
     pub fn new(t0: Instant, ssrc: u32, first_sequence: u16, first_timestamp: u32) -> Self {
         Pacer {
             t0,
+            next_due: t0,
             next_frame: 0,
             next_sequence: first_sequence,
             first_timestamp,
@@ -320,7 +326,7 @@ impl Pacer {
 
     /// When the next frame is due; the edge sleeps until then.
     pub fn next_due(&self) -> Instant {
-        self.t0 + frame_offset(self.next_frame)
+        self.next_due
     }
 
     /// When frame `n` of this stream is due.
@@ -339,10 +345,15 @@ impl Pacer {
     /// returns `None`: after a short stall it hands out the overdue frames one
     /// by one; after a long one it skips to the most recent due frame.
     pub fn poll(&mut self, now: Instant) -> Option<Tick> {
-        let due = frames_due(self.t0, now);
-        if self.next_frame >= due {
+        if now < self.next_due {
             return None;
         }
+        // Frames 0..due are due; only after a stall is it more than the next one.
+        let due = if now < self.next_due + FRAME_DURATION {
+            self.next_frame + 1
+        } else {
+            frames_due(self.t0, now)
+        };
         let behind = due - self.next_frame;
         let skipped = if behind > self.max_burst {
             behind - 1
@@ -362,6 +373,7 @@ impl Pacer {
             ssrc: self.ssrc,
         };
         self.next_frame += 1;
+        self.next_due = self.t0 + frame_offset(self.next_frame);
         self.next_sequence = self.next_sequence.wrapping_add(1);
         self.marker_pending = false;
         Some(tick)

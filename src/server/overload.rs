@@ -70,6 +70,20 @@ pub const PEAK_MEMORY: Duration = Duration::from_secs(10);
 /// Calm this long before admitting again.
 pub const CLEAR_AFTER: Duration = Duration::from_secs(2);
 
+/// How many times more threads the next second's calls will be spread over than carry
+/// the calls now: busy is the mean of the threads that visit, and a thread filled to its
+/// pack takes no more calls, an idle one takes them (with 2,500 calls on one thread at
+/// busy 0.64 and 500 more a second arriving, the busy thread was judged as if it took
+/// them all, and callers got 503 while a core stood idle). 1 where the pump's shape is
+/// unknown.
+fn spread(s: Sample, grown: usize) -> f64 {
+    if s.threads == 0 || s.pack == 0 || s.threads_with_legs == 0 {
+        return 1.0;
+    }
+    let then = (s.legs + grown).div_ceil(s.pack).clamp(1, s.threads);
+    then.max(s.threads_with_legs) as f64 / s.threads_with_legs as f64
+}
+
 /// What the detector reads of the pump: monotonic counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Sample {
@@ -81,6 +95,11 @@ pub struct Sample {
     pub machine_all: u64,
     /// Calls on the media threads now.
     pub legs: usize,
+    /// Media threads, those carrying legs, and the legs a thread fills to before new
+    /// calls go to the next (0: unknown, every new call lands on the busy threads).
+    pub threads: usize,
+    pub threads_with_legs: usize,
+    pub pack: usize,
 }
 
 impl From<PumpStats> for Sample {
@@ -90,6 +109,9 @@ impl From<PumpStats> for Sample {
             busy_ns: s.busy_ns,
             late_visits: s.late_visits,
             legs: s.legs,
+            threads: s.threads,
+            threads_with_legs: s.threads_with_legs,
+            pack: s.pack,
             ..Sample::default()
         }
     }
@@ -247,7 +269,7 @@ impl Detector {
         } else {
             1.0
         };
-        let high = w.busy * ahead > self.busy_high
+        let high = w.busy * ahead / spread(s, grown) > self.busy_high
             || (working && (w.late > LATE_HIGH || machine * ahead > MACHINE_HIGH));
         // Late visits or a full machine while the threads are nearly idle are someone
         // else's doing: they neither trip nor hold the refusal.
@@ -562,5 +584,42 @@ mod tests {
             run_on(&mut d, &mut s, 0.5, 0.0, 0.8, INTERVAL).await;
         }
         assert_eq!(d.trips, 1, "1,000 more calls in a second at machine 0.8");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ramp_that_will_go_to_an_idle_thread_does_not_count_against_the_full_one() {
+        // Two media threads, 2,500 calls fill the first; 500 a second arrive at busy 0.64
+        // (machine 0.6): the next second's go to the second thread.
+        let mut d = Detector::default();
+        let mut s = Sample {
+            legs: 2_000,
+            threads: 2,
+            threads_with_legs: 1,
+            pack: 2_500,
+            ..Sample::default()
+        };
+        d.observe(Instant::now(), s);
+        assert!(!run_on(&mut d, &mut s, 0.5, 0.0, 0.5, Duration::from_secs(3)).await);
+        for _ in 0..4 {
+            s.legs += 125;
+            assert!(!run_on(&mut d, &mut s, 0.64, 0.0, 0.6, INTERVAL).await);
+        }
+        assert_eq!(d.trips, 0, "{:?}", d.window);
+        // The same on two threads that both carry calls: the ramp lands on busy threads.
+        let mut d = Detector::default();
+        let mut s = Sample {
+            legs: 4_000,
+            threads: 2,
+            threads_with_legs: 2,
+            pack: 2_500,
+            ..Sample::default()
+        };
+        d.observe(Instant::now(), s);
+        assert!(!run_on(&mut d, &mut s, 0.6, 0.0, 0.5, Duration::from_secs(3)).await);
+        for _ in 0..4 {
+            s.legs += 250;
+            run_on(&mut d, &mut s, 0.7, 0.0, 0.6, INTERVAL).await;
+        }
+        assert_eq!(d.trips, 1, "{:?}", d.window);
     }
 }
