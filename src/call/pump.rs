@@ -206,12 +206,8 @@ pub struct PumpStats {
     /// other has room.
     pub busiest_visits: u64,
     pub busiest_busy_ns: u64,
-    /// Media threads, those with a leg, and the legs a thread takes before the next
-    /// one gets new calls: where the overload judge expects the next calls to go.
-    #[serde(skip)]
-    pub threads: usize,
-    #[serde(skip)]
-    pub threads_with_legs: usize,
+    /// The legs a thread takes before the next one gets new calls: where the overload
+    /// judge expects the next calls to go.
     #[serde(skip)]
     pub pack: usize,
 }
@@ -221,6 +217,14 @@ pub struct PumpStats {
 #[derive(Default)]
 #[repr(align(128))]
 struct Handed(AtomicUsize);
+
+/// One media thread's counters, for the overload judge.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ThreadLoad {
+    pub legs: usize,
+    pub visits: u64,
+    pub busy_ns: u64,
+}
 
 /// The pump threads; cheap to share.
 pub struct MediaPump {
@@ -358,14 +362,11 @@ impl MediaPump {
     /// The threads' counters summed.
     pub fn stats(&self) -> PumpStats {
         let mut s = PumpStats {
-            threads: self.counters.len(),
             pack: self.pack,
             ..PumpStats::default()
         };
         for c in &self.counters {
-            let legs = c.legs.load(Relaxed);
-            s.legs += legs;
-            s.threads_with_legs += usize::from(legs > 0);
+            s.legs += c.legs.load(Relaxed);
             s.rtp_sent += c.sent.load(Relaxed);
             s.rtp_received += c.received.load(Relaxed);
             s.rtp_send_errors += c.send_errors.load(Relaxed);
@@ -379,6 +380,18 @@ impl MediaPump {
             }
         }
         s
+    }
+
+    /// Each thread's legs, visits and time spent visiting, in thread order.
+    pub fn thread_loads(&self) -> Vec<ThreadLoad> {
+        self.counters
+            .iter()
+            .map(|c| ThreadLoad {
+                legs: c.legs.load(Relaxed),
+                visits: c.visits.load(Relaxed),
+                busy_ns: c.busy_ns.load(Relaxed),
+            })
+            .collect()
     }
 
     /// The send-lateness histogram, the threads' buckets summed.
@@ -914,11 +927,19 @@ impl Shard {
         io.flush();
         // Late by when the kernel had the frame: the end of the visit's last submission
         // (for the first legs of a slot, a little later than they went).
-        if !dues.is_empty() {
+        if let Some(&first) = dues.first() {
             let handed = Instant::now();
-            for due in dues.iter() {
-                lateness.observe(handed.saturating_duration_since(*due));
+            // The legs of a slot are due at one instant (their schedules are the slot's):
+            // a run of equal due times is one subtraction, not one a frame.
+            let (mut due, mut n) = (first, 0u64);
+            for &d in dues.iter() {
+                if d != due {
+                    lateness.observe_n(handed.saturating_duration_since(due), n);
+                    (due, n) = (d, 0);
+                }
+                n += 1;
             }
+            lateness.observe_n(handed.saturating_duration_since(due), n);
         }
         // What arrived from anyone else, on any of this thread's legs: one look.
         io.readable(ready);

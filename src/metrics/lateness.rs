@@ -35,13 +35,19 @@ pub struct Local {
 impl Local {
     #[inline]
     pub fn observe(&mut self, late: Duration) {
+        self.observe_n(late, 1);
+    }
+
+    /// `n` frames that were each `late`: the frames of one slot share their due time.
+    #[inline]
+    pub fn observe_n(&mut self, late: Duration, n: u64) {
         let ns = late.as_nanos().min(u64::MAX as u128) as u64;
         let i = BOUNDS_NS
             .iter()
             .position(|&b| ns <= b)
             .unwrap_or(BUCKETS - 1);
-        self.buckets[i] += 1;
-        self.sum_ns = self.sum_ns.saturating_add(ns);
+        self.buckets[i] += n;
+        self.sum_ns = self.sum_ns.saturating_add(ns.saturating_mul(n));
     }
 }
 
@@ -110,5 +116,17 @@ mod tests {
         assert_eq!(snap.buckets, [1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1]);
         assert_eq!(snap.count(), 4);
         assert_eq!(snap.sum_ns, 3_121_500_000);
+    }
+
+    #[test]
+    fn a_slots_frames_counted_at_once_are_as_many_frames() {
+        let (mut one, mut many) = (Local::default(), Local::default());
+        for _ in 0..3 {
+            one.observe(Duration::from_micros(1500));
+        }
+        many.observe_n(Duration::from_micros(1500), 3);
+        many.observe_n(Duration::from_millis(7), 0);
+        assert_eq!(one.buckets, many.buckets);
+        assert_eq!(one.sum_ns, many.sum_ns);
     }
 }

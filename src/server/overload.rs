@@ -17,8 +17,9 @@
 //! interval: a quarter-second in which the SIP work of a burst of new calls took the
 //! cores, and a few visits started late, is not a media thread that cannot keep up
 //! (at 500 new calls a second that blip refused a thousand callers on a machine using
-//! half of its cores). It trips when, over the window, the media threads were busy more
-//! than `overload_busy` ([`BUSY_HIGH`]) of their time, or started more than
+//! half of its cores). It trips when, over the window, the media thread that would take
+//! the next calls (a thread filled to its pack takes none while another has room) was
+//! busy more than `overload_busy` ([`BUSY_HIGH`]) of its time, or started more than
 //! [`LATE_HIGH`] of their visits late while doing real work (late visits alone happen on
 //! any busy machine with three calls up; with few calls the busy share stays near zero),
 //! or when the calls' media is real work and the machine as a whole has no room left
@@ -36,7 +37,7 @@
 //! between admitting a burst and refusing.
 use super::admission::Admission;
 use crate::call::CallServices;
-use crate::call::pump::{MediaPump, PumpStats};
+use crate::call::pump::{MediaPump, PumpStats, ThreadLoad};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -70,22 +71,64 @@ pub const PEAK_MEMORY: Duration = Duration::from_secs(10);
 /// Calm this long before admitting again.
 pub const CLEAR_AFTER: Duration = Duration::from_secs(2);
 
-/// How many times more threads the next second's calls will be spread over than carry
-/// the calls now: busy is the mean of the threads that visit, and a thread filled to its
-/// pack takes no more calls, an idle one takes them (with 2,500 calls on one thread at
-/// busy 0.64 and 500 more a second arriving, the busy thread was judged as if it took
-/// them all, and callers got 503 while a core stood idle). 1 where the pump's shape is
-/// unknown.
-fn spread(s: Sample, grown: usize) -> f64 {
-    if s.threads == 0 || s.pack == 0 || s.threads_with_legs == 0 {
-        return 1.0;
+/// How busy the busiest thread that takes new calls will be once `grown` more have
+/// arrived (at least one: the next call). The pump fills a thread to its pack before the
+/// next gets calls, and gives them to the emptiest once all are full, so that is where
+/// they are placed here; a thread's busy share over the window grows with the legs it
+/// will carry (an idle thread's at the others' cost per leg). A thread that takes no new
+/// call is not judged: refusing calls does not lighten it (its late visits still count).
+/// With the threads' mean instead, 2,500 calls filling one of two threads at busy 0.77
+/// refused every new caller while the other thread, which would have taken them, idled.
+fn receiving_busy(start: &Sample, s: &Sample, grown: usize) -> f64 {
+    let (now, before) = (s.per_thread(), start.per_thread());
+    let pack = if s.pack == 0 { usize::MAX } else { s.pack };
+    let busy: Vec<f64> = now
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let b = before.get(i).copied().unwrap_or_default();
+            let visits = t.visits.saturating_sub(b.visits);
+            if visits == 0 {
+                0.0
+            } else {
+                t.busy_ns.saturating_sub(b.busy_ns) as f64 / (visits as f64 * SLOT_NS)
+            }
+        })
+        .collect();
+    let (carried, legs) = now
+        .iter()
+        .zip(&busy)
+        .filter(|(t, b)| t.legs > 0 && **b > 0.0)
+        .fold((0.0, 0usize), |(c, l), (t, b)| (c + b, l + t.legs));
+    let per_leg = if legs > 0 { carried / legs as f64 } else { 0.0 };
+    let mut added = vec![0usize; now.len()];
+    let mut left = grown.max(1);
+    for (i, t) in now.iter().enumerate() {
+        let k = pack.saturating_sub(t.legs).min(left);
+        added[i] += k;
+        left -= k;
     }
-    let then = (s.legs + grown).div_ceil(s.pack).clamp(1, s.threads);
-    then.max(s.threads_with_legs) as f64 / s.threads_with_legs as f64
+    while left > 0 {
+        let Some(i) = (0..now.len()).min_by_key(|&i| now[i].legs + added[i]) else {
+            break;
+        };
+        added[i] += 1;
+        left -= 1;
+    }
+    now.iter()
+        .zip(&busy)
+        .zip(&added)
+        .filter(|(_, a)| **a > 0)
+        .map(|((t, b), a)| match (t.legs, *b > 0.0) {
+            (0, true) => *b,
+            (legs, true) => b * (legs + a) as f64 / legs as f64,
+            (legs, false) => per_leg * (legs + a) as f64,
+        })
+        .fold(0.0, f64::max)
 }
 
 /// What the detector reads of the pump: monotonic counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Sample {
     pub visits: u64,
     pub busy_ns: u64,
@@ -95,11 +138,24 @@ pub struct Sample {
     pub machine_all: u64,
     /// Calls on the media threads now.
     pub legs: usize,
-    /// Media threads, those carrying legs, and the legs a thread fills to before new
-    /// calls go to the next (0: unknown, every new call lands on the busy threads).
-    pub threads: usize,
-    pub threads_with_legs: usize,
+    /// Each media thread's counters (none: the totals above are one thread's).
+    pub threads: Vec<ThreadLoad>,
+    /// Legs a thread fills to before new calls go to the next (0: no such limit).
     pub pack: usize,
+}
+
+impl Sample {
+    fn per_thread(&self) -> Vec<ThreadLoad> {
+        if self.threads.is_empty() {
+            vec![ThreadLoad {
+                legs: self.legs,
+                visits: self.visits,
+                busy_ns: self.busy_ns,
+            }]
+        } else {
+            self.threads.clone()
+        }
+    }
 }
 
 impl From<PumpStats> for Sample {
@@ -109,8 +165,6 @@ impl From<PumpStats> for Sample {
             busy_ns: s.busy_ns,
             late_visits: s.late_visits,
             legs: s.legs,
-            threads: s.threads,
-            threads_with_legs: s.threads_with_legs,
             pack: s.pack,
             ..Sample::default()
         }
@@ -153,7 +207,7 @@ pub struct Load {
 
 impl Load {
     /// Between two samples; `None` when no visit was made (no calls: the threads sleep).
-    fn between(a: Sample, b: Sample) -> Option<Load> {
+    fn between(a: &Sample, b: &Sample) -> Option<Load> {
         let visits = b.visits.saturating_sub(a.visits);
         (visits > 0).then(|| Load {
             busy: b.busy_ns.saturating_sub(a.busy_ns) as f64 / (visits as f64 * SLOT_NS),
@@ -213,14 +267,14 @@ impl Detector {
 
     /// Takes a sample if the last is [`INTERVAL`] old; true: refuse new calls now.
     pub fn observe(&mut self, now: Instant, s: Sample) -> bool {
-        let Some(&(at, prev)) = self.samples.back() else {
+        let Some((at, prev)) = self.samples.back().cloned() else {
             self.samples.push_back((now, s));
             return false;
         };
         if now.duration_since(at) < INTERVAL {
             return self.refusing();
         }
-        self.samples.push_back((now, s));
+        self.samples.push_back((now, s.clone()));
         // Keep the newest sample at least WINDOW old as the window's start.
         while self.samples.len() > 2
             && self
@@ -230,7 +284,7 @@ impl Detector {
         {
             self.samples.pop_front();
         }
-        let Some(last) = Load::between(prev, s) else {
+        let Some(last) = Load::between(&prev, &s) else {
             // No calls: the threads sleep. Nothing to pace, nothing to refuse for; and
             // the visits before the pause say nothing of the next ones.
             self.load = Load::default();
@@ -242,8 +296,11 @@ impl Detector {
             return false;
         };
         self.load = last;
-        let start = self.samples.front().map_or(s, |(_, f)| *f);
-        let w = Load::between(start, s).unwrap_or(last);
+        let start = self
+            .samples
+            .front()
+            .map_or_else(|| s.clone(), |(_, f)| f.clone());
+        let w = Load::between(&start, &s).unwrap_or(last);
         self.window = w;
         let busy_low = self.busy_high * (BUSY_LOW / BUSY_HIGH);
         let late_needs = LATE_NEEDS_BUSY.min(self.busy_high);
@@ -269,12 +326,13 @@ impl Detector {
         } else {
             1.0
         };
-        let high = w.busy * ahead / spread(s, grown) > self.busy_high
+        let receiving = receiving_busy(&start, &s, grown);
+        let high = receiving > self.busy_high
             || (working && (w.late > LATE_HIGH || machine * ahead > MACHINE_HIGH));
         // Late visits or a full machine while the threads are nearly idle are someone
         // else's doing: they neither trip nor hold the refusal.
         let calm =
-            w.busy < busy_low && (!working || (w.late <= LATE_HIGH && machine <= MACHINE_LOW));
+            receiving < busy_low && (!working || (w.late <= LATE_HIGH && machine <= MACHINE_LOW));
         match self.tripped {
             None if high => {
                 self.tripped = Some(now);
@@ -284,6 +342,7 @@ impl Detector {
                     legs = s.legs,
                     legs_last_second = grown,
                     busy = format_args!("{:.3}", w.busy),
+                    receiving_busy = format_args!("{:.3}", receiving),
                     late_share = format_args!("{:.3}", w.late),
                     machine = format_args!("{:.3}", machine),
                     "the media threads cannot pace more calls: new calls are refused (503)"
@@ -344,6 +403,7 @@ impl Overload {
 
     pub fn sample(&self, pump: &MediaPump) {
         let mut s = Sample::from(pump.stats());
+        s.threads = pump.thread_loads();
         if let Some((busy, all)) = machine_ticks() {
             (s.machine_busy, s.machine_all) = (busy, all);
         }
@@ -395,7 +455,7 @@ mod tests {
             legs: 5_000,
             ..Sample::default()
         };
-        d.observe(Instant::now(), s);
+        d.observe(Instant::now(), s.clone());
         assert!(!run_on(&mut d, &mut s, 0.5, 0.0, 0.8, Duration::from_secs(3)).await);
         (d, s)
     }
@@ -419,7 +479,7 @@ mod tests {
             s.late_visits += (visits as f64 * late).round() as u64;
             s.machine_all += 10;
             s.machine_busy += (10.0 * machine).round() as u64;
-            refused = d.observe(Instant::now(), *s);
+            refused = d.observe(Instant::now(), s.clone());
         }
         refused
     }
@@ -429,7 +489,7 @@ mod tests {
         let mut d = Detector::default();
         let mut s = Sample::default();
         assert!(
-            !d.observe(Instant::now(), s),
+            !d.observe(Instant::now(), s.clone()),
             "the first sample only sets the base"
         );
         assert!(!run(&mut d, &mut s, 0.5, 0.0, Duration::from_secs(2)).await);
@@ -452,7 +512,7 @@ mod tests {
         // calls up, busy 0.40 and 5–8 % of visits late for one interval.
         let mut d = Detector::default();
         let mut s = Sample::default();
-        d.observe(Instant::now(), s);
+        d.observe(Instant::now(), s.clone());
         assert!(!run(&mut d, &mut s, 0.41, 0.01, Duration::from_secs(2)).await);
         assert!(!run(&mut d, &mut s, 0.41, 0.084, Duration::from_millis(250)).await);
         assert!(!run(&mut d, &mut s, 0.41, 0.01, Duration::from_millis(750)).await);
@@ -465,7 +525,7 @@ mod tests {
     async fn late_visits_count_only_when_the_threads_work() {
         let mut d = Detector::default();
         let mut s = Sample::default();
-        d.observe(Instant::now(), s);
+        d.observe(Instant::now(), s.clone());
         // Three calls on a machine busy with something else: late, but not our load.
         assert!(!run(&mut d, &mut s, 0.01, 0.3, Duration::from_secs(2)).await);
         // Real work and late for a second: the threads are losing the race for the cores.
@@ -484,21 +544,27 @@ mod tests {
     async fn samples_closer_than_the_interval_change_nothing() {
         let mut d = Detector::default();
         let mut s = Sample::default();
-        d.observe(Instant::now(), s);
+        d.observe(Instant::now(), s.clone());
         tokio::time::advance(Duration::from_millis(100)).await;
         s.visits += 50;
         s.busy_ns += (50.0 * SLOT_NS) as u64;
-        assert!(!d.observe(Instant::now(), s), "100 ms: not sampled yet");
+        assert!(
+            !d.observe(Instant::now(), s.clone()),
+            "100 ms: not sampled yet"
+        );
         tokio::time::advance(Duration::from_millis(200)).await;
-        assert!(d.observe(Instant::now(), s), "300 ms of full visits");
+        assert!(
+            d.observe(Instant::now(), s.clone()),
+            "300 ms of full visits"
+        );
         // The threads stop (no calls): nothing to refuse for, at the next sample.
         tokio::time::advance(Duration::from_millis(300)).await;
-        assert!(!d.observe(Instant::now(), s));
+        assert!(!d.observe(Instant::now(), s.clone()));
         // Calls again: the window starts afresh, not from before the pause.
         tokio::time::advance(Duration::from_millis(300)).await;
         s.visits += 150;
         s.busy_ns += (150.0 * SLOT_NS * 0.1) as u64;
-        assert!(!d.observe(Instant::now(), s));
+        assert!(!d.observe(Instant::now(), s.clone()));
         assert!((d.window.busy - 0.1).abs() < 1e-9, "{:?}", d.window);
     }
 
@@ -506,7 +572,7 @@ mod tests {
     async fn a_machine_without_room_refuses_while_the_calls_are_real_work() {
         let mut d = Detector::default();
         let mut s = Sample::default();
-        d.observe(Instant::now(), s);
+        d.observe(Instant::now(), s.clone());
         // Real-time threads on time at busy 0.7, the machine full: the client starves.
         assert!(!run_on(&mut d, &mut s, 0.6, 0.0, 0.7, Duration::from_secs(2)).await);
         assert!(run_on(&mut d, &mut s, 0.7, 0.0, 0.95, Duration::from_secs(1)).await);
@@ -542,7 +608,7 @@ mod tests {
         // 500 new calls a second, each adding 0.0001 busy and 0.0001 of the machine.
         let mut d = Detector::default();
         let mut s = Sample::default();
-        d.observe(Instant::now(), s);
+        d.observe(Instant::now(), s.clone());
         let mut tripped_at = None;
         for _ in 0..80 {
             tokio::time::advance(INTERVAL).await;
@@ -553,7 +619,7 @@ mod tests {
             s.busy_ns += (visits as f64 * SLOT_NS * load) as u64;
             s.machine_all += 50;
             s.machine_busy += (50.0 * load).round() as u64;
-            if d.observe(Instant::now(), s) {
+            if d.observe(Instant::now(), s.clone()) {
                 tripped_at = Some(s.legs);
                 break;
             }
@@ -586,40 +652,91 @@ mod tests {
         assert_eq!(d.trips, 1, "1,000 more calls in a second at machine 0.8");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_ramp_that_will_go_to_an_idle_thread_does_not_count_against_the_full_one() {
-        // Two media threads, 2,500 calls fill the first; 500 a second arrive at busy 0.64
-        // (machine 0.6): the next second's go to the second thread.
-        let mut d = Detector::default();
-        let mut s = Sample {
-            legs: 2_000,
-            threads: 2,
-            threads_with_legs: 1,
+    /// As [`run_on`] for two threads: each visits, the first `busy[0]` of its slots
+    /// busy, the second `busy[1]` (a thread without legs does not visit).
+    async fn run_two(
+        d: &mut Detector,
+        s: &mut Sample,
+        busy: [f64; 2],
+        machine: f64,
+        for_: Duration,
+    ) -> bool {
+        let mut refused = false;
+        for _ in 0..(for_.as_millis() / 50) {
+            tokio::time::advance(Duration::from_millis(50)).await;
+            for (t, b) in s.threads.iter_mut().zip(busy) {
+                if t.legs > 0 {
+                    t.visits += 12;
+                    t.busy_ns += (12.0 * SLOT_NS * b) as u64;
+                }
+            }
+            s.legs = s.threads.iter().map(|t| t.legs).sum();
+            s.visits = s.threads.iter().map(|t| t.visits).sum();
+            s.busy_ns = s.threads.iter().map(|t| t.busy_ns).sum();
+            s.machine_all += 10;
+            s.machine_busy += (10.0 * machine).round() as u64;
+            refused = d.observe(Instant::now(), s.clone());
+        }
+        refused
+    }
+
+    fn two_threads(legs: [usize; 2]) -> Sample {
+        Sample {
+            threads: legs
+                .iter()
+                .map(|&legs| ThreadLoad {
+                    legs,
+                    ..ThreadLoad::default()
+                })
+                .collect(),
+            legs: legs.iter().sum(),
             pack: 2_500,
             ..Sample::default()
-        };
-        d.observe(Instant::now(), s);
-        assert!(!run_on(&mut d, &mut s, 0.5, 0.0, 0.5, Duration::from_secs(3)).await);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_thread_busy_past_the_mark_refuses_nobody_while_the_next_has_room() {
+        // One of two threads carries 2,500 calls (its pack) at busy 0.77, on time.
+        let mut d = Detector::default();
+        let mut s = two_threads([2_500, 0]);
+        d.observe(Instant::now(), s.clone());
+        assert!(!run_two(&mut d, &mut s, [0.77, 0.0], 0.6, Duration::from_secs(3)).await);
+        // 500 a second more go to the second thread.
         for _ in 0..4 {
-            s.legs += 125;
-            assert!(!run_on(&mut d, &mut s, 0.64, 0.0, 0.6, INTERVAL).await);
+            s.threads[1].legs += 125;
+            assert!(!run_two(&mut d, &mut s, [0.77, 0.15], 0.7, INTERVAL).await);
         }
         assert_eq!(d.trips, 0, "{:?}", d.window);
-        // The same on two threads that both carry calls: the ramp lands on busy threads.
+        // Both full and busy: the next calls land on busy threads.
         let mut d = Detector::default();
-        let mut s = Sample {
-            legs: 4_000,
-            threads: 2,
-            threads_with_legs: 2,
-            pack: 2_500,
-            ..Sample::default()
-        };
-        d.observe(Instant::now(), s);
-        assert!(!run_on(&mut d, &mut s, 0.6, 0.0, 0.5, Duration::from_secs(3)).await);
-        for _ in 0..4 {
-            s.legs += 250;
-            run_on(&mut d, &mut s, 0.7, 0.0, 0.6, INTERVAL).await;
+        let mut s = two_threads([2_500, 2_500]);
+        d.observe(Instant::now(), s.clone());
+        assert!(run_two(&mut d, &mut s, [0.77, 0.77], 0.7, Duration::from_secs(2)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ramp_is_judged_on_the_thread_that_takes_it() {
+        // The first thread fills towards its pack at 500 calls a second, busy 0.28 per
+        // 1,000 calls (0.7 at its pack): judged as if it took the next second's calls too,
+        // it trips near 2,250 (0.63, and 2,750 ahead: 0.77); with the calls past its pack
+        // going to the second thread, it fills to 2,500 and the second takes the rest.
+        let mut d = Detector::default();
+        let mut s = two_threads([0, 0]);
+        d.observe(Instant::now(), s.clone());
+        for _ in 0..40 {
+            let t0 = &mut s.threads[0];
+            let room = 2_500usize.saturating_sub(t0.legs).min(125);
+            t0.legs += room;
+            s.threads[1].legs += 125 - room;
+            let busy = [
+                0.00028 * s.threads[0].legs as f64,
+                0.00028 * s.threads[1].legs as f64,
+            ];
+            if run_two(&mut d, &mut s, busy, 0.5, INTERVAL).await {
+                break;
+            }
         }
-        assert_eq!(d.trips, 1, "{:?}", d.window);
+        assert!(d.trips == 0 || s.legs > 4_000, "tripped at {:?}", s.threads);
     }
 }
