@@ -68,7 +68,8 @@ const PREFETCH_AHEAD: usize = 4;
 /// every thread that has a leg: at 1,000 calls one thread used 4.21 and 3.83 µs per
 /// packet against 4.51 and 4.91 for two, its lateness no worse (2026-12-03). 2,000: a
 /// thread carried 2,500 legs at 5,000 calls with send lateness p99 0.6 ms and under half
-/// its time busy; the overload signal judges the busiest thread. 2,500 (2026-12-04): at
+/// its time busy; the overload signal judges the thread that takes the next calls
+/// (src/server/overload.rs). 2,500 (2026-12-04): at
 /// 2,500 calls one thread's wake-ups instead of two's, six same-time pairs against 2,000
 /// (one thread with 2,000, the other 500): 0.94 (a build running), 0.99, 0.94, 0.97,
 /// 0.92 and 1.06 the CPU per packet; send lateness p99 0.6–0.8 ms, gap p99.9
