@@ -343,6 +343,17 @@ fn print_suite(
         format!("CPU per packet below SIPp's: {hot_us:.2} µs vs {sipp_us:.2} µs"),
     );
     let goal = at(a.goal_calls);
+    // The figures below are at the calls hotline admitted: where its overload judge
+    // refused part of the goal's calls, they are not the goal's.
+    line(
+        "concurrent_at_goal",
+        goal.map(|r| n(r, "/calls/max_concurrent") >= a.goal_calls as f64),
+        format!(
+            "{} concurrent calls up at once (the figures below are at what was admitted): {:.0} at most",
+            a.goal_calls,
+            goal.map_or(f64::NAN, |r| n(r, "/calls/max_concurrent")),
+        ),
+    );
     line(
         "marks_p99",
         goal.map(|r| {
