@@ -1177,18 +1177,27 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn calls_fill_one_media_thread_before_the_next_then_go_to_the_emptiest() {
+    /// Two media threads that take two legs each before the next, and a hundred ports.
+    fn two_threads_of_two(first_port: u16) -> (MediaPump, super::super::ports::PortPool) {
         let mut pump = MediaPump::start(2, false).expect("pump");
         pump.pack = 2;
-        let pool =
-            super::super::ports::PortPool::new("127.0.0.1".parse().unwrap(), 42300, 42399, true);
+        let ip = "127.0.0.1".parse().unwrap();
+        let pool = super::super::ports::PortPool::new(ip, first_port, first_port + 99, true);
+        (pump, pool)
+    }
+
+    /// A leg sending to nobody in particular, on the next free port.
+    fn add_leg(pump: &MediaPump, pool: &super::super::ports::PortPool, legs: &mut Vec<Leg>) {
+        let port = pool.take().expect("port");
         let to = "127.0.0.1:9".parse().unwrap();
+        legs.push(pump.add(stream_to(to), &VoiceSettings::default(), port));
+    }
+
+    #[tokio::test]
+    async fn calls_fill_one_media_thread_before_the_next_then_go_to_the_emptiest() {
+        let (pump, pool) = two_threads_of_two(42300);
         let mut legs = Vec::new();
-        let add = |legs: &mut Vec<Leg>| {
-            let port = pool.take().expect("port");
-            legs.push(pump.add(stream_to(to), &VoiceSettings::default(), port));
-        };
+        let add = |legs: &mut Vec<Leg>| add_leg(&pump, &pool, legs);
         add(&mut legs);
         assert_eq!(legs_per_thread(&pump, 1).await, vec![1, 0]);
         add(&mut legs);
@@ -1216,16 +1225,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_that_ends_makes_room_at_once_for_the_next() {
-        let mut pump = MediaPump::start(2, false).expect("pump");
-        pump.pack = 2;
-        let pool =
-            super::super::ports::PortPool::new("127.0.0.1".parse().unwrap(), 42400, 42499, true);
-        let to = "127.0.0.1:9".parse().unwrap();
+        let (pump, pool) = two_threads_of_two(42400);
         let mut legs = Vec::new();
-        let add = |legs: &mut Vec<Leg>| {
-            let port = pool.take().expect("port");
-            legs.push(pump.add(stream_to(to), &VoiceSettings::default(), port));
-        };
+        let add = |legs: &mut Vec<Leg>| add_leg(&pump, &pool, legs);
         add(&mut legs);
         add(&mut legs);
         assert_eq!(legs_per_thread(&pump, 2).await, vec![2, 0]);
