@@ -66,8 +66,9 @@ pub struct Config {
     /// Refuse new calls (503) while the media threads cannot pace the ones they have
     /// (`src/server/overload.rs`).
     pub overload_refuse: bool,
-    /// The share of their time the media threads may spend visiting calls before new
-    /// calls are refused (0.75; lower on a machine whose cores other work needs).
+    /// The share of its time the media thread that would take the next calls may spend
+    /// visiting calls before new calls are refused (0.75; lower on a machine whose cores
+    /// other work needs).
     pub overload_busy: Share,
     /// `GET /metrics`, and timing every RTP frame sent for its lateness histogram;
     /// false turns both off (to measure what they cost).
