@@ -219,6 +219,27 @@ pub struct PumpStats {
 #[repr(align(128))]
 struct Handed(AtomicUsize);
 
+/// The thread a new leg goes to, given each thread's legs: the first with fewer than
+/// `pack`, else the one with the fewest. The pump places by it, and the overload judge
+/// (src/server/overload.rs) foresees where the next calls go by it.
+pub fn place(legs: &[usize], pack: usize) -> usize {
+    let all = 0..legs.len();
+    all.clone()
+        .find(|&i| legs[i] < pack)
+        .or_else(|| all.min_by_key(|&i| legs[i]))
+        .unwrap_or(0)
+}
+
+/// The share of its time a thread spent visiting over `visits` visits (one is due every
+/// slot) that took `busy_ns` of its CPU; 0 without visits.
+pub fn busy_share(busy_ns: u64, visits: u64) -> f64 {
+    if visits == 0 {
+        0.0
+    } else {
+        busy_ns as f64 / (visits as f64 * SLOT.as_nanos() as f64)
+    }
+}
+
 /// One media thread's counters, for the overload judge.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ThreadLoad {
@@ -323,12 +344,8 @@ impl MediaPump {
     /// The thread a new leg goes to: the first with fewer than `pack` legs, else the
     /// one with the fewest; legs as handed out and dropped, not as taken.
     fn pick_shard(&self) -> usize {
-        let legs = |i: &usize| self.handed[*i].0.load(Relaxed);
-        let all = 0..self.shards.len();
-        all.clone()
-            .find(|i| legs(i) < self.pack)
-            .or_else(|| all.min_by_key(legs))
-            .unwrap_or(0)
+        let legs: Vec<usize> = self.handed.iter().map(|h| h.0.load(Relaxed)).collect();
+        place(&legs, self.pack)
     }
 
     /// The datagram path in use: `io_uring` or `sendto`.

@@ -225,11 +225,9 @@ impl http::Health for MediaHealth {
             s.rtp_send_errors,
             s.late_visits,
             self.0.pump.io_path(),
-            // The busiest thread's share of its time spent visiting, since start: a
-            // visit is due every slot (this said 2 ms after slots became 4 ms, and
-            // showed twice the share).
-            s.busiest_busy_ns as f64
-                / (s.busiest_visits.max(1) as f64 * crate::call::pump::SLOT.as_nanos() as f64),
+            // The busiest thread's share of its time spent visiting, since start (a copy
+            // of the formula here said 2 ms slots after they became 4 ms: twice the share).
+            crate::call::pump::busy_share(s.busiest_busy_ns, s.busiest_visits),
         )
     }
 }

@@ -37,7 +37,7 @@
 //! between admitting a burst and refusing.
 use super::admission::Admission;
 use crate::call::CallServices;
-use crate::call::pump::{MediaPump, PumpStats, ThreadLoad};
+use crate::call::pump::{MediaPump, PumpStats, ThreadLoad, busy_share, place};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,8 +48,6 @@ use tokio_util::sync::CancellationToken;
 pub const INTERVAL: Duration = Duration::from_millis(250);
 /// The span a decision looks at: four samples.
 pub const WINDOW: Duration = Duration::from_secs(1);
-/// One visit is due every slot: the share of that time spent visiting.
-const SLOT_NS: f64 = crate::call::pump::SLOT.as_nanos() as f64;
 /// Busier than this and a thread has no room for more calls' sends: a few more calls,
 /// or the client's share of the core, and visits start late.
 pub const BUSY_HIGH: f64 = 0.75;
@@ -87,12 +85,10 @@ fn receiving_busy(start: &Sample, s: &Sample, grown: usize) -> f64 {
         .enumerate()
         .map(|(i, t)| {
             let b = before.get(i).copied().unwrap_or_default();
-            let visits = t.visits.saturating_sub(b.visits);
-            if visits == 0 {
-                0.0
-            } else {
-                t.busy_ns.saturating_sub(b.busy_ns) as f64 / (visits as f64 * SLOT_NS)
-            }
+            busy_share(
+                t.busy_ns.saturating_sub(b.busy_ns),
+                t.visits.saturating_sub(b.visits),
+            )
         })
         .collect();
     let (carried, legs) = now
@@ -101,24 +97,15 @@ fn receiving_busy(start: &Sample, s: &Sample, grown: usize) -> f64 {
         .filter(|(t, b)| t.legs > 0 && **b > 0.0)
         .fold((0.0, 0usize), |(c, l), (t, b)| (c + b, l + t.legs));
     let per_leg = if legs > 0 { carried / legs as f64 } else { 0.0 };
-    let mut added = vec![0usize; now.len()];
-    let mut left = grown.max(1);
-    for (i, t) in now.iter().enumerate() {
-        let k = pack.saturating_sub(t.legs).min(left);
-        added[i] += k;
-        left -= k;
-    }
-    while left > 0 {
-        let Some(i) = (0..now.len()).min_by_key(|&i| now[i].legs + added[i]) else {
-            break;
-        };
-        added[i] += 1;
-        left -= 1;
+    let mut then: Vec<usize> = now.iter().map(|t| t.legs).collect();
+    for _ in 0..grown.max(1) {
+        let i = place(&then, pack);
+        then[i] += 1;
     }
     now.iter()
         .zip(&busy)
-        .zip(&added)
-        .filter(|(_, a)| **a > 0)
+        .zip(then.iter().zip(now.iter()).map(|(n, t)| n - t.legs))
+        .filter(|(_, a)| *a > 0)
         .map(|((t, b), a)| match (t.legs, *b > 0.0) {
             (0, true) => *b,
             (legs, true) => b * (legs + a) as f64 / legs as f64,
@@ -210,7 +197,7 @@ impl Load {
     fn between(a: &Sample, b: &Sample) -> Option<Load> {
         let visits = b.visits.saturating_sub(a.visits);
         (visits > 0).then(|| Load {
-            busy: b.busy_ns.saturating_sub(a.busy_ns) as f64 / (visits as f64 * SLOT_NS),
+            busy: busy_share(b.busy_ns.saturating_sub(a.busy_ns), visits),
             late: b.late_visits.saturating_sub(a.late_visits) as f64 / visits as f64,
             machine: {
                 let all = b.machine_all.saturating_sub(a.machine_all);
@@ -441,6 +428,9 @@ impl Overload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A visit is due every slot.
+    const SLOT_NS: f64 = crate::call::pump::SLOT.as_nanos() as f64;
 
     /// A thread visiting, each visit taking `busy` of its slot, `late`
     /// of them late, for `for_` (advances the paused clock).
