@@ -300,6 +300,8 @@ impl Flowing {
             let mut filed_by_state: HashMap<String, u32> = HashMap::new();
             let mut transfer_id: Option<u64> = None;
             let mut pending: VecDeque<Event> = VecDeque::new();
+            // The deadline the leg's alarm is set to (Leg::alarm).
+            let mut alarm: Option<Instant> = None;
             // Dropped with the call: a lookup nobody waits for any more is not finished.
             let mut lookups: tokio::task::JoinSet<(u64, String, LookupResult)> =
                 tokio::task::JoinSet::new();
@@ -411,6 +413,20 @@ impl Flowing {
                 }
 
                 let wake = session.poll_timeout().map(Instant::from_std);
+                if wake != alarm {
+                    leg.alarm(wake.map(Instant::into_std));
+                    alarm = wake;
+                }
+                // The leg's alarm fires the flow's timer; tokio's only if the media thread
+                // has not within ALARM_BACKSTOP (a stalled machine), or at once for a
+                // deadline already past.
+                let backstop = wake.map(|w| {
+                    if w <= Instant::now() {
+                        w
+                    } else {
+                        crate::timers::coarse(w + ALARM_BACKSTOP)
+                    }
+                });
                 tokio::select! {
                     ev = events.recv() => {
                         let now = Instant::now();
@@ -485,14 +501,20 @@ impl Flowing {
                     }
                     Some(m) = leg.events.recv() => {
                         let at = Instant::from_std(m.at);
-                        if started {
-                            let when = m.at;
-                            let event = m.event();
+                        if m.is_alarm() {
+                            if alarm == Some(at) {
+                                alarm = None;
+                            }
+                            let now = Instant::now();
+                            if wake.is_some_and(|w| w <= now) {
+                                session.handle_timeout(now.into_std());
+                            }
+                        } else if started && let Some(event) = m.event() {
                             record.voice_or_key(at.duration_since(answered).as_millis() as i64, &event);
-                            session.handle(event, when);
+                            session.handle(event, at.into_std());
                         }
                     }
-                    _ = sleep_opt(wake) => {
+                    _ = sleep_opt(backstop) => {
                         session.handle_timeout(Instant::now().into_std());
                     }
                     _ = polite_end.cancelled(), if placed && !polite_asked => {
@@ -567,6 +589,10 @@ async fn next_done(done: &mut Option<(mpsc::Sender<Done>, mpsc::Receiver<Done>)>
         None => std::future::pending().await,
     }
 }
+
+/// How long past a flow timer's deadline tokio fires it if the media thread's alarm
+/// has not: the alarm comes within a slot (4 ms) while the media threads keep time.
+const ALARM_BACKSTOP: std::time::Duration = std::time::Duration::from_millis(100);
 
 async fn sleep_opt(at: Option<Instant>) {
     match at {

@@ -325,7 +325,14 @@ impl CallTask {
     fn finish(&mut self, grace: Duration) {
         self.phase = Phase::Done;
         self.ack_wait = None;
-        self.linger_until = Some(Instant::now() + grace);
+        let until = Instant::now() + grace;
+        // A lingering call absorbs retransmissions; a little longer costs nothing, and
+        // calls that end near each other then free their state at one wake-up.
+        self.linger_until = Some(if grace.is_zero() {
+            until
+        } else {
+            crate::timers::coarse(until)
+        });
     }
 
     // ---- responses we send -------------------------------------------------
