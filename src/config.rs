@@ -70,6 +70,12 @@ pub struct Config {
     /// visiting calls before new calls are refused (0.75; lower on a machine whose cores
     /// other work needs).
     pub overload_busy: Share,
+    /// The share of the whole machine's CPU time (every CPU, every program) above which
+    /// new calls are refused while the media threads carry real work (0.85): room for
+    /// the SIP work and the programs around hotline, which real-time media threads
+    /// starve first. 1 turns it off: a machine hotline has to itself, or a measurement
+    /// whose own programs are not load hotline should shed calls for.
+    pub overload_machine: Share,
     /// `GET /metrics`, and timing every RTP frame sent for its lateness histogram;
     /// false turns both off (to measure what they cost).
     pub metrics: bool,
@@ -170,6 +176,7 @@ impl Default for Config {
             rtp_send_socket: true,
             overload_refuse: true,
             overload_busy: Share(crate::server::overload::BUSY_HIGH),
+            overload_machine: Share(crate::server::overload::MACHINE_HIGH),
             metrics: true,
             ops_token_file: None,
             timezone: crate::flow::clock::DEFAULT_TIME_ZONE.into(),

@@ -144,7 +144,11 @@ pub use admission::rings;
 /// Admission shared by the accept loop and the ops HTTP.
 pub fn admission(cfg: &Config) -> Arc<Admission> {
     let mut a = Admission::new(cfg.max_calls, cfg.queue_max, cfg.queue_max_wait);
-    a.overload = overload::Overload::with_busy_high(cfg.overload_refuse, cfg.overload_busy.0);
+    a.overload = overload::Overload::with_marks(
+        cfg.overload_refuse,
+        cfg.overload_busy.0,
+        cfg.overload_machine.0,
+    );
     Arc::new(a)
 }
 

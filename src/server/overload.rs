@@ -212,6 +212,9 @@ pub struct Detector {
     /// Busier than this trips ([`BUSY_HIGH`] unless `overload_busy` says otherwise);
     /// calm is below [`BUSY_LOW`] scaled alike.
     busy_high: f64,
+    /// The machine's share that trips ([`MACHINE_HIGH`] unless `overload_machine` says
+    /// otherwise); calm is below [`MACHINE_LOW`] scaled alike. 1: never.
+    machine_high: f64,
     /// Samples of the last [`WINDOW`], oldest first, and the one before them.
     samples: VecDeque<(Instant, Sample)>,
     /// Refusing since; and since when it has been calm.
@@ -235,8 +238,13 @@ impl Default for Detector {
 
 impl Detector {
     pub fn new(busy_high: f64) -> Detector {
+        Detector::with_machine(busy_high, MACHINE_HIGH)
+    }
+
+    pub fn with_machine(busy_high: f64, machine_high: f64) -> Detector {
         Detector {
             busy_high,
+            machine_high,
             samples: VecDeque::with_capacity(8),
             tripped: None,
             calm_since: None,
@@ -291,6 +299,9 @@ impl Detector {
         self.window = w;
         let busy_low = self.busy_high * (BUSY_LOW / BUSY_HIGH);
         let late_needs = LATE_NEEDS_BUSY.min(self.busy_high);
+        let machine_low = self.machine_high * (MACHINE_LOW / MACHINE_HIGH);
+        // At 1 the machine never trips (a share is at most 1) nor holds a refusal.
+        let machine_counts = self.machine_high < 1.0;
         let working = w.busy > late_needs;
         let machine = w.machine.unwrap_or(0.0);
         // While calls pour in, the window is a second behind: judge the load the next
@@ -315,11 +326,12 @@ impl Detector {
         };
         let receiving = receiving_busy(&start, &s, grown);
         let high = receiving > self.busy_high
-            || (working && (w.late > LATE_HIGH || machine * ahead > MACHINE_HIGH));
+            || (working
+                && (w.late > LATE_HIGH || (machine_counts && machine * ahead > self.machine_high)));
         // Late visits or a full machine while the threads are nearly idle are someone
         // else's doing: they neither trip nor hold the refusal.
-        let calm =
-            receiving < busy_low && (!working || (w.late <= LATE_HIGH && machine <= MACHINE_LOW));
+        let calm = receiving < busy_low
+            && (!working || (w.late <= LATE_HIGH && (!machine_counts || machine <= machine_low)));
         match self.tripped {
             None if high => {
                 self.tripped = Some(now);
@@ -377,14 +389,15 @@ pub struct Overload {
 
 impl Overload {
     pub fn new(enabled: bool) -> Overload {
-        Overload::with_busy_high(enabled, BUSY_HIGH)
+        Overload::with_marks(enabled, BUSY_HIGH, MACHINE_HIGH)
     }
 
-    /// `overload_busy`: the busy share that trips the refusal.
-    pub fn with_busy_high(enabled: bool, busy_high: f64) -> Overload {
+    /// `overload_busy` and `overload_machine`: the busy share and the machine's share
+    /// that trip the refusal.
+    pub fn with_marks(enabled: bool, busy_high: f64, machine_high: f64) -> Overload {
         Overload {
             enabled,
-            detector: Mutex::new(Detector::new(busy_high)),
+            detector: Mutex::new(Detector::with_machine(busy_high, machine_high)),
         }
     }
 
@@ -573,6 +586,54 @@ mod tests {
         // A build fills the machine while three calls are up: not our load.
         assert!(!run_on(&mut d, &mut s, 0.02, 0.0, 1.0, Duration::from_secs(3)).await);
         assert_eq!(d.trips, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overload_machine_sets_the_machine_mark_and_at_1_leaves_only_the_threads() {
+        // A full machine, the threads on time: refused at the default mark, not at 1.
+        let mut off = Detector::with_machine(BUSY_HIGH, 1.0);
+        let mut lower = Detector::with_machine(BUSY_HIGH, 0.6);
+        let (mut s_off, mut s_lower) = (Sample::default(), Sample::default());
+        off.observe(Instant::now(), s_off.clone());
+        lower.observe(Instant::now(), s_lower.clone());
+        assert!(!run_on(&mut off, &mut s_off, 0.6, 0.0, 1.0, Duration::from_secs(3)).await);
+        assert!(
+            run_on(
+                &mut lower,
+                &mut s_lower,
+                0.6,
+                0.0,
+                0.7,
+                Duration::from_secs(2)
+            )
+            .await
+        );
+        // Calm is below the mark scaled as the default's (0.6 × 0.75 / 0.85 ≈ 0.53).
+        assert!(
+            run_on(
+                &mut lower,
+                &mut s_lower,
+                0.55,
+                0.0,
+                0.56,
+                Duration::from_secs(4)
+            )
+            .await
+        );
+        assert!(
+            !run_on(
+                &mut lower,
+                &mut s_lower,
+                0.55,
+                0.0,
+                0.45,
+                Duration::from_secs(4)
+            )
+            .await
+        );
+        // Off, the threads still trip it.
+        assert!(run_on(&mut off, &mut s_off, 0.9, 0.0, 1.0, Duration::from_secs(2)).await);
+        assert_eq!((off.trips, lower.trips), (1, 1));
     }
 
     #[test]
