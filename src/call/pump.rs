@@ -44,7 +44,7 @@ use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -77,6 +77,16 @@ const PREFETCH_AHEAD: usize = 4;
 /// 0.92 and 1.06 the CPU per packet; send lateness p99 0.6–0.8 ms, gap p99.9
 /// 20.6–21.6 ms either way.
 const PACK_LEGS: usize = 2_500;
+/// A thread that spent more than this share of its last second visiting takes no new
+/// calls while another has room, whatever its legs; below [`PACK_REOPEN`] it takes them
+/// again. Why: [`PACK_LEGS`] was measured where 2,500 calls kept a thread under half
+/// busy; on a machine twice as dear per system call the same thread was busy 0.76, and
+/// the lines' redials, placed on it below its pack, were refused by the overload's busy
+/// mark (0.75) while the second thread idled (1,729 of 5,327 calls, 2026-12-04).
+const PACK_BUSY: f64 = 0.6;
+const PACK_REOPEN: f64 = 0.5;
+/// Visits a thread's busy share is judged over for [`PACK_BUSY`]: one second.
+const PACK_JUDGED_OVER: u32 = 250;
 
 /// Reads in a row that find nothing before a caller counts as silent.
 const QUIET_AFTER: u8 = 5;
@@ -201,6 +211,8 @@ struct Counters {
     visits: AtomicU64,
     busy_ns: AtomicU64,
     legs: AtomicUsize,
+    /// Past [`PACK_BUSY`]: new calls go elsewhere while another thread is open.
+    closed: AtomicBool,
     lateness: lateness::Shared,
 }
 
@@ -231,13 +243,30 @@ pub struct PumpStats {
 #[repr(align(128))]
 struct Handed(AtomicUsize);
 
-/// The thread a new leg goes to, given each thread's legs: the first with fewer than
-/// `pack`, else the one with the fewest. The pump places by it, and the overload judge
-/// (src/server/overload.rs) foresees where the next calls go by it.
-pub fn place(legs: &[usize], pack: usize) -> usize {
+/// Whether a thread busy `share` of its last second is closed to new calls, given
+/// whether it was: past [`PACK_BUSY`] it closes, below [`PACK_REOPEN`] it opens, and in
+/// between it stays as it was, so that a thread near the mark does not flap.
+fn stays_closed(was: bool, share: f64) -> bool {
+    if share > PACK_BUSY {
+        true
+    } else if share < PACK_REOPEN {
+        false
+    } else {
+        was
+    }
+}
+
+/// The thread a new leg goes to, given each thread's legs and whether it is closed
+/// ([`PACK_BUSY`]): the first open one with fewer than `pack`, else the open one with
+/// the fewest, else (all closed) the one with the fewest. The pump places by it, and
+/// the overload judge (src/server/overload.rs) foresees where the next calls go by it.
+pub fn place(legs: &[usize], closed: &[bool], pack: usize) -> usize {
     let all = 0..legs.len();
+    let open = |i: &usize| !closed.get(*i).copied().unwrap_or(false);
     all.clone()
+        .filter(open)
         .find(|&i| legs[i] < pack)
+        .or_else(|| all.clone().filter(open).min_by_key(|&i| legs[i]))
         .or_else(|| all.min_by_key(|&i| legs[i]))
         .unwrap_or(0)
 }
@@ -256,6 +285,9 @@ pub fn busy_share(busy_ns: u64, visits: u64) -> f64 {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ThreadLoad {
     pub legs: usize,
+    /// Busier than [`PACK_BUSY`] over its last second: takes no new calls while
+    /// another thread is open.
+    pub closed: bool,
     pub visits: u64,
     pub busy_ns: u64,
 }
@@ -357,7 +389,12 @@ impl MediaPump {
     /// one with the fewest; legs as handed out and dropped, not as taken.
     fn pick_shard(&self) -> usize {
         let legs: Vec<usize> = self.handed.iter().map(|h| h.0.load(Relaxed)).collect();
-        place(&legs, self.pack)
+        let closed: Vec<bool> = self
+            .counters
+            .iter()
+            .map(|c| c.closed.load(Relaxed))
+            .collect();
+        place(&legs, &closed, self.pack)
     }
 
     /// The datagram path in use: `io_uring` or `sendto`.
@@ -418,6 +455,7 @@ impl MediaPump {
             .iter()
             .map(|c| ThreadLoad {
                 legs: c.legs.load(Relaxed),
+                closed: c.closed.load(Relaxed),
                 visits: c.visits.load(Relaxed),
                 busy_ns: c.busy_ns.load(Relaxed),
             })
@@ -701,6 +739,9 @@ struct Shard {
     /// The legs' alarms by time, earliest first; an entry whose leg has since set
     /// another (or ended) is dropped when it comes up.
     alarms: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Visits and their CPU time since the busy share was last judged ([`PACK_BUSY`]).
+    judged_visits: u32,
+    judged_busy_ns: u64,
     /// What the visit's legs tell their tasks, sent when the visit's datagrams are
     /// done: a task woken mid-visit ran on the other CPU and the async worker went back
     /// to sleep before the next event of the same visit woke it again.
@@ -729,6 +770,8 @@ impl Shard {
             dues: Vec::with_capacity(1024),
             latched_now: Vec::new(),
             alarms: BinaryHeap::new(),
+            judged_visits: 0,
+            judged_busy_ns: 0,
             told: Vec::with_capacity(64),
         }
     }
@@ -747,6 +790,8 @@ impl Shard {
         loop {
             if self.legs.is_empty() {
                 // No calls: sleep until one comes rather than wake 250 times a second.
+                self.counters.closed.store(false, Relaxed);
+                (self.judged_visits, self.judged_busy_ns) = (0, 0);
                 let Ok(c) = self.rx.recv() else { return };
                 self.visit = self.slots_since_epoch(Instant::now());
                 self.apply(c);
@@ -1100,6 +1145,14 @@ impl Shard {
             }
         }
         counters.lateness.flush(lateness);
+        self.judged_visits += 1;
+        self.judged_busy_ns += busy;
+        if self.judged_visits >= PACK_JUDGED_OVER {
+            let share = busy_share(self.judged_busy_ns, u64::from(self.judged_visits));
+            let closed = &self.counters.closed;
+            closed.store(stays_closed(closed.load(Relaxed), share), Relaxed);
+            (self.judged_visits, self.judged_busy_ns) = (0, 0);
+        }
     }
 }
 
@@ -1251,6 +1304,23 @@ mod tests {
     }
 
     /// The legs each thread has taken, once they add up to `n`.
+    /// Open threads fill to their pack in order, then the open one with the fewest
+    /// takes the next; a closed thread (past PACK_BUSY) takes none while one is open,
+    /// however few its legs; all closed, the fewest.
+    #[test]
+    fn a_new_leg_goes_to_an_open_thread_with_room_then_the_emptiest_open_one() {
+        assert_eq!(place(&[10, 0], &[false, false], 100), 0);
+        assert_eq!(place(&[100, 0], &[false, false], 100), 1);
+        assert_eq!(place(&[100, 120], &[false, false], 100), 0);
+        assert_eq!(place(&[10, 0], &[true, false], 100), 1);
+        assert_eq!(place(&[10, 150], &[true, false], 100), 1);
+        assert_eq!(place(&[10, 150], &[true, true], 100), 0);
+        assert_eq!(place(&[10, 150], &[], 100), 0);
+        // Closing and opening, with a band between that keeps what was.
+        assert!(stays_closed(false, 0.61) && stays_closed(true, 0.55));
+        assert!(!stays_closed(false, 0.55) && !stays_closed(true, 0.49));
+    }
+
     async fn legs_per_thread(pump: &MediaPump, n: usize) -> Vec<usize> {
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {

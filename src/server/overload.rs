@@ -98,8 +98,9 @@ fn receiving_busy(start: &Sample, s: &Sample, grown: usize) -> f64 {
         .fold((0.0, 0usize), |(c, l), (t, b)| (c + b, l + t.legs));
     let per_leg = if legs > 0 { carried / legs as f64 } else { 0.0 };
     let mut then: Vec<usize> = now.iter().map(|t| t.legs).collect();
+    let closed: Vec<bool> = now.iter().map(|t| t.closed).collect();
     for _ in 0..grown.max(1) {
-        let i = place(&then, pack);
+        let i = place(&then, &closed, pack);
         then[i] += 1;
     }
     now.iter()
@@ -136,6 +137,7 @@ impl Sample {
         if self.threads.is_empty() {
             vec![ThreadLoad {
                 legs: self.legs,
+                closed: false,
                 visits: self.visits,
                 busy_ns: self.busy_ns,
             }]
@@ -764,6 +766,34 @@ mod tests {
         let mut s = two_threads([2_500, 2_500]);
         d.observe(Instant::now(), s.clone());
         assert!(run_two(&mut d, &mut s, [0.77, 0.77], 0.7, Duration::from_secs(2)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_thread_below_its_pack_is_not_judged_for_the_redials() {
+        // The lines' redial wave: the first thread, busy 0.76 with 2,500 calls, loses 500
+        // of them and the redials come. Open, it would take them and trip the busy mark
+        // (1,729 refused on 2026-12-04); closed (past PACK_BUSY), they go to the second.
+        for (closed, refused) in [(false, true), (true, false)] {
+            let mut d = Detector::default();
+            let mut s = two_threads([2_500, 0]);
+            s.threads[0].closed = closed;
+            d.observe(Instant::now(), s.clone());
+            assert!(!run_two(&mut d, &mut s, [0.76, 0.0], 0.6, Duration::from_secs(2)).await);
+            s.threads[0].legs -= 500;
+            s.legs -= 500;
+            let mut tripped = false;
+            for _ in 0..4 {
+                if closed {
+                    s.threads[1].legs += 125;
+                } else {
+                    s.threads[0].legs += 125;
+                }
+                s.legs += 125;
+                let second = if closed { 0.05 } else { 0.0 };
+                tripped |= run_two(&mut d, &mut s, [0.76, second], 0.7, INTERVAL).await;
+            }
+            assert_eq!(tripped, refused, "closed {closed}: {:?}", d.window);
+        }
     }
 
     #[tokio::test(start_paused = true)]
