@@ -72,11 +72,14 @@ pub const CLEAR_AFTER: Duration = Duration::from_secs(2);
 /// How busy the busiest thread that takes new calls will be once `grown` more have
 /// arrived (at least one: the next call). The pump fills a thread to its pack before the
 /// next gets calls, and gives them to the emptiest once all are full, so that is where
-/// they are placed here; a thread's busy share over the window grows with the legs it
-/// will carry (an idle thread's at the others' cost per leg). A thread that takes no new
+/// they are placed here (a thread past the pump's PACK_BUSY takes none while another is
+/// open); a thread's busy share grows by the pump's cost per leg, all threads' legs
+/// over all their busy share, for each call it will take. A thread that takes no new
 /// call is not judged: refusing calls does not lighten it (its late visits still count).
 /// With the threads' mean instead, 2,500 calls filling one of two threads at busy 0.77
 /// refused every new caller while the other thread, which would have taken them, idled.
+/// With a thread's own cost per leg, a thread just opened to a ramp (a few young legs
+/// and its wake-ups) was projected to 1.3 of its time and refused the ramp, 2026-12-04.
 fn receiving_busy(start: &Sample, s: &Sample, grown: usize) -> f64 {
     let (now, before) = (s.per_thread(), start.per_thread());
     let pack = if s.pack == 0 { usize::MAX } else { s.pack };
@@ -109,7 +112,7 @@ fn receiving_busy(start: &Sample, s: &Sample, grown: usize) -> f64 {
         .filter(|(_, a)| *a > 0)
         .map(|((t, b), a)| match (t.legs, *b > 0.0) {
             (0, true) => *b,
-            (legs, true) => b * (legs + a) as f64 / legs as f64,
+            (_, true) => b + per_leg * a as f64,
             (legs, false) => per_leg * (legs + a) as f64,
         })
         .fold(0.0, f64::max)
@@ -794,6 +797,31 @@ mod tests {
             }
             assert_eq!(tripped, refused, "closed {closed}: {:?}", d.window);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_thread_just_opened_to_a_ramp_is_judged_at_the_pumps_cost_per_leg() {
+        // A ramp of 500 calls a second fills the first thread to 1,875 calls at busy 0.6,
+        // where it closes; the second takes the next 125, young (read every visit, not
+        // yet latched) and its wake-ups: busy 0.3. At its own cost per leg, with the
+        // second's 500 calls ahead, that is 1.5 of its time (1.3 was seen on 2026-12-04);
+        // at the pump's, 0.53.
+        let mut d = Detector::default();
+        let mut s = two_threads([1_500, 0]);
+        d.observe(Instant::now(), s.clone());
+        assert!(!run_two(&mut d, &mut s, [0.5, 0.0], 0.6, Duration::from_secs(2)).await);
+        for _ in 0..3 {
+            s.threads[0].legs += 125;
+            assert!(!run_two(&mut d, &mut s, [0.6, 0.0], 0.6, INTERVAL).await);
+        }
+        s.threads[0].closed = true;
+        for _ in 0..4 {
+            s.threads[1].legs += 125;
+            let b1 = 0.3 + 0.0003 * s.threads[1].legs as f64;
+            let refused = run_two(&mut d, &mut s, [0.6, b1], 0.6, INTERVAL).await;
+            assert!(!refused, "{:?} {:?}", s.threads, d.window);
+        }
+        assert_eq!(d.trips, 0);
     }
 
     #[tokio::test(start_paused = true)]
