@@ -5,7 +5,8 @@
 //! is cut into [`SLOTS`] slots; a call joins the slot with the fewest calls and its
 //! send schedule is aligned to that slot, so the thread visits each call once per
 //! frame: it sends the one frame due, reads whatever the caller sent, and tells the
-//! call's task only what the flow must hear (voice, keys, a prompt done). At 5,000
+//! call's task only what the flow must hear (voice, keys, a prompt done, its timer
+//! due: [`Leg::alarm`]), all of a visit's news at once when its datagrams are done. At 5,000
 //! calls that is 250 thread wake-ups a second per pump thread instead of 250,000 task
 //! wake-ups, and no timer per call. A new call goes to the first thread with fewer
 //! than [`PACK_LEGS`] calls: a thread with no calls sleeps, and a few hundred calls do
