@@ -111,8 +111,14 @@ pub fn run(a: &Args) -> Result<(), String> {
             // their CPU tripped the overload at the lines' redial wave (machine 0.94,
             // 2,201 of 5,253 calls refused, 424 left up for the last rounds), and the
             // ratio was of fewer calls than the floor's sockets. The media threads'
-            // own signals (busy, late visits) still judge.
-            one.settings.push("overload_machine: 1".into());
+            // own signals (busy, late visits) still judge. A `--setting` of the user's wins.
+            if !one
+                .settings
+                .iter()
+                .any(|l| l.trim_start().starts_with("overload_machine"))
+            {
+                one.settings.push("overload_machine: 1".into());
+            }
             beside = super::run(&one)?;
         }
     }
