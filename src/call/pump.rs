@@ -87,7 +87,7 @@ const PACK_LEGS: usize = 2_500;
 const PACK_BUSY: f64 = 0.6;
 const PACK_REOPEN: f64 = 0.5;
 /// Visits a thread's busy share is judged over for [`PACK_BUSY`]: one second.
-const PACK_JUDGED_OVER: u32 = 250;
+const PACK_JUDGED_OVER: u32 = (1_000_000_000 / SLOT.as_nanos()) as u32;
 
 /// Reads in a row that find nothing before a caller counts as silent.
 const QUIET_AFTER: u8 = 5;

@@ -110,10 +110,13 @@ fn receiving_busy(start: &Sample, s: &Sample, grown: usize) -> f64 {
         .zip(&busy)
         .zip(then.iter().zip(now.iter()).map(|(n, t)| n - t.legs))
         .filter(|(_, a)| *a > 0)
-        .map(|((t, b), a)| match (t.legs, *b > 0.0) {
-            (0, true) => *b,
-            (_, true) => b + per_leg * a as f64,
-            (legs, false) => per_leg * (legs + a) as f64,
+        // A thread not yet visited over the window is costed wholly at the pump's rate.
+        .map(|((t, b), a)| {
+            if *b > 0.0 {
+                b + per_leg * a as f64
+            } else {
+                per_leg * (t.legs + a) as f64
+            }
         })
         .fold(0.0, f64::max)
 }
@@ -237,16 +240,13 @@ pub struct Detector {
 
 impl Default for Detector {
     fn default() -> Detector {
-        Detector::new(BUSY_HIGH)
+        Detector::new(BUSY_HIGH, MACHINE_HIGH)
     }
 }
 
 impl Detector {
-    pub fn new(busy_high: f64) -> Detector {
-        Detector::with_machine(busy_high, MACHINE_HIGH)
-    }
-
-    pub fn with_machine(busy_high: f64, machine_high: f64) -> Detector {
+    /// `overload_busy` and `overload_machine`'s marks.
+    pub fn new(busy_high: f64, machine_high: f64) -> Detector {
         Detector {
             busy_high,
             machine_high,
@@ -402,7 +402,7 @@ impl Overload {
     pub fn with_marks(enabled: bool, busy_high: f64, machine_high: f64) -> Overload {
         Overload {
             enabled,
-            detector: Mutex::new(Detector::with_machine(busy_high, machine_high)),
+            detector: Mutex::new(Detector::new(busy_high, machine_high)),
         }
     }
 
@@ -596,8 +596,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn overload_machine_sets_the_machine_mark_and_at_1_leaves_only_the_threads() {
         // A full machine, the threads on time: refused at the default mark, not at 1.
-        let mut off = Detector::with_machine(BUSY_HIGH, 1.0);
-        let mut lower = Detector::with_machine(BUSY_HIGH, 0.6);
+        let mut off = Detector::new(BUSY_HIGH, 1.0);
+        let mut lower = Detector::new(BUSY_HIGH, 0.6);
         let (mut s_off, mut s_lower) = (Sample::default(), Sample::default());
         off.observe(Instant::now(), s_off.clone());
         lower.observe(Instant::now(), s_lower.clone());
