@@ -101,7 +101,7 @@ fn refusals(e: &mut DescriptorEncoder) -> Res {
     counters(
         e,
         "hotline_calls_refused",
-        "Calls refused with 503 after the guard let them in, by reason: no_rtp_port, media_overload (the media threads could not pace another call; refused before any call record)",
+        "Calls refused with 503 after the guard let them in, by reason: no_rtp_port, media_overload (the media threads could not pace another call; refused before any call record), call_layer_busy (the call layer had not taken the new calls handed to it)",
         "reason",
         totals
             .iter()

@@ -72,7 +72,12 @@ pub async fn run(
         tcp: Some(cfg.sip),
         contact_host: None,
         t1: cfg.sip_t1,
-        call_queue: cfg.queue_max.max(64),
+        // The handoff to the call layer is not P-RING's queue: the call layer admits,
+        // queues or refuses each call itself, so the handoff holds every call it could
+        // take. Bounded by P-RING's 200, one worker's turn away from the SIP loop under
+        // 2,500 set-ups a second refused 527–1,855 of 25,000 callers with 503 while
+        // lines were free (benches/setup-rate.sh, 2026-12-04).
+        call_queue: cfg.max_calls.saturating_add(cfg.queue_max).max(256),
         gate: Some(farm.clone()),
         guard: cfg.guard(),
         ..SipConfig::default()

@@ -664,6 +664,7 @@ async fn new_call(shared: &Arc<Shared>, msg: Message, peer: Peer) {
         commands: commands_tx,
     });
     if handed.is_err() {
+        super::refusals::note(peer.addr.ip(), super::refusals::Reason::CallLayerBusy);
         let extra = [("Retry-After", "5".to_owned())];
         answer_reject(shared, &msg, &peer, "INVITE", 503, &extra).await;
         return;

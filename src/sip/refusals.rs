@@ -27,16 +27,20 @@ pub enum Reason {
     NoRtpPort,
     /// The media threads could not pace another call (503, `overload_refuse`).
     MediaOverload,
+    /// The call layer had not taken the new calls handed to it (503, Retry-After 5):
+    /// the handoff between the SIP endpoint and the calls was full.
+    CallLayerBusy,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::Requests,
         Reason::Dialogs,
         Reason::Scanner,
         Reason::NotAllowed,
         Reason::NoRtpPort,
         Reason::MediaOverload,
+        Reason::CallLayerBusy,
     ];
 
     /// The label in `/metrics` and the word in the log.
@@ -48,13 +52,17 @@ impl Reason {
             Reason::NotAllowed => "not_allowed",
             Reason::NoRtpPort => "no_rtp_port",
             Reason::MediaOverload => "media_overload",
+            Reason::CallLayerBusy => "call_layer_busy",
         }
     }
 
     /// Refused by the guard before any call work (`hotline_sip_limited_total`), rather
     /// than a call refused later (`hotline_calls_refused_total`).
     pub fn by_guard(self) -> bool {
-        !matches!(self, Reason::NoRtpPort | Reason::MediaOverload)
+        !matches!(
+            self,
+            Reason::NoRtpPort | Reason::MediaOverload | Reason::CallLayerBusy
+        )
     }
 
     fn index(self) -> usize {
@@ -69,7 +77,7 @@ const KEPT: usize = 4096;
 
 #[derive(Default)]
 pub struct Refusals {
-    totals: [AtomicU64; 6],
+    totals: [AtomicU64; 7],
     interval: Mutex<Interval>,
 }
 
@@ -110,7 +118,7 @@ impl Refusals {
     }
 
     /// Refusals since start, every reason.
-    pub fn totals(&self) -> [(Reason, u64); 6] {
+    pub fn totals(&self) -> [(Reason, u64); 7] {
         Reason::ALL.map(|r| {
             let n = self
                 .totals

@@ -65,6 +65,12 @@ impl HotlineCmd {
         self
     }
 
+    /// How many RTP ports hotline gets (64 unless said): a call takes two.
+    pub fn rtp_ports(mut self, n: u16) -> Self {
+        self.rtp_ports = n;
+        self
+    }
+
     /// One more command-line argument for `hotline`.
     pub fn arg(mut self, a: impl Into<String>) -> Self {
         self.extra.push(a.into());
