@@ -205,6 +205,22 @@ pub fn others(except: &[u32]) -> (f64, f64) {
     (other as f64 / hz, softirqd as f64 / hz)
 }
 
+/// CPU time the host took from this VM (`/proc/stat`'s steal, all CPUs), in seconds:
+/// a VM paused by its host stalls every program at once, and a window that holds
+/// such a pause measures the host, not hotline.
+pub fn stolen() -> f64 {
+    let Ok(stat) = fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let steal = stat
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(8))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    steal as f64 / ticks_per_s()
+}
+
 /// A process's soft open-file limit.
 pub fn nofile(pid: u32) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;

@@ -300,6 +300,8 @@ fn print_suite(
             rss,
             if others > 0.1 {
                 format!("{others:.2} cores")
+            } else if super::stalled(n(r, "/stolen_cpu_cores"), n(r, "/longest_tick_s")) {
+                "stalled by the host".into()
             } else {
                 "no".into()
             },
