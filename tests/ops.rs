@@ -376,6 +376,7 @@ fn the_dashboard_and_the_alerts_use_only_what_hotline_exports() {
         "Ticket delivery latency p95",
         "RTP send lateness p99 and frames skipped",
         "SIP responses by code",
+        "Callers refused, by reason",
     ] {
         assert!(titles.contains(&t), "no panel '{t}': {titles:?}");
     }
