@@ -63,6 +63,30 @@ states:
     flows
 }
 
+/// One SIPp call to `intake` on `h` whose INVITE carries `call_id`, From's tag
+/// `farm-same-invite` and the Via branch `branch`; it waits for hotline's BYE.
+fn same_invite(h: &Hotline, call_id: &str, branch: &str) {
+    let mut cmd = std::process::Command::new("sipp");
+    cmd.arg("-sf")
+        .arg(repo_path("tests/callers/sipp_uac_same_invite.xml"))
+        .args(["-s", "intake", &format!("{}:{}", h.ip, h.sip)])
+        .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
+        .args(["-mi", "127.0.0.1", "-mp", &free_udp_port().to_string()])
+        .args(["-m", "1", "-cid_str", call_id])
+        .args(["-key", "invite_branch", branch])
+        .args(["-nostdin", "-timeout", "20s", "-timeout_error"])
+        .current_dir(std::env::temp_dir());
+    let f = run_with_timeout(&mut cmd, Duration::from_secs(30));
+    assert!(
+        f.success(),
+        "sipp to {}:{}: {}{}",
+        h.ip,
+        h.sip,
+        f.stdout,
+        f.stderr
+    );
+}
+
 /// One farm: the shared lookups and flows, and each instance's directory and ports.
 struct Farm {
     dir: tempfile::TempDir,
@@ -338,26 +362,14 @@ fn a_farm_spreads_calls_survives_a_killed_instance_and_shares_outages_and_ticket
         "no outage caller reached instance 3: {outage_at:?}"
     );
 
-    // Ticket identity: the same INVITE (Call-ID, From tag) delivered to instances 1
-    // and 3, as a slow instance's failover would, files tickets with one key.
+    // Ticket identity: the same INVITE (Call-ID, From tag, the caller's Via branch)
+    // delivered to instances 1 and 3, as a slow instance's failover would, files
+    // tickets with one key.
     for i in [0, 2] {
-        let h = farm.h(i);
-        let mut cmd = std::process::Command::new("sipp");
-        cmd.arg("-sf")
-            .arg(repo_path("tests/callers/sipp_uac_same_invite.xml"))
-            .args(["-s", "intake", &format!("{}:{}", h.ip, h.sip)])
-            .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
-            .args(["-mi", "127.0.0.1", "-mp", &free_udp_port().to_string()])
-            .args(["-m", "1", "-cid_str", "farm-same-invite-1@127.0.0.1"])
-            .args(["-nostdin", "-timeout", "20s", "-timeout_error"])
-            .current_dir(std::env::temp_dir());
-        let f = run_with_timeout(&mut cmd, Duration::from_secs(30));
-        assert!(
-            f.success(),
-            "sipp to instance {}: {}{}",
-            i + 1,
-            f.stdout,
-            f.stderr
+        same_invite(
+            farm.h(i),
+            "farm-same-invite-1@127.0.0.1",
+            "z9hG4bK-farm-same-invite-1",
         );
     }
     let key_of = |i: usize| -> String {
@@ -586,4 +598,42 @@ impl Owned for CallOutcome {
         self.assert_ok();
         self
     }
+}
+
+/// A phone that resets its counters on a reboot sends a later call with an earlier
+/// call's Call-ID and From tag, but an INVITE of its own (its own Via branch): each
+/// call's ticket is filed, under its own key. Keyed by the Call-ID and the tag alone,
+/// the store kept the first ticket and the second caller's request was lost while
+/// they heard it filed.
+#[test]
+fn a_later_call_reusing_call_id_and_tag_files_its_own_ticket() {
+    require_tool("sipp");
+    let dir = tempfile::tempdir().unwrap();
+    let h = Hotline::cmd().flows(flows(dir.path())).start();
+    const CALL_ID: &str = "reused-after-reboot@127.0.0.1";
+    same_invite(&h, CALL_ID, "z9hG4bK-before-reboot");
+    // The first call's dialog lingers 2 s after hotline's BYE; a phone takes longer
+    // than that to reboot.
+    thread::sleep(Duration::from_secs(3));
+    same_invite(&h, CALL_ID, "z9hG4bK-after-reboot");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let keys = loop {
+        let keys: Vec<String> = h
+            .tickets()
+            .iter()
+            .filter(|t| t["call_id"] == CALL_ID)
+            .map(|t| t["idempotency_key"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if keys.len() >= 2 || Instant::now() > deadline {
+            break keys;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        keys.len(),
+        2,
+        "tickets of the two calls: {keys:?}\n{}",
+        h.server.output()
+    );
+    assert_ne!(keys[0], keys[1]);
 }

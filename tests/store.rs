@@ -65,6 +65,7 @@ fn ticket(call_id: &str, priority: Priority, due_in: Option<Duration>) -> NewTic
         ],
         recordings: vec!["var/recordings/call-1/address.wav".into()],
         from_tag: "tag-1".into(),
+        invite_branch: String::new(),
         ordinal: next_ordinal(),
     }
 }

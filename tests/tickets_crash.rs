@@ -32,6 +32,7 @@ fn ticket(i: usize) -> NewTicket {
         fields: vec![("account".into(), format!("{i:08}"))],
         recordings: vec![],
         from_tag: format!("tag-{i}"),
+        invite_branch: String::new(),
         ordinal: 1,
     }
 }

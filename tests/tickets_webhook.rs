@@ -59,6 +59,7 @@ fn ticket(caller: &str, priority: Priority) -> NewTicket {
         ],
         recordings: vec![],
         from_tag: "tag-1".into(),
+        invite_branch: String::new(),
         ordinal: next_ordinal(),
     }
 }

@@ -30,8 +30,10 @@ pub struct TicketToFile {
     pub request: TicketRequest,
     /// Paths of the caller's recordings the ticket links.
     pub recordings: Vec<String>,
-    /// From's tag and the n-th ticket of the filing state: the ticket's identity.
+    /// From's tag, the caller's INVITE branch and the n-th ticket of the filing state:
+    /// with the Call-ID, the ticket's identity.
     pub from_tag: String,
+    pub invite_branch: String,
     pub ordinal: u32,
 }
 

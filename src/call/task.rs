@@ -369,6 +369,7 @@ impl Flowing {
                                 call_id: call.call_id.clone(),
                                 caller: call.caller.clone(),
                                 from_tag: call.from_tag.clone(),
+                                invite_branch: call.invite_branch.clone(),
                                 ordinal: *ordinal,
                                 recordings: ticket
                                     .recordings

@@ -461,6 +461,8 @@ impl Outbound {
                     offer: String::new(),
                     source: a.source,
                     from_tag: a.local_tag.clone(),
+                    // The Call-ID is hotline's own, new for every attempt.
+                    invite_branch: String::new(),
                 };
                 let vars: Vec<(String, String)> = job
                     .vars

@@ -171,6 +171,7 @@ impl Backend for StoreBackend {
             let mut nt = NewTicket::from_request(&t.call_id, &t.caller, t.request);
             nt.recordings = t.recordings;
             nt.from_tag = t.from_tag;
+            nt.invite_branch = t.invite_branch;
             nt.ordinal = t.ordinal;
             let filed = h.file_ticket(nt).await;
             if filed.is_ok() {

@@ -8,6 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::wire::{Message, Via, split_commas};
 
+/// The start of every RFC 3261 branch (§8.1.1.7): a branch without it comes from an
+/// RFC 2543 element and is not known to be unique.
+pub const BRANCH_MAGIC: &str = "z9hG4bK";
+
 pub fn reason(code: u16) -> &'static str {
     match code {
         100 => "Trying",

@@ -428,7 +428,7 @@ impl CallTask {
         let conn = self.peer.conn.clone();
         let (sent_by, transport) = self.sh.sent_by(&conn);
         let contact = self.sh.contact(&conn);
-        let branch = format!("z9hG4bK{}", build::unique_token());
+        let branch = format!("{}{}", build::BRANCH_MAGIC, build::unique_token());
         let bytes = build::request(&RequestSpec {
             method,
             request_uri: &self.remote_target,

@@ -710,6 +710,13 @@ pub(super) fn incoming_call(msg: &Message, source: SocketAddr) -> IncomingCall {
             .and_then(|n| n.param("tag"))
             .unwrap_or_default()
             .to_owned(),
+        invite_branch: msg
+            .list("Via")
+            .last()
+            .and_then(super::wire::Via::parse)
+            .and_then(|v| v.branch().map(str::to_owned))
+            .filter(|b| b.starts_with(super::build::BRANCH_MAGIC))
+            .unwrap_or_default(),
         offer: msg.body_text(),
         source,
     }

@@ -34,6 +34,11 @@ pub struct IncomingCall {
     /// From's tag: with the Call-ID, the call's identity wherever a proxy delivers it
     /// (a ticket's idempotency key is derived from both).
     pub from_tag: String,
+    /// The branch of the caller's own Via (the bottom one), when it is RFC 3261's
+    /// (`z9hG4bK...`): unique to this INVITE, and the same wherever a proxy delivers
+    /// it. With the Call-ID and From's tag, what tells this call from a later one whose
+    /// phone reused both (a counter reset by a reboot); empty otherwise.
+    pub invite_branch: String,
     /// The SDP offer body (empty when the INVITE had none: offer in the 200, answer in ACK).
     pub offer: String,
     pub source: SocketAddr,

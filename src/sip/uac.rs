@@ -264,7 +264,7 @@ impl Uac {
             let Some(dest) = resolve(&hop).await else {
                 return Self::failed(0, format!("cannot resolve {hop}"), None);
             };
-            let branch = format!("z9hG4bK{}", build::unique_token());
+            let branch = format!("{}{}", build::BRANCH_MAGIC, build::unique_token());
             let mut extra = vec![
                 ("Allow", ALLOW.to_owned()),
                 ("Supported", "replaces".to_owned()),
@@ -547,7 +547,7 @@ impl Uac {
         if routes.is_empty() {
             routes = self.routes.clone();
         }
-        let branch = format!("z9hG4bK{}", build::unique_token());
+        let branch = format!("{}{}", build::BRANCH_MAGIC, build::unique_token());
         let creds: Vec<(&str, String)> = self.auth.iter().cloned().collect();
         let ack = self.caller().request(
             "ACK",
@@ -748,7 +748,7 @@ pub(crate) async fn end_unwanted_2xx(u: Unwanted<'_>) -> Option<(Vec<u8>, Socket
         call_id: u.call_id,
     };
     let request = |method: &str, cseq: u32, extra: &[(&str, String)]| {
-        let branch = format!("z9hG4bK{}", build::unique_token());
+        let branch = format!("{}{}", build::BRANCH_MAGIC, build::unique_token());
         caller.request(
             method,
             &remote_target,

@@ -129,9 +129,11 @@ pub struct NewTicket {
     pub fields: Vec<(String, String)>,
     /// Recording file paths (the caller's own words, P-CMPL).
     pub recordings: Vec<String>,
-    /// From's tag of the call: with the Call-ID, the state and the ordinal, what the
+    /// From's tag of the call and the branch of the caller's INVITE (empty when it had
+    /// no RFC 3261 branch): with the Call-ID, the state and the ordinal, what the
     /// idempotency key is derived from ([`identity`]).
     pub from_tag: String,
+    pub invite_branch: String,
     /// The n-th ticket (from 1) that `state` filed in this call.
     pub ordinal: u32,
 }
@@ -150,6 +152,7 @@ impl NewTicket {
             fields: r.fields,
             recordings: r.recordings,
             from_tag: String::new(),
+            invite_branch: String::new(),
             ordinal: 1,
         }
     }

@@ -258,6 +258,7 @@ mod tests {
                 fields: vec![],
                 recordings: vec![],
                 from_tag: String::new(),
+                invite_branch: String::new(),
                 ordinal: 1,
             },
             idempotency_key: "k".into(),

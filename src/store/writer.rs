@@ -134,6 +134,7 @@ impl StoreHandle {
             idempotency_key: super::identity::idempotency_key(
                 &t.call_id,
                 &t.from_tag,
+                &t.invite_branch,
                 &t.state,
                 t.ordinal,
             ),
