@@ -32,7 +32,7 @@ pub struct IncomingCall {
     /// The caller's number or user part, for tickets.
     pub caller: String,
     /// From's tag: with the Call-ID, the call's identity wherever a proxy delivers it
-    /// (a ticket's idempotency key is derived from both).
+    /// (a ticket's idempotency key is derived from both and the INVITE's branch).
     pub from_tag: String,
     /// The branch of the caller's own Via (the bottom one), when it is RFC 3261's
     /// (`z9hG4bK...`): unique to this INVITE, and the same wherever a proxy delivers
