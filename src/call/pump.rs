@@ -1304,7 +1304,6 @@ mod tests {
         );
     }
 
-    /// The legs each thread has taken, once they add up to `n`.
     /// Open threads fill to their pack in order, then the open one with the fewest
     /// takes the next; a closed thread (past PACK_BUSY) takes none while one is open,
     /// however few its legs; all closed, the fewest.
@@ -1322,6 +1321,7 @@ mod tests {
         assert!(!stays_closed(false, 0.55) && !stays_closed(true, 0.49));
     }
 
+    /// The legs each thread has taken, once they add up to `n`.
     async fn legs_per_thread(pump: &MediaPump, n: usize) -> Vec<usize> {
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {

@@ -56,6 +56,24 @@ impl Reason {
         }
     }
 
+    /// What an operator can do about it, for the log's summary line.
+    pub fn what_to_do(self) -> &'static str {
+        match self {
+            Reason::Requests | Reason::Dialogs => {
+                "over sip_limits; a trunk or proxy carrying many callers belongs in sip_limits.exempt"
+            }
+            Reason::Scanner => "a known scanner; nothing to do",
+            Reason::NotAllowed => "not in sip_allow; add it there if it is yours",
+            Reason::NoRtpPort => "every RTP port in use; widen rtp_ports",
+            Reason::MediaOverload => {
+                "the media threads or the machine cannot pace more calls; add an instance or free the CPU (overload_busy, overload_machine)"
+            }
+            Reason::CallLayerBusy => {
+                "the calls' async worker fell behind the SIP endpoint; give hotline more CPU or async_threads"
+            }
+        }
+    }
+
     /// Refused by the guard before any call work (`hotline_sip_limited_total`), rather
     /// than a call refused later (`hotline_calls_refused_total`).
     pub fn by_guard(self) -> bool {
@@ -164,12 +182,17 @@ pub async fn summarise(every: Duration, cancel: CancellationToken) {
             _ = cancel.cancelled() => true,
         };
         for (source, reason, count) in tally().take_summary() {
+            // "any" (the sources past the listed ones) has no one remedy.
+            let to_do = Reason::ALL
+                .into_iter()
+                .find(|r| r.name() == reason)
+                .map_or("several reasons", Reason::what_to_do);
             tracing::warn!(
                 source = %source,
                 reason,
                 count,
                 seconds = every.as_secs_f64(),
-                "refused {count} from {source} ({reason}) in the last {every:.0?}"
+                "refused {count} from {source} ({reason}) in the last {every:.0?}: {to_do}"
             );
         }
         if stop {

@@ -70,8 +70,9 @@ mod tests {
     }
 
     /// Without a branch the key is the one hotline derived before branches counted
-    /// (this value came from that version): a ticket system that has seen it drops a
-    /// repeat from an older instance in a rolling upgrade.
+    /// (this value is that derivation's: SHA-256 over the Call-ID, the tag and the
+    /// state, each after its length, then the ordinal): a ticket system that has seen
+    /// it drops a repeat from an older instance in a rolling upgrade.
     #[test]
     fn no_branch_keeps_the_earlier_key() {
         assert_eq!(
