@@ -2,19 +2,22 @@
 //! Rust sends the same count of 172-byte datagrams from the same number of sockets to
 //! the same kind of client socket (one socket, drained by a thread with `recvmmsg`) at
 //! hotline's pace (its media threads' slots, five of 4 ms a 20 ms frame, every socket
-//! once a frame), by each
-//! method, from as many threads as hotline has media threads (one per CPU unless
-//! `media_threads` says otherwise), each with its share of the sockets; the sending
-//! threads' own CPU (`RUSAGE_THREAD`) over the datagrams sent is the figure. Hotline's
-//! CPU per packet is compared with the best of them, measured in rounds just before and
-//! just after hotline's run at the same size ([`Floor`]).
+//! once a frame), by each method, from as many threads as hotline carries that many
+//! calls on (it fills one media thread to `PACK_LEGS` calls before it opens the next:
+//! one thread up to 2,500 calls, two at 5,000; `threads_in_use` in benches/load.rs),
+//! each with its share of the sockets; the sending threads' own CPU (`RUSAGE_THREAD`)
+//! over the datagrams sent is the figure. Hotline's CPU per packet is compared with the
+//! best of them, measured in rounds just before and just after hotline's run at the
+//! same size ([`Floor`]).
 //!
-//! Why as many threads as hotline: the load client reads every call's RTP from one
+//! Why as many threads as hotline uses: the load client reads every call's RTP from one
 //! socket, and two threads sending into one socket contend for its queue. Measured with
 //! a C sender on this 2-core machine, 5,000 sockets into one reader, three pairs: 2.91–3.08
-//! µs per datagram from one thread, 3.42–3.61 µs from two. A one-thread floor charged
-//! hotline for that contention; the same work is the same sockets from the same number
-//! of threads.
+//! µs per datagram from one thread, 3.42–3.61 µs from two. A one-thread floor beside
+//! hotline's two threads charged hotline for that contention; a two-thread floor beside
+//! hotline's one packed thread (2,500 calls) charged the floor for it (a bare sender in
+//! one thread beside the floor in two: 0.97× twice; in two, 1.00× and 1.05×,
+//! 2026-12-04). The same work is the same sockets from the same number of threads.
 //!
 //! Methods: `sendto` on unconnected sockets (hotline's fallback), `send` on connected
 //! sockets, and hotline's own batched path (`hotline::call::rtpio`, one io_uring
@@ -433,6 +436,26 @@ impl Floor {
     }
 }
 
+/// The machine's speed at one size, right now: hotline's own method (io_uring,
+/// connected sockets) from `sockets` sockets in `threads` threads for `secs`, to a
+/// reader of its own. The suite takes one just before and one just after hotline's run
+/// at each size, so that the linear-cost verdict compares hotline's CPU per packet
+/// with what the kernel charged for the same count of sockets over the same stretch of
+/// the machine, not absolute figures minutes apart (`suite.rs`).
+pub fn probe(sockets: usize, threads: usize, secs: f64, realtime: bool) -> Result<Value, String> {
+    let sink = Sink::new()?;
+    let delivered = || sink.got.load(Ordering::Relaxed);
+    one(
+        Method::UringConnected,
+        sockets,
+        threads,
+        secs,
+        realtime,
+        sink.addr,
+        &delivered,
+    )
+}
+
 /// What the log adds to a method's line when its run does not count.
 fn not_counted(v: &Value) -> &'static str {
     if v["counted"] == json!(true) {
@@ -623,7 +646,12 @@ pub fn beside(
 /// datagram is taken over each method's seconds as hotline's is. Its ratio against the
 /// cheapest method is what the rule charges for the method alone (and for how that
 /// method fares beside the others): the part of the 1.15× that is not hotline's own.
-pub fn beside_bare(bare: Method, senders: Senders, rounds: usize) -> Result<Value, String> {
+pub fn beside_bare(
+    bare: Method,
+    bare_threads: usize,
+    senders: Senders,
+    rounds: usize,
+) -> Result<Value, String> {
     let sink = Sink::new()?;
     let to = sink.addr;
     let socks = bare.sockets(senders.sockets, to)?;
@@ -632,7 +660,7 @@ pub fn beside_bare(bare: Method, senders: Senders, rounds: usize) -> Result<Valu
     // Its threads' CPU (ns) and datagrams so far, added after every visit.
     let cpu_ns = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
-    let threads = senders.threads.max(1);
+    let threads = bare_threads.max(1);
     let mut handles = Vec::new();
     for t in 0..threads {
         let mine: Vec<i32> = fds.iter().skip(t).step_by(threads).copied().collect();
@@ -674,5 +702,6 @@ pub fn beside_bare(bare: Method, senders: Senders, rounds: usize) -> Result<Valu
     drop(socks);
     let mut v = measured?;
     v["bare"] = json!(bare.name());
+    v["bare_threads"] = json!(threads);
     Ok(v)
 }

@@ -77,7 +77,7 @@ const PREFETCH_AHEAD: usize = 4;
 /// (one thread with 2,000, the other 500): 0.94 (a build running), 0.99, 0.94, 0.97,
 /// 0.92 and 1.06 the CPU per packet; send lateness p99 0.6–0.8 ms, gap p99.9
 /// 20.6–21.6 ms either way.
-const PACK_LEGS: usize = 2_500;
+pub const PACK_LEGS: usize = 2_500;
 /// A thread that spent more than this share of its last second visiting takes no new
 /// calls while another has room, whatever its legs; below [`PACK_REOPEN`] it takes them
 /// again. Why: [`PACK_LEGS`] was measured where 2,500 calls kept a thread under half
