@@ -212,6 +212,10 @@ fn setup_rate() -> Value {
     Value::Object(v)
 }
 
+/// A size's figures for the linear verdict: calls offered, in flows at most, RSS (MB),
+/// hotline's CPU per packet and the machine probe's (µs).
+type Row = (u64, f64, f64, f64, f64);
+
 /// The figures side by side and a verdict per goal.
 fn print_suite(
     a: &Args,
@@ -316,7 +320,7 @@ fn print_suite(
         "| calls offered | in flows (max) | refused 503 | µs/packet (user+sys) | ÷ machine probe | lateness p99 | gap p99.9 | skipped | marks p1..p99 | setup p99 | RSS | KiB/call | contaminated |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let mut rows = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     for r in runs {
         let calls = r
             .pointer("/args/calls")
@@ -465,11 +469,11 @@ fn print_suite(
     );
     // Linear cost: over the sizes hotline admitted in full (the overload size is judged
     // on its own line).
-    let full: Vec<&(u64, f64, f64, f64, f64)> = rows
+    let full: Vec<&Row> = rows
         .iter()
         .filter(|r| r.0 as usize != a.overload_calls || rows.len() == 1)
         .collect();
-    let spread = |f: &dyn Fn(&(u64, f64, f64, f64, f64)) -> f64| {
+    let spread = |f: &dyn Fn(&Row) -> f64| {
         full.iter()
             .fold((f64::MAX, 0f64), |(lo, hi), r| (lo.min(f(r)), hi.max(f(r))))
     };
@@ -494,7 +498,7 @@ fn print_suite(
         .all(|r| n(r, "/calls/setup/p99_ms") < SETUP_P99_MS);
     line(
         "linear_cost",
-        (full.len() >= 2).then(|| flat <= FLAT_RATIO && slope <= KIB_PER_CALL && setup_ok),
+        (full.len() >= 2).then_some(flat <= FLAT_RATIO && slope <= KIB_PER_CALL && setup_ok),
         format!(
             "linear cost over {:?}: CPU per packet {}, {slope:.1} KiB per added call (≤ {KIB_PER_CALL}), setup p99 < {SETUP_P99_MS} ms at every size: {}",
             full.iter().map(|r| r.0).collect::<Vec<_>>(),
