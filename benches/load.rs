@@ -3,8 +3,8 @@
 //! 50 ms at full load, zero tickets lost.
 //!
 //! ```sh
-//! cargo bench --bench load                  # the whole suite (issue 11), ~11 min on a quiet machine:
-//!                                           # floor, SIPp reference, hotline at 1k/2k/5k/8k, setup rate, verdicts
+//! cargo bench --bench load                  # the whole suite (issue 11), 8–12 min on a quiet machine:
+//!                                           # floor, SIPp reference, hotline at 1k/2k/5k/8k (machine probes around each), setup rate, verdicts
 //! cargo bench --bench load -- --calls 1000 --hold 10   # one size, with its floor and SIPp reference
 //! cargo bench --bench load -- --calls 5000 --ramp 500 --hold 45 --no-floor --no-sipp [--rtp] [--tickets 5] [--json out.json]
 //! cargo bench --bench load -- --metrics both ...   # once with metrics: false, once on

@@ -234,9 +234,10 @@ fn prometheus_and_the_status_page_see_a_call_in_progress() {
     );
     // The README's picture is refreshed on request, so that a test run leaves the
     // checkout as it found it: HOTLINE_SCREENSHOT=docs/status.png cargo test --test ops
+    let shot_dir = tempfile::tempdir().expect("temp dir");
     let shot = match std::env::var("HOTLINE_SCREENSHOT") {
         Ok(p) => repo_path(&p),
-        Err(_) => std::env::temp_dir().join(format!("hotline-status-{}.png", std::process::id())),
+        Err(_) => shot_dir.path().join("status.png"),
     };
     chromium(&url, &format!("--screenshot={}", shot.display()));
     assert!(

@@ -153,16 +153,24 @@ fn wait_status(h: &Hotline, id: &str, want: &[&str], timeout: Duration) -> Value
     }
 }
 
+/// SIPp as a callee, and the directory its scenario was written to (removed with it,
+/// so that a test run leaves nothing behind in /tmp).
+struct Uas {
+    server: Server,
+    _dir: tempfile::TempDir,
+}
+
 /// SIPp as a callee on `ip:port`, for `calls` calls; `[$pass]` in the scenario is
 /// replaced by `password`.
-fn sipp(scenario: &str, ip: &str, port: u16, calls: u32, password: &str) -> Server {
+fn sipp(scenario: &str, ip: &str, port: u16, calls: u32, password: &str) -> Uas {
     common::tools::require_tool("sipp");
     let text = std::fs::read_to_string(repo_path(&format!("tests/callers/{scenario}")))
         .expect("scenario")
         .replace("[$pass]", password);
-    let file = std::env::temp_dir().join(format!("hotline-{ip}-{port}-{scenario}"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join(scenario);
     std::fs::write(&file, text).expect("scenario written");
-    ServerCmd::new("sipp")
+    let server = ServerCmd::new("sipp")
         .arg("-sf")
         .arg(&file)
         .args(["-i", ip, "-mi", ip, "-nostdin", "-timeout_error"])
@@ -173,17 +181,18 @@ fn sipp(scenario: &str, ip: &str, port: u16, calls: u32, password: &str) -> Serv
             &(free_udp_port()).to_string(),
         ])
         .args(["-m", &calls.to_string(), "-timeout", "90s"])
-        .current_dir(std::env::temp_dir())
+        .current_dir(dir.path())
         .ready(Ready::After(Duration::from_millis(800)))
-        .start()
+        .start();
+    Uas { server, _dir: dir }
 }
 
-fn sipp_done(mut s: Server, what: &str) {
-    let st = s.wait_exit(Duration::from_secs(30));
+fn sipp_done(mut uas: Uas, what: &str) {
+    let st = uas.server.wait_exit(Duration::from_secs(30));
     assert!(
         st.is_some_and(|s| s.success()),
         "SIPp ({what}) did not run its scenario through: {st:?}\n{}",
-        s.output()
+        uas.server.output()
     );
 }
 
@@ -217,6 +226,7 @@ fn outbound_calls_to_real_user_agents() {
     std::thread::scope(|s| {
         s.spawn(|| survey(h, &hook));
         s.spawn(|| busy(h));
+        s.spawn(|| answered_by_another_branch(h));
         s.spawn(|| no_answer(h));
         s.spawn(|| answered_as_we_cancel(h));
         s.spawn(|| answered_twice_by_a_fork(h));
@@ -361,6 +371,23 @@ fn busy(h: &Hotline) {
         "retried before retry_after: {j}"
     );
     sipp_done(uas, "busy");
+}
+
+/// A 200 whose top Via carries a branch hotline never sent, then the callee's 486: the
+/// 200 answers none of hotline's transactions (RFC 3261 §17.1.3, matched by branch, not
+/// by the CSeq it copies), the 486 ends the attempt as busy.
+fn answered_by_another_branch(h: &Hotline) {
+    let port = free_udp_port();
+    let uas = sipp("sipp_uas_forged.xml", "127.0.0.29", port, 1, "");
+    let id = create(
+        h,
+        json!({"to": format!("sip:forged@127.0.0.29:{port}"), "flow": "callback",
+               "max_attempts": 1}),
+    );
+    let j = wait_status(h, &id, &["failed", "completed"], Duration::from_secs(30));
+    assert_eq!(j["status"], "failed", "{j}");
+    assert_eq!(outcomes(&j), vec![("busy".into(), json!(486))], "{j}");
+    sipp_done(uas, "a 200 of another branch, then busy");
 }
 
 /// Nobody picks up: hotline CANCELs at ring_timeout, SIPp answers 487.

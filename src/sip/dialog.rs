@@ -65,6 +65,9 @@ enum AckFor {
 struct ClientTx {
     method: &'static str,
     cseq: u32,
+    /// Its Via's branch: a response is this transaction's only with it (RFC 3261
+    /// §17.1.3), whatever CSeq it copies.
+    branch: String,
     retx: Retx,
 }
 
@@ -452,6 +455,7 @@ impl CallTask {
         self.client.push(ClientTx {
             method,
             cseq: self.local_cseq,
+            branch,
             retx,
         });
     }
@@ -619,9 +623,13 @@ impl CallTask {
 
     async fn on_response(&mut self, msg: &Message, code: u16, from: SocketAddr) {
         let Some(cseq) = msg.cseq() else { return };
+        let branch = branch_of(msg);
+        // hotline's own INVITE (a call it placed): its 2xx retransmitted, or another
+        // branch's 2xx. By the INVITE's Via branch, as every response below (§17.1.3).
         if let Some(uac) = &self.uac
             && cseq.method == "INVITE"
             && cseq.seq == uac.cseq
+            && branch == self.invite_branch
         {
             if (200..300).contains(&code) {
                 let tag = msg.to_tag();
@@ -649,7 +657,7 @@ impl CallTask {
         let Some(pos) = self
             .client
             .iter()
-            .position(|t| t.cseq == cseq.seq && t.method == cseq.method)
+            .position(|t| t.branch == branch && t.cseq == cseq.seq && t.method == cseq.method)
         else {
             self.sh
                 .counters

@@ -5,6 +5,9 @@
 //!
 //! - Timer A retransmits the INVITE over UDP until a response; Timer B (64·T1) gives
 //!   up when none came (a 408 of our own).
+//! - A response is the transaction's whose branch its top Via carries, with the
+//!   request's method in its CSeq (§17.1.3); a CSeq alone matches nothing. Others are
+//!   ignored and counted as stray.
 //! - 1xx: the far end rings (183 with SDP: early media, which does not start the flow).
 //! - A non-2xx final is ACKed inside the transaction, and that ACK is sent again for
 //!   every retransmission of the final response while the call's state lingers.
@@ -178,8 +181,11 @@ struct Uac {
     to: String,
     routes: Vec<String>,
     inbox: mpsc::Receiver<Inbound>,
-    /// ACKs of earlier transactions' finals (3xx, 401/407), by CSeq.
-    old_acks: Vec<(u32, Vec<u8>, SocketAddr)>,
+    /// ACKs of earlier transactions' finals (3xx, 401/407), by their INVITE's branch.
+    old_acks: Vec<(String, Vec<u8>, SocketAddr)>,
+    /// The branch of every INVITE sent: a response belongs to this call's transactions
+    /// only with one of them in its top Via (RFC 3261 §17.1.3), not by its CSeq.
+    branches: Vec<String>,
     /// The credentials the last INVITE carried: its 2xx's ACK carries them too (§13.2.2.4).
     auth: Option<(&'static str, String)>,
     /// The dialog (and this call's inbox) went to a call task: nothing left to linger for.
@@ -209,6 +215,7 @@ pub(crate) async fn dial(
         routes,
         inbox,
         old_acks: Vec::new(),
+        branches: Vec::new(),
         auth: None,
         handed_off: false,
         req,
@@ -284,6 +291,7 @@ impl Uac {
                 Some(("application/sdp", &self.req.sdp.clone())),
             );
             tracing::debug!(%dest, cseq, target = %target, "sending INVITE");
+            self.branches.push(branch.clone());
             self.sh.send(&Conn::Udp, dest, invite.clone()).await;
             let now = Instant::now();
             let mut tx = Tx {
@@ -346,7 +354,7 @@ impl Uac {
                 None,
             );
             self.sh.send(&Conn::Udp, tx.dest, ack.clone()).await;
-            self.old_acks.push((tx.cseq, ack, tx.dest));
+            self.old_acks.push((tx.branch.clone(), ack, tx.dest));
             let reason = match &final_msg.start {
                 StartLine::Response { reason, .. } => reason.clone(),
                 StartLine::Request { .. } => String::new(),
@@ -508,8 +516,12 @@ impl Uac {
             }
         };
         let cseq = msg.cseq()?;
+        // §17.1.3: a response is the transaction's whose branch its top Via carries (a
+        // CANCEL has its INVITE's branch, §9.1) and whose CSeq method is the request's.
+        let branch = msg.top_via().and_then(|v| v.branch().map(str::to_owned));
+        let ours = branch.as_deref() == Some(tx.branch.as_str());
         if cseq.method == "CANCEL" {
-            if let Some(c) = &mut tx.cancel {
+            if ours && let Some(c) = &mut tx.cancel {
                 c.answered = true;
             }
             return None;
@@ -517,11 +529,13 @@ impl Uac {
         if cseq.method != "INVITE" {
             return None;
         }
-        if cseq.seq != tx.cseq {
+        if !ours {
             if code >= 300
-                && let Some((_, ack, dest)) = self.old_acks.iter().find(|(s, _, _)| *s == cseq.seq)
+                && let Some((ack, dest)) = self.old_ack(branch.as_deref())
             {
-                self.sh.send(&Conn::Udp, *dest, ack.clone()).await;
+                self.sh.send(&Conn::Udp, dest, ack).await;
+            } else {
+                self.stray(code, branch.as_deref());
             }
             return None;
         }
@@ -621,6 +635,29 @@ impl Uac {
         })
     }
 
+    /// The ACK of an earlier transaction's non-2xx final, by the branch of a response.
+    fn old_ack(&self, branch: Option<&str>) -> Option<(Vec<u8>, SocketAddr)> {
+        let branch = branch?;
+        self.old_acks
+            .iter()
+            .find(|(b, _, _)| b == branch)
+            .map(|(_, ack, dest)| (ack.clone(), *dest))
+    }
+
+    /// A response to the call's INVITE that none of its transactions sent for: not
+    /// acted on, counted with the responses that match no call.
+    fn stray(&self, code: u16, branch: Option<&str>) {
+        tracing::debug!(
+            code,
+            ?branch,
+            "a response with none of our branches: ignored"
+        );
+        self.sh
+            .counters
+            .stray_responses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// A 2xx nobody wants (after Timer B or the CANCEL's wait): see [`end_unwanted_2xx`].
     async fn ack_and_bye(&self, ok: &Message, cseq: u32, from: SocketAddr) {
         end_unwanted_2xx(Unwanted {
@@ -650,12 +687,16 @@ impl Uac {
                         if cseq.method != "INVITE" {
                             continue;
                         }
-                        if (200..300).contains(code) {
+                        let branch = msg.top_via().and_then(|v| v.branch().map(str::to_owned));
+                        let ours = branch.as_ref().is_some_and(|b| self.branches.contains(b));
+                        if (200..300).contains(code) && ours {
                             // Answered after Timer B or the CANCEL's wait: the far end
                             // holds a call nobody will use. ACK it, then end it (§13.2.2.4).
                             self.ack_and_bye(&msg, cseq.seq, peer.addr).await;
-                        } else if let Some((_, ack, dest)) = self.old_acks.iter().find(|(s, _, _)| *s == cseq.seq) {
-                            self.sh.send(&Conn::Udp, *dest, ack.clone()).await;
+                        } else if let Some((ack, dest)) = self.old_ack(branch.as_deref()) {
+                            self.sh.send(&Conn::Udp, dest, ack).await;
+                        } else {
+                            self.stray(*code, branch.as_deref());
                         }
                     }
                     Some(Inbound::Shutdown) | None => break,
