@@ -227,6 +227,7 @@ fn outbound_calls_to_real_user_agents() {
         s.spawn(|| survey(h, &hook));
         s.spawn(|| busy(h));
         s.spawn(|| answered_by_another_branch(h));
+        s.spawn(|| redirected(h));
         s.spawn(|| no_answer(h));
         s.spawn(|| answered_as_we_cancel(h));
         s.spawn(|| answered_twice_by_a_fork(h));
@@ -388,6 +389,22 @@ fn answered_by_another_branch(h: &Hotline) {
     assert_eq!(j["status"], "failed", "{j}");
     assert_eq!(outcomes(&j), vec![("busy".into(), json!(486))], "{j}");
     sipp_done(uas, "a 200 of another branch, then busy");
+}
+
+/// A 302 with two Contacts: the one with the higher q is tried first (it answers 404),
+/// then the other (486): RFC 3261 §8.1.3.4. The attempt ends as busy.
+fn redirected(h: &Hotline) {
+    let port = free_udp_port();
+    let uas = sipp("sipp_uas_redirect.xml", "127.0.0.30", port, 1, "");
+    let id = create(
+        h,
+        json!({"to": format!("sip:moved@127.0.0.30:{port}"), "flow": "callback",
+               "max_attempts": 1}),
+    );
+    let j = wait_status(h, &id, &["failed", "completed"], Duration::from_secs(30));
+    assert_eq!(j["status"], "failed", "{j}");
+    assert_eq!(outcomes(&j), vec![("busy".into(), json!(486))], "{j}");
+    sipp_done(uas, "a redirection to two Contacts");
 }
 
 /// Nobody picks up: hotline CANCELs at ring_timeout, SIPp answers 487.

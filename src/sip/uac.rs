@@ -15,12 +15,15 @@
 //!   retransmission by the dialog. Another branch's 2xx to a forked INVITE (another To
 //!   tag) is a dialog of its own: the call task gives it its own ACK and a BYE
 //!   ([`end_unwanted_2xx`], as for a 2xx after hotline gave up).
-//! - 3xx: the first Contact is tried next, up to `max_redirects` hops.
+//! - 3xx: its SIP Contacts are tried in turn, highest q first (§8.1.3.4), each after a
+//!   4xx/5xx from the one before (a 6xx ends the call everywhere, §21.6); up to
+//!   `max_redirects` redirections, five Contacts of each.
 //! - 401/407: answered once with the trunk's credentials (digest.rs); a second
 //!   challenge ends the attempt as rejected.
 //! - At `ring_timeout` (or when the job is cancelled) a CANCEL goes out once the far end
 //!   has sent a provisional response (§9.1); a 487 is expected. A 200 that crosses the
 //!   CANCEL is ACKed and the call ended with a BYE.
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,17 +120,17 @@ fn loose_route(proxy: &str) -> String {
 }
 
 /// What the UAC reads of a response from a callee or a trunk (the fuzzer's look at it):
-/// the challenges, the redirect's target, the route set.
+/// the challenges, the redirect's targets, the route set.
 pub(crate) fn fuzz_response(msg: &Message) {
     for h in ["WWW-Authenticate", "Proxy-Authenticate"] {
         if let Some(ch) = Challenge::best(msg.all(h)) {
             let _ = ch.answer("user", "password", "INVITE", "sip:x@192.0.2.1");
         }
     }
-    if let Some(uri) = contact_uri(msg) {
-        let _ = strip_uri_headers(&uri);
+    for uri in redirect_targets(msg) {
         let _ = same_host(&uri, "sip:x@192.0.2.1");
     }
+    let _ = contact_uri(msg);
     let _ = build::route_set(msg);
 }
 
@@ -144,6 +147,37 @@ fn same_host(a: &str, b: &str) -> bool {
             .map(|u| u.host().to_string().to_ascii_lowercase())
     };
     host(a).is_some_and(|h| Some(h) == host(b))
+}
+
+/// Contacts of a redirection tried at most: a 3xx listing a thousand would otherwise
+/// hold the call for a thousand INVITEs.
+const REDIRECT_CONTACTS: usize = 5;
+
+/// Where a 3xx sends the call (§8.1.3.4): its SIP and SIPS Contacts, highest q first
+/// (equal q in the order given), without URI headers, at most [`REDIRECT_CONTACTS`].
+fn redirect_targets(msg: &Message) -> Vec<String> {
+    let mut v: Vec<(f32, String)> = msg
+        .list("Contact")
+        .filter_map(|c| NameAddr::parse(c).ok())
+        .filter(|n| {
+            let scheme = n.uri.split(':').next().unwrap_or_default();
+            scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")
+        })
+        .map(|n| {
+            let q = n
+                .param("q")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .filter(|q| (0.0..=1.0).contains(q))
+                .unwrap_or(1.0);
+            (q, strip_uri_headers(&n.uri))
+        })
+        .collect();
+    // Stable: equal q keep the order they came in.
+    v.sort_by(|a, b| b.0.total_cmp(&a.0));
+    v.into_iter()
+        .map(|(_, uri)| uri)
+        .take(REDIRECT_CONTACTS)
+        .collect()
 }
 
 fn contact_uri(msg: &Message) -> Option<String> {
@@ -261,6 +295,8 @@ impl Uac {
         let mut hops = 0u8;
         let ring_deadline = Instant::now() + self.req.ring_timeout;
         let mut gave_up: Option<GaveUp> = None;
+        // The rest of the last redirection's Contacts, best first.
+        let mut alternatives: VecDeque<String> = VecDeque::new();
         loop {
             cseq += 1;
             let hop = self
@@ -362,27 +398,24 @@ impl Uac {
             if gave_up.is_some() {
                 return Self::failed(code, format!("{code} {reason}"), gave_up);
             }
-            match code {
+            let failed = match code {
                 300..=399 => {
-                    let next = contact_uri(&final_msg);
-                    match next {
-                        Some(uri) if hops < self.req.max_redirects => {
-                            hops += 1;
-                            tracing::info!(to = %uri, hops, "redirected");
-                            target = strip_uri_headers(&uri);
-                            // Credentials were for the first target's realm: a redirect
-                            // must not carry them, nor collect new answers (below).
-                            credentials = None;
-                            continue;
-                        }
-                        _ => {
-                            return Self::failed(
-                                code,
-                                format!("{code} {reason}: too many redirections or no Contact"),
-                                None,
-                            );
-                        }
+                    let mut next = redirect_targets(&final_msg);
+                    if !next.is_empty() && hops < self.req.max_redirects {
+                        hops += 1;
+                        target = next.remove(0);
+                        alternatives = next.into();
+                        tracing::info!(to = %target, hops, alternatives = alternatives.len(), "redirected");
+                        // Credentials were for the first target's realm: a redirect
+                        // must not carry them, nor collect new answers (below).
+                        credentials = None;
+                        continue;
                     }
+                    Self::failed(
+                        code,
+                        format!("{code} {reason}: too many redirections or no SIP Contact"),
+                        None,
+                    )
                 }
                 401 | 407 => {
                     let (ask, answer) = if code == 401 {
@@ -407,23 +440,28 @@ impl Uac {
                             continue;
                         }
                         (None, _) => {
-                            return Self::failed(
-                                code,
-                                format!("{code} {reason}: no credentials set"),
-                                None,
-                            );
+                            Self::failed(code, format!("{code} {reason}: no credentials set"), None)
                         }
-                        _ => {
-                            return Self::failed(
-                                code,
-                                format!("{code} {reason}: the credentials were refused"),
-                                None,
-                            );
-                        }
+                        _ => Self::failed(
+                            code,
+                            format!("{code} {reason}: the credentials were refused"),
+                            None,
+                        ),
                     }
                 }
-                _ => return Self::failed(code, format!("{code} {reason}"), None),
+                _ => Self::failed(code, format!("{code} {reason}"), None),
+            };
+            // §8.1.3.4: a failure from one of a redirection's Contacts sends the call to
+            // the next; a 6xx is the callee's answer everywhere (§21.6), no other is tried.
+            if code < 600
+                && let Some(next) = alternatives.pop_front()
+            {
+                tracing::info!(to = %next, code, "the redirection's next Contact");
+                target = next;
+                credentials = None;
+                continue;
             }
+            return failed;
         }
     }
 
@@ -825,6 +863,41 @@ mod tests {
             "<sip:trunk.example:5070;lr>"
         );
         assert_eq!(loose_route("<sip:10.0.0.1;lr>"), "<sip:10.0.0.1;lr>");
+    }
+
+    #[test]
+    fn a_redirection_is_tried_highest_q_first_sip_only_five_at_most() {
+        let contacts = [
+            "<sip:low@192.0.2.1>;q=0.1",
+            "<sip:first@192.0.2.2?Subject=x>",
+            "<tel:+861012345>;q=1.0",
+            "<mailto:a@example.com>",
+            "<sip:mid@192.0.2.3>;q=0.5, <SIPS:also-first@192.0.2.4>",
+            "<sip:c@192.0.2.5>;q=0.3, <sip:d@192.0.2.6>;q=0.2, <sip:e@192.0.2.7>;q=7",
+        ];
+        let mut text = String::from(
+            "SIP/2.0 302 Moved Temporarily\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK1\r\n\
+             From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n",
+        );
+        for c in contacts {
+            text.push_str(&format!("Contact: {c}\r\n"));
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        let (msg, _) = crate::sip::wire::parse(text.as_bytes(), false)
+            .ok()
+            .flatten()
+            .expect("a 302");
+        assert_eq!(
+            redirect_targets(&msg),
+            [
+                "sip:first@192.0.2.2",
+                "SIPS:also-first@192.0.2.4",
+                // q=7 is no q-value: as if none were given.
+                "sip:e@192.0.2.7",
+                "sip:mid@192.0.2.3",
+                "sip:c@192.0.2.5",
+            ]
+        );
     }
 
     #[tokio::test]
