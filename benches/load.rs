@@ -1193,6 +1193,7 @@ fn run(a: &Args) -> Result<Value, String> {
             "skipped_share_in_window": rxr.skipped_window as f64 / (rx_pkts + rxr.skipped_window).max(1) as f64,
             "skipped_by_pacer_total": rxr.skipped_total,
             "out_of_order": rxr.out_of_order,
+            "wall_clock_steps": rxr.clock_steps,
             "unmatched": rxr.unmatched,
         },
         "tickets": {
@@ -1403,6 +1404,12 @@ fn print_report(r: &Value) {
         g("/rtp_from_hotline/skipped_by_pacer_total"),
         n("/rtp_from_hotline/skipped_share_in_window") * 100.0,
     );
+    if n("/rtp_from_hotline/wall_clock_steps") > 0.0 {
+        println!(
+            "           the wall clock stepped {} time(s) against the monotonic one (a host correcting the VM's clock): those reads' datagrams were timed on arrival",
+            g("/rtp_from_hotline/wall_clock_steps"),
+        );
+    }
     println!(
         "           gaps between a call's packets p99 {:.1} ms p99.9 {:.1} ms max {:.1} ms; longest gap per call median {:.1} ms p99 {:.1} ms, {} calls over 100 ms",
         n("/rtp_from_hotline/gaps/p99_ms"),
