@@ -64,6 +64,18 @@ impl<T, const N: usize> Wheel<T, N> {
         (0..N).min_by_key(|&s| self.slots[s].len()).unwrap_or(0)
     }
 
+    /// The first slot with fewer than `room` legs, else the one with the fewest.
+    pub fn first_with_room(&self, room: usize) -> usize {
+        (0..N)
+            .find(|&s| self.slots[s].len() < room)
+            .unwrap_or_else(|| self.emptiest())
+    }
+
+    /// Whether `slot` (taken modulo the slots) has no legs.
+    pub fn slot_is_empty(&self, slot: usize) -> bool {
+        self.slots[slot % N].is_empty()
+    }
+
     /// Puts a leg in `slot` (taken modulo the slots); one already under `id` is
     /// replaced and returned.
     pub fn insert(&mut self, id: u64, slot: usize, leg: T) -> Option<T> {
