@@ -122,6 +122,29 @@ impl<T, const N: usize> Wheel<T, N> {
 mod tests {
     use super::*;
 
+    /// Legs fill the first slot with room, then the next; when every slot is full they
+    /// go to the emptiest; a slot emptied by hang-ups is filled first again.
+    #[test]
+    fn legs_fill_a_slot_before_the_next() {
+        let mut w: Wheel<u64, 3> = Wheel::default();
+        for id in 0..5u64 {
+            let slot = w.first_with_room(2);
+            w.insert(id, slot, id);
+        }
+        let lens = |w: &mut Wheel<u64, 3>| (0..3).map(|s| w.slot_mut(s).len()).collect::<Vec<_>>();
+        assert_eq!(lens(&mut w), [2, 2, 1]);
+        assert!(!w.slot_is_empty(2));
+        w.insert(5, w.first_with_room(2), 5);
+        // All full: the emptiest (the first of equals).
+        w.insert(6, w.first_with_room(2), 6);
+        assert_eq!(lens(&mut w), [3, 2, 2]);
+        for id in [2, 3] {
+            w.remove(id);
+        }
+        assert!(w.slot_is_empty(1));
+        assert_eq!(w.first_with_room(2), 1);
+    }
+
     /// Every leg is found under its id, in its slot, after any mix of inserts and
     /// removals (a removal moves another leg into the hole).
     #[test]
