@@ -374,37 +374,47 @@ fn busy(h: &Hotline) {
     sipp_done(uas, "busy");
 }
 
+/// A SIPp callee on `ip` playing `scenario` to one INVITE of a job with one attempt,
+/// which must end busy (486): what came before the 486 was no answer.
+fn ends_busy(h: &Hotline, scenario: &str, ip: &str, what: &str) {
+    let port = free_udp_port();
+    let uas = sipp(scenario, ip, port, 1, "");
+    let id = create(
+        h,
+        json!({"to": format!("sip:callee@{ip}:{port}"), "flow": "callback",
+               "max_attempts": 1}),
+    );
+    let j = wait_status(h, &id, &["failed", "completed"], Duration::from_secs(30));
+    assert_eq!(j["status"], "failed", "{what}: {j}");
+    assert_eq!(
+        outcomes(&j),
+        vec![("busy".into(), json!(486))],
+        "{what}: {j}"
+    );
+    sipp_done(uas, what);
+}
+
 /// A 200 whose top Via carries a branch hotline never sent, then the callee's 486: the
 /// 200 answers none of hotline's transactions (RFC 3261 §17.1.3, matched by branch, not
 /// by the CSeq it copies), the 486 ends the attempt as busy.
 fn answered_by_another_branch(h: &Hotline) {
-    let port = free_udp_port();
-    let uas = sipp("sipp_uas_forged.xml", "127.0.0.29", port, 1, "");
-    let id = create(
+    ends_busy(
         h,
-        json!({"to": format!("sip:forged@127.0.0.29:{port}"), "flow": "callback",
-               "max_attempts": 1}),
+        "sipp_uas_forged.xml",
+        "127.0.0.29",
+        "a 200 of another branch, then busy",
     );
-    let j = wait_status(h, &id, &["failed", "completed"], Duration::from_secs(30));
-    assert_eq!(j["status"], "failed", "{j}");
-    assert_eq!(outcomes(&j), vec![("busy".into(), json!(486))], "{j}");
-    sipp_done(uas, "a 200 of another branch, then busy");
 }
 
 /// A 302 with two Contacts: the one with the higher q is tried first (it answers 404),
 /// then the other (486): RFC 3261 §8.1.3.4. The attempt ends as busy.
 fn redirected(h: &Hotline) {
-    let port = free_udp_port();
-    let uas = sipp("sipp_uas_redirect.xml", "127.0.0.30", port, 1, "");
-    let id = create(
+    ends_busy(
         h,
-        json!({"to": format!("sip:moved@127.0.0.30:{port}"), "flow": "callback",
-               "max_attempts": 1}),
+        "sipp_uas_redirect.xml",
+        "127.0.0.30",
+        "a redirection to two Contacts",
     );
-    let j = wait_status(h, &id, &["failed", "completed"], Duration::from_secs(30));
-    assert_eq!(j["status"], "failed", "{j}");
-    assert_eq!(outcomes(&j), vec![("busy".into(), json!(486))], "{j}");
-    sipp_done(uas, "a redirection to two Contacts");
 }
 
 /// Nobody picks up: hotline CANCELs at ring_timeout, SIPp answers 487.
