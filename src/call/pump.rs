@@ -1271,6 +1271,16 @@ mod tests {
     use crate::media::Codec;
     use crate::media::prompt::Clip;
 
+    /// `recv`, again when a signal interrupts it (EINTR): the test process gets them.
+    fn recv(sock: &std::net::UdpSocket, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match sock.recv(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
+
     fn stream_to(remote: std::net::SocketAddr) -> Stream {
         Stream {
             codec: Codec::Pcmu,
@@ -1478,7 +1488,7 @@ mod tests {
         let mut buf = [0u8; 512];
         let mut last: Option<(u16, u32)> = None;
         for _ in 0..8 {
-            let n = caller.recv(&mut buf).expect("RTP");
+            let n = recv(&caller, &mut buf).expect("RTP");
             assert_eq!(n, 12 + 160);
             let seq = u16::from_be_bytes([buf[2], buf[3]]);
             let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
@@ -1551,24 +1561,12 @@ mod tests {
         for _ in 0..5 {
             // The next frame to arrive marks the leg's visit.
             caller.set_nonblocking(true).unwrap();
-            loop {
-                match caller.recv(&mut buf) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
+            while recv(&caller, &mut buf).is_ok() {}
             caller.set_nonblocking(false).unwrap();
             caller
                 .set_read_timeout(Some(Duration::from_secs(2)))
                 .unwrap();
-            loop {
-                match caller.recv(&mut buf) {
-                    Ok(_) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => panic!("a frame: {e}"),
-                }
-            }
+            recv(&caller, &mut buf).expect("a frame");
             let at = Instant::now() + Duration::from_millis(66);
             leg.alarm(Some(at));
             loop {
@@ -1613,12 +1611,6 @@ mod tests {
                 port,
             );
             let mut buf = [0u8; 512];
-            let recv = |s: &std::net::UdpSocket, buf: &mut [u8]| loop {
-                match s.recv(buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    r => break r,
-                }
-            };
             assert_eq!(
                 recv(&sdp, &mut buf).expect("RTP to the SDP's port first"),
                 172
@@ -1632,7 +1624,7 @@ mod tests {
                 .set_read_timeout(Some(Duration::from_millis(200)))
                 .unwrap();
             stranger.send_to(&pkt, hotline).expect("sent");
-            assert!(stranger.recv(&mut buf).is_err(), "{io:?}");
+            assert!(recv(&stranger, &mut buf).is_err(), "{io:?}");
             assert_eq!(recv(&sdp, &mut buf).expect("still to the SDP's port"), 172);
             nat.send_to(&pkt, hotline).expect("sent");
             let n = recv(&nat, &mut buf);
@@ -1643,9 +1635,9 @@ mod tests {
             // Latched and connected: nothing more goes to the SDP's port.
             std::thread::sleep(Duration::from_millis(60));
             sdp.set_nonblocking(true).unwrap();
-            while sdp.recv(&mut buf).is_ok() {}
+            while recv(&sdp, &mut buf).is_ok() {}
             std::thread::sleep(Duration::from_millis(60));
-            assert!(sdp.recv(&mut buf).is_err(), "{io:?}");
+            assert!(recv(&sdp, &mut buf).is_err(), "{io:?}");
             // Read both, heard one: the stranger's was dropped unheard.
             assert_eq!(pump.stats().rtp_received, 2, "{io:?}");
         }
@@ -1710,20 +1702,21 @@ mod tests {
             "a stranger's datagrams were read"
         );
         let mut buf = [0u8; 512];
-        assert!(stranger.recv(&mut buf).is_err(), "RTP went to the stranger");
+        assert!(
+            recv(&stranger, &mut buf).is_err(),
+            "RTP went to the stranger"
+        );
 
         // Moved: RTP to the new address, and a source elsewhere (NAT) is found again.
         let moved = bind("127.0.0.1");
         leg.set_stream(stream_to(moved.local_addr().unwrap()));
-        assert_eq!(moved.recv(&mut buf).expect("RTP to the new address"), 172);
+        assert_eq!(recv(&moved, &mut buf).expect("RTP to the new address"), 172);
         for seq in 10..=15 {
             stranger.send_to(&rtp(seq), hotline).expect("sent");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(
-            stranger
-                .recv(&mut buf)
-                .expect("RTP follows a run from elsewhere"),
+            recv(&stranger, &mut buf).expect("RTP follows a run from elsewhere"),
             172
         );
     }
