@@ -12,6 +12,11 @@ use super::wire::{Message, Via, split_commas};
 /// RFC 2543 element and is not known to be unique.
 pub const BRANCH_MAGIC: &str = "z9hG4bK";
 
+/// A new branch for a request hotline sends: the magic cookie and a unique token.
+pub fn new_branch() -> String {
+    format!("{BRANCH_MAGIC}{}", unique_token())
+}
+
 pub fn reason(code: u16) -> &'static str {
     match code {
         100 => "Trying",

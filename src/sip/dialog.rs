@@ -142,7 +142,8 @@ pub(crate) struct UacDialog {
     pub auth: Option<(&'static str, String)>,
 }
 
-fn branch_of(msg: &Message) -> String {
+/// The branch of a message's top Via; empty without one.
+pub(super) fn branch_of(msg: &Message) -> String {
     msg.top_via()
         .and_then(|v| v.branch().map(str::to_owned))
         .unwrap_or_default()
@@ -431,7 +432,7 @@ impl CallTask {
         let conn = self.peer.conn.clone();
         let (sent_by, transport) = self.sh.sent_by(&conn);
         let contact = self.sh.contact(&conn);
-        let branch = format!("{}{}", build::BRANCH_MAGIC, build::unique_token());
+        let branch = build::new_branch();
         let bytes = build::request(&RequestSpec {
             method,
             request_uri: &self.remote_target,

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::build::{self, RequestSpec};
 use super::check::ALLOW;
-use super::dialog::{CallTask, Inbound, UacDialog};
+use super::dialog::{CallTask, Inbound, UacDialog, branch_of};
 use super::digest::Challenge;
 use super::endpoint::{Conn, Peer, Shared};
 use super::wire::{Message, NameAddr, StartLine};
@@ -307,7 +307,7 @@ impl Uac {
             let Some(dest) = resolve(&hop).await else {
                 return Self::failed(0, format!("cannot resolve {hop}"), None);
             };
-            let branch = format!("{}{}", build::BRANCH_MAGIC, build::unique_token());
+            let branch = build::new_branch();
             let mut extra = vec![
                 ("Allow", ALLOW.to_owned()),
                 ("Supported", "replaces".to_owned()),
@@ -556,8 +556,8 @@ impl Uac {
         let cseq = msg.cseq()?;
         // §17.1.3: a response is the transaction's whose branch its top Via carries (a
         // CANCEL has its INVITE's branch, §9.1) and whose CSeq method is the request's.
-        let branch = msg.top_via().and_then(|v| v.branch().map(str::to_owned));
-        let ours = branch.as_deref() == Some(tx.branch.as_str());
+        let branch = branch_of(&msg);
+        let ours = branch == tx.branch;
         if cseq.method == "CANCEL" {
             if ours && let Some(c) = &mut tx.cancel {
                 c.answered = true;
@@ -569,11 +569,11 @@ impl Uac {
         }
         if !ours {
             if code >= 300
-                && let Some((ack, dest)) = self.old_ack(branch.as_deref())
+                && let Some((ack, dest)) = self.old_ack(&branch)
             {
                 self.sh.send(&Conn::Udp, dest, ack).await;
             } else {
-                self.stray(code, branch.as_deref());
+                self.stray(code, &branch);
             }
             return None;
         }
@@ -599,7 +599,7 @@ impl Uac {
         if routes.is_empty() {
             routes = self.routes.clone();
         }
-        let branch = format!("{}{}", build::BRANCH_MAGIC, build::unique_token());
+        let branch = build::new_branch();
         let creds: Vec<(&str, String)> = self.auth.iter().cloned().collect();
         let ack = self.caller().request(
             "ACK",
@@ -674,8 +674,7 @@ impl Uac {
     }
 
     /// The ACK of an earlier transaction's non-2xx final, by the branch of a response.
-    fn old_ack(&self, branch: Option<&str>) -> Option<(Vec<u8>, SocketAddr)> {
-        let branch = branch?;
+    fn old_ack(&self, branch: &str) -> Option<(Vec<u8>, SocketAddr)> {
         self.old_acks
             .iter()
             .find(|(b, _, _)| b == branch)
@@ -684,10 +683,10 @@ impl Uac {
 
     /// A response to the call's INVITE that none of its transactions sent for: not
     /// acted on, counted with the responses that match no call.
-    fn stray(&self, code: u16, branch: Option<&str>) {
+    fn stray(&self, code: u16, branch: &str) {
         tracing::debug!(
             code,
-            ?branch,
+            branch,
             "a response with none of our branches: ignored"
         );
         self.sh
@@ -725,16 +724,16 @@ impl Uac {
                         if cseq.method != "INVITE" {
                             continue;
                         }
-                        let branch = msg.top_via().and_then(|v| v.branch().map(str::to_owned));
-                        let ours = branch.as_ref().is_some_and(|b| self.branches.contains(b));
+                        let branch = branch_of(&msg);
+                        let ours = self.branches.contains(&branch);
                         if (200..300).contains(code) && ours {
                             // Answered after Timer B or the CANCEL's wait: the far end
                             // holds a call nobody will use. ACK it, then end it (§13.2.2.4).
                             self.ack_and_bye(&msg, cseq.seq, peer.addr).await;
-                        } else if let Some((ack, dest)) = self.old_ack(branch.as_deref()) {
+                        } else if let Some((ack, dest)) = self.old_ack(&branch) {
                             self.sh.send(&Conn::Udp, dest, ack).await;
                         } else {
-                            self.stray(*code, branch.as_deref());
+                            self.stray(*code, &branch);
                         }
                     }
                     Some(Inbound::Shutdown) | None => break,
@@ -827,7 +826,7 @@ pub(crate) async fn end_unwanted_2xx(u: Unwanted<'_>) -> Option<(Vec<u8>, Socket
         call_id: u.call_id,
     };
     let request = |method: &str, cseq: u32, extra: &[(&str, String)]| {
-        let branch = format!("{}{}", build::BRANCH_MAGIC, build::unique_token());
+        let branch = build::new_branch();
         caller.request(
             method,
             &remote_target,
