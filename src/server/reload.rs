@@ -6,8 +6,9 @@
 //!
 //! The files are watched by polling their size and modification time: a few hundred
 //! `stat`s a second is nothing next to the calls, and polling needs no inotify limits
-//! and works on every file system a deployment might use. SIGHUP and `POST /reload`
-//! load at once.
+//! and works on every file system a deployment might use. The walk runs on the
+//! blocking pool, not on the runtime's worker: a slow or hung file system (NFS) delays
+//! the next reload, never a call's SIP. SIGHUP and `POST /reload` load at once.
 use super::http::{Health, json};
 use crate::call::CallServices;
 use crate::config::Config;
@@ -115,7 +116,8 @@ impl Reloader {
             self.cfg.prompts.clone(),
             self.cfg.lookups.clone(),
         ];
-        let mut seen = fingerprint(&dirs);
+        let dirs: Arc<[PathBuf]> = dirs.into();
+        let mut seen = walk(&dirs).await;
         let mut hup = hangups();
         loop {
             let tick = async {
@@ -128,18 +130,18 @@ impl Reloader {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = hup.recv() => {
-                    seen = fingerprint(&dirs);
+                    seen = walk(&dirs).await;
                     self.reload("SIGHUP").await;
                     continue;
                 }
                 _ = tick => {
-                    let now = fingerprint(&dirs);
+                    let now = walk(&dirs).await;
                     if now == seen {
                         continue;
                     }
                     // An editor may still be writing: load once the files hold still.
                     tokio::time::sleep(SETTLE).await;
-                    let settled = fingerprint(&dirs);
+                    let settled = walk(&dirs).await;
                     if settled != now {
                         continue;
                     }
@@ -172,10 +174,22 @@ fn hangups() -> tokio::sync::mpsc::Receiver<()> {
     rx
 }
 
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// [`fingerprint`] on the blocking pool; here, where the pool cannot take it (the
+/// runtime shutting down).
+async fn walk(dirs: &Arc<[PathBuf]>) -> Fingerprint {
+    let d = dirs.clone();
+    match tokio::task::spawn_blocking(move || fingerprint(&d)).await {
+        Ok(f) => f,
+        Err(_) => fingerprint(dirs),
+    }
+}
+
 /// Every file in the directories and their subdirectories, with its size and
 /// modification time.
 /// A file that cannot be read is in it too, as such, so that fixing it is a change.
-fn fingerprint(dirs: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+fn fingerprint(dirs: &[PathBuf]) -> Fingerprint {
     let mut v = Vec::new();
     for d in dirs {
         let Ok(rd) = std::fs::read_dir(d) else {
