@@ -546,6 +546,116 @@ fn invite(h: &Hotline, s: &UdpSocket, call_id: &str, branch: &str, wait: Duratio
     got
 }
 
+/// The ACK (`BYE` false) or the BYE (true) of a call `invite` got a 200 for, from the
+/// same socket; the BYE's final response code.
+fn in_dialog(h: &Hotline, s: &UdpSocket, ok: &str, bye: bool) -> Option<u16> {
+    let local = s.local_addr().unwrap();
+    let target = header(ok, "Contact")
+        .and_then(|c| c.split_once('<'))
+        .and_then(|(_, r)| r.split_once('>'))
+        .map_or_else(|| format!("sip:127.0.0.1:{}", h.sip), |(u, _)| u.to_owned());
+    let (method, cseq, branch) = if bye {
+        ("BYE", 2, format!("z9hG4bKbye{}", rand_token()))
+    } else {
+        ("ACK", 1, format!("z9hG4bKack{}", rand_token()))
+    };
+    let msg = format!(
+        "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch}\r\n\
+         From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        header(ok, "From").unwrap(),
+        header(ok, "To").unwrap(),
+        header(ok, "Call-ID").unwrap(),
+    );
+    s.send_to(msg.as_bytes(), ("127.0.0.1", h.sip)).unwrap();
+    if !bye {
+        return None;
+    }
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.recv(&mut buf) {
+        let text = String::from_utf8_lossy(&buf[..n]);
+        if header(&text, "CSeq").is_some_and(|c| c.ends_with("BYE")) {
+            return text.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+        }
+    }
+    None
+}
+
+/// The final response `invite` got, and its code.
+fn final_of(got: &[String]) -> (u16, &str) {
+    let last = got.last().map_or("", String::as_str);
+    let code = last
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, last)
+}
+
+/// A source holds at most `calls_per_source` calls at once: its next INVITE is
+/// answered 503 with Retry-After before any call work (counted and summed up in the
+/// log) while another source is served, and a call that ends frees its line for the
+/// source's next call. Why: the dialog rate bounds how fast a source takes lines, not
+/// how many it keeps; a source whose calls last would take every line at that rate.
+#[test]
+fn a_source_holding_its_calls_is_refused_the_next_until_one_ends() {
+    let h = Hotline::cmd()
+        .config(
+            "sip_limits: {requests_per_s: 0, dialogs_per_s: 0, calls_per_source: 2, retry_after: 20s, log_every: 1s}\n",
+        )
+        .start();
+    let wait = Duration::from_secs(10);
+    let s = UdpSocket::bind(("127.0.0.1", 0)).expect("bind");
+    let mut held = Vec::new();
+    for i in 1..=2 {
+        let got = invite(&h, &s, &format!("cap-{i}"), &format!("z9hG4bKcap{i}"), wait);
+        let (code, ok) = final_of(&got);
+        assert_eq!(code, 200, "call {i}: {got:?}\n{}", h.server.output());
+        in_dialog(&h, &s, ok, false);
+        held.push(ok.to_owned());
+    }
+    let got = invite(&h, &s, "cap-3", "z9hG4bKcap3", wait);
+    let (code, refused) = final_of(&got);
+    assert_eq!(code, 503, "the third call from one source: {got:?}");
+    assert_eq!(header(refused, "Retry-After"), Some("20"), "{refused}");
+    // Another source is served meanwhile.
+    let other = UdpSocket::bind(("127.0.0.2", 0)).expect("bind 127.0.0.2");
+    let got = invite(&h, &other, "cap-other", "z9hG4bKcapother", wait);
+    let (code, ok) = final_of(&got);
+    assert_eq!(code, 200, "another source: {got:?}");
+    in_dialog(&h, &other, ok, false);
+    assert_eq!(in_dialog(&h, &other, ok, true), Some(200));
+    // One of the source's calls ends: its next call is answered.
+    assert_eq!(in_dialog(&h, &s, &held[0], true), Some(200));
+    let got = invite(&h, &s, "cap-4", "z9hG4bKcap4", wait);
+    let (code, ok) = final_of(&got);
+    assert_eq!(
+        code,
+        200,
+        "after one call ended: {got:?}\n{}",
+        h.server.output()
+    );
+    in_dialog(&h, &s, ok, false);
+    assert_eq!(
+        metric(&h, "hotline_sip_limited_total{reason=\"calls_per_source\"}"),
+        1.0
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !h.server.output().contains("calls_per_source") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = h.server.output();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("calls_per_source") && l.contains("127.0.0.1")),
+        "no summary line for the refusal:\n{log}"
+    );
+    for ok in [&held[1], ok] {
+        assert_eq!(in_dialog(&h, &s, ok, true), Some(200));
+    }
+}
+
 fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
     msg.lines().find_map(|l| {
         let (n, v) = l.split_once(':')?;

@@ -14,6 +14,7 @@ use tokio::time::{Instant, sleep_until};
 use super::build::{self, RequestSpec, ResponseSpec};
 use super::check::{ALLOW, SUPPORTED_HEADER};
 use super::endpoint::{Conn, Peer, Shared};
+use super::guard::OpenCall;
 use super::wire::{Message, NameAddr, StartLine};
 use super::{SipCommand, SipEvent};
 
@@ -106,6 +107,8 @@ pub(crate) struct CallTask {
     linger_until: Option<Instant>,
     /// What a call hotline placed (src/sip/uac.rs) keeps of its INVITE.
     uac: Option<UacSide>,
+    /// The caller's source counts this call against `calls_per_source` until it ends.
+    held: OpenCall,
 }
 
 /// A placed call's INVITE, for the 2xx that keep coming after the call began.
@@ -194,10 +197,17 @@ impl CallTask {
             inbox,
             linger_until: None,
             uac: None,
+            held: OpenCall::uncounted(),
             sh,
             invite,
             peer,
         }
+    }
+
+    /// Counts the call against its source (`calls_per_source`) until it ends.
+    pub(super) fn holding(mut self, held: OpenCall) -> CallTask {
+        self.held = held;
+        self
     }
 
     /// The dialog of a call hotline placed, confirmed by the ACK already sent: from
@@ -240,6 +250,7 @@ impl CallTask {
                 auth: d.auth,
                 forks: Vec::new(),
             }),
+            held: OpenCall::uncounted(),
             sh,
             invite: d.ok,
             peer: d.peer,
@@ -329,6 +340,8 @@ impl CallTask {
     fn finish(&mut self, grace: Duration) {
         self.phase = Phase::Done;
         self.ack_wait = None;
+        // Lingering is not holding a line: the source may call again.
+        self.held = OpenCall::uncounted();
         let until = Instant::now() + grace;
         // A lingering call absorbs retransmissions; a little longer costs nothing, and
         // calls that end near each other then free their state at one wake-up.

@@ -578,14 +578,26 @@ async fn screened(shared: &Arc<Shared>, msg: &Message, peer: &Peer, method: &str
         Verdict::Pass => true,
         Verdict::Drop => false,
         Verdict::Answer { code, retry_after } => {
-            let extra: Vec<_> = retry_after
-                .map(|s| ("Retry-After", s.to_string()))
-                .into_iter()
-                .collect();
-            answer_reject(shared, msg, peer, method, code, &extra).await;
+            answer_limited(shared, msg, peer, method, code, retry_after).await;
             false
         }
     }
+}
+
+/// The guard's answer: `code`, with Retry-After where it gave one.
+async fn answer_limited(
+    shared: &Shared,
+    msg: &Message,
+    peer: &Peer,
+    method: &str,
+    code: u16,
+    retry_after: Option<u32>,
+) {
+    let extra: Vec<_> = retry_after
+        .map(|s| ("Retry-After", s.to_string()))
+        .into_iter()
+        .collect();
+    answer_reject(shared, msg, peer, method, code, &extra).await;
 }
 
 fn stateless<'a>(
@@ -653,6 +665,14 @@ async fn new_call(shared: &Arc<Shared>, msg: Message, peer: Peer) {
         refuse(shared, &msg, &peer, "INVITE", r).await;
         return;
     }
+    let held = match shared.guard.open_call(peer.addr.ip()) {
+        Ok(held) => held,
+        Err(Verdict::Answer { code, retry_after }) => {
+            answer_limited(shared, &msg, &peer, "INVITE", code, retry_after).await;
+            return;
+        }
+        Err(_) => return,
+    };
     let call_id = msg.call_id().unwrap_or_default().to_owned();
     let call = incoming_call(&msg, peer.addr);
     let (inbox_tx, inbox_rx) = mpsc::channel(32);
@@ -674,7 +694,8 @@ async fn new_call(shared: &Arc<Shared>, msg: Message, peer: Peer) {
     }
     shared.counters.calls_total.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("call", call_id = %call_id);
-    let task = CallTask::new(shared.clone(), msg, peer, events_tx, commands_rx, inbox_rx);
+    let task =
+        CallTask::new(shared.clone(), msg, peer, events_tx, commands_rx, inbox_rx).holding(held);
     tokio::spawn(task.run().instrument(span));
 }
 

@@ -1,7 +1,10 @@
 //! What a source may ask of the SIP endpoint, decided before any per-call work: the
-//! source allow-list (`sip_allow`), known scanners' User-Agents, and per-source token
+//! source allow-list (`sip_allow`), known scanners' User-Agents, per-source token
 //! buckets for requests and for new dialogs (issue 13; Kamailio's `pike` and
-//! `secfilter` are the models).
+//! `secfilter` are the models), and how many calls a source may hold open at once
+//! (`calls_per_source`, Asterisk's `call-limit`): a rate bounds how fast a source takes
+//! lines, not how many it keeps; a source whose calls last (it answers the prompts, or
+//! sends RTP and never hangs up) would otherwise take every line at the allowed rate.
 //!
 //! A source over a limit is told once, with `503` and Retry-After, then hears nothing
 //! while it stays over: answering every request of a flood would make hotline the
@@ -18,7 +21,7 @@ use super::refusals::{self, Reason};
 use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use ipnet::IpNet;
@@ -34,6 +37,9 @@ pub struct SipLimits {
     /// New dialogs (INVITEs that start a call) a source may open a second.
     pub dialogs_per_s: f64,
     pub dialogs_burst: u32,
+    /// Calls a source may hold open at once (0: no cap). A source at it is answered
+    /// 503 with Retry-After for each new call until one of its calls ends.
+    pub calls_per_source: u32,
     /// The Retry-After of the one 503 a source over its limit is sent.
     #[serde(deserialize_with = "crate::config::duration")]
     pub retry_after: Duration,
@@ -52,6 +58,10 @@ impl Default for SipLimits {
             requests_burst: 1000,
             dialogs_per_s: 50.0,
             dialogs_burst: 200,
+            // Off unless set: a trunk carries every caller from one address, and a cap
+            // on it (where it is not in `exempt`) would refuse callers at a modest
+            // height of calls that no rate limit ever reached.
+            calls_per_source: 0,
             retry_after: Duration::from_secs(30),
             exempt: Vec::new(),
             log_every: Duration::from_secs(10),
@@ -197,6 +207,38 @@ const MAX_SOURCES: usize = 16_384;
 pub struct Guard {
     settings: GuardSettings,
     sources: Mutex<Sources>,
+    open: Arc<OpenCalls>,
+}
+
+/// Calls open per source (`calls_per_source`); a source is listed while it holds one.
+#[derive(Default)]
+struct OpenCalls(Mutex<HashMap<IpAddr, u32>>);
+
+/// One call held open by a source, counted against its `calls_per_source` until this
+/// is dropped (with the call's task, however the call ends).
+#[must_use]
+pub struct OpenCall(Option<(Arc<OpenCalls>, IpAddr)>);
+
+impl OpenCall {
+    /// A call not counted against any source (placed by hotline, or cap off).
+    pub fn uncounted() -> OpenCall {
+        OpenCall(None)
+    }
+}
+
+impl Drop for OpenCall {
+    fn drop(&mut self) {
+        let Some((open, src)) = self.0.take() else {
+            return;
+        };
+        let Ok(mut m) = open.0.lock() else { return };
+        if let Some(n) = m.get_mut(&src) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&src);
+            }
+        }
+    }
 }
 
 struct Sources {
@@ -213,7 +255,40 @@ impl Guard {
                 map: HashMap::new(),
                 overflow: None,
             }),
+            open: Arc::default(),
         }
+    }
+
+    /// A new call from `src`: counted against its `calls_per_source`, or refused with
+    /// the 503 and Retry-After it is answered (counted and summed up in the log) while
+    /// the source holds that many calls. Exempt sources are not counted.
+    pub fn open_call(&self, src: IpAddr) -> Result<OpenCall, Verdict> {
+        let l = &self.settings.limits;
+        if l.calls_per_source == 0 || l.exempt.iter().any(|n| n.contains(&src)) {
+            return Ok(OpenCall::uncounted());
+        }
+        let Ok(mut m) = self.open.0.lock() else {
+            return Ok(OpenCall::uncounted());
+        };
+        let n = m.entry(src).or_insert(0);
+        if *n >= l.calls_per_source {
+            drop(m);
+            refusals::note(src, Reason::CallsPerSource);
+            return Err(Verdict::Answer {
+                code: 503,
+                retry_after: Some(u32::try_from(l.retry_after.as_secs()).unwrap_or(u32::MAX)),
+            });
+        }
+        *n += 1;
+        Ok(OpenCall(Some((self.open.clone(), src))))
+    }
+
+    /// Calls `src` holds open, as counted for `calls_per_source`.
+    pub fn open_calls(&self, src: IpAddr) -> u32 {
+        self.open
+            .0
+            .lock()
+            .map_or(0, |m| m.get(&src).copied().unwrap_or(0))
     }
 
     pub fn settings(&self) -> &GuardSettings {
@@ -360,6 +435,64 @@ mod tests {
             },
             ..GuardSettings::default()
         })
+    }
+
+    fn capped(calls: u32, exempt: &[&str]) -> Guard {
+        Guard::new(GuardSettings {
+            limits: SipLimits {
+                calls_per_source: calls,
+                exempt: exempt.iter().map(|e| parse_cidr(e).unwrap()).collect(),
+                ..SipLimits::off()
+            },
+            ..GuardSettings::default()
+        })
+    }
+
+    #[test]
+    fn a_source_holds_at_most_its_calls_and_one_ending_frees_a_line() {
+        let g = capped(2, &[]);
+        let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
+        let first = g.open_call(a).unwrap();
+        let _second = g.open_call(a).unwrap();
+        let refused = g.open_call(a).err();
+        assert_eq!(
+            refused,
+            Some(Verdict::Answer {
+                code: 503,
+                retry_after: Some(30)
+            })
+        );
+        // Another source is not touched.
+        let _other = g.open_call(b).unwrap();
+        assert_eq!((g.open_calls(a), g.open_calls(b)), (2, 1));
+        drop(first);
+        assert_eq!(g.open_calls(a), 1);
+        let _third = g.open_call(a).unwrap();
+        assert!(g.open_call(a).is_err());
+    }
+
+    #[test]
+    fn exempt_sources_and_no_cap_count_nothing() {
+        let g = capped(1, &["203.0.113.0/28"]);
+        let trunk = ip("203.0.113.5");
+        let held: Vec<_> = (0..10).map(|_| g.open_call(trunk).unwrap()).collect();
+        assert_eq!((held.len(), g.open_calls(trunk)), (10, 0));
+        let g = capped(0, &[]);
+        let held: Vec<_> = (0..10)
+            .map(|_| g.open_call(ip("192.0.2.1")).unwrap())
+            .collect();
+        assert_eq!((held.len(), g.open_calls(ip("192.0.2.1"))), (10, 0));
+    }
+
+    #[test]
+    fn a_source_whose_calls_all_ended_is_forgotten() {
+        let g = capped(3, &[]);
+        let held: Vec<_> = (0..3)
+            .map(|i| g.open_call(ip(&format!("192.0.2.{i}"))).unwrap())
+            .collect();
+        assert_eq!(g.open.0.lock().unwrap().len(), 3);
+        drop(held);
+        assert!(g.open.0.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub enum Reason {
     Requests,
     /// The source opened more new dialogs a second than `sip_limits` allows.
     Dialogs,
+    /// The source already holds `sip_limits.calls_per_source` calls.
+    CallsPerSource,
     /// A known scanner's User-Agent.
     Scanner,
     /// The source is not in `sip_allow`.
@@ -33,9 +35,10 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 8] = [
         Reason::Requests,
         Reason::Dialogs,
+        Reason::CallsPerSource,
         Reason::Scanner,
         Reason::NotAllowed,
         Reason::NoRtpPort,
@@ -48,6 +51,7 @@ impl Reason {
         match self {
             Reason::Requests => "requests",
             Reason::Dialogs => "dialogs",
+            Reason::CallsPerSource => "calls_per_source",
             Reason::Scanner => "scanner",
             Reason::NotAllowed => "not_allowed",
             Reason::NoRtpPort => "no_rtp_port",
@@ -59,7 +63,7 @@ impl Reason {
     /// What an operator can do about it, for the log's summary line.
     pub fn what_to_do(self) -> &'static str {
         match self {
-            Reason::Requests | Reason::Dialogs => {
+            Reason::Requests | Reason::Dialogs | Reason::CallsPerSource => {
                 "over sip_limits; a trunk or proxy carrying many callers belongs in sip_limits.exempt"
             }
             Reason::Scanner => "a known scanner; nothing to do",
@@ -95,7 +99,7 @@ const KEPT: usize = 4096;
 
 #[derive(Default)]
 pub struct Refusals {
-    totals: [AtomicU64; 7],
+    totals: [AtomicU64; 8],
     interval: Mutex<Interval>,
 }
 
@@ -136,7 +140,7 @@ impl Refusals {
     }
 
     /// Refusals since start, every reason.
-    pub fn totals(&self) -> [(Reason, u64); 7] {
+    pub fn totals(&self) -> [(Reason, u64); 8] {
         Reason::ALL.map(|r| {
             let n = self
                 .totals
