@@ -8,7 +8,8 @@
 //!
 //! A source over a limit is told once, with `503` and Retry-After, then hears nothing
 //! while it stays over: answering every request of a flood would make hotline the
-//! flood's amplifier. What is refused is counted here (`hotline_sip_limited_total`)
+//! flood's amplifier. A source at its `calls_per_source` is answered each new call
+//! (the dialog rate already bounds how often): it is a caller, not a flood. What is refused is counted here (`hotline_sip_limited_total`)
 //! and logged as a summary per interval ([`super::refusals`]), never a line per
 //! request.
 //!
