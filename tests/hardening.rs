@@ -575,7 +575,9 @@ fn in_dialog(h: &Hotline, s: &UdpSocket, ok: &str, bye: bool) -> Option<u16> {
     let mut buf = [0u8; 4096];
     while let Ok(n) = s.recv(&mut buf) {
         let text = String::from_utf8_lossy(&buf[..n]);
-        if header(&text, "CSeq").is_some_and(|c| c.ends_with("BYE")) {
+        // A response to our BYE, not a request of hotline's own.
+        if text.starts_with("SIP/2.0 ") && header(&text, "CSeq").is_some_and(|c| c.ends_with("BYE"))
+        {
             return text.split_whitespace().nth(1).and_then(|c| c.parse().ok());
         }
     }
