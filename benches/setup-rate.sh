@@ -2,7 +2,7 @@
 # Call set-up rate (issue 11): SIPp's built-in UAC (`-sn uac`: INVITE, ACK, each call held
 # 1 s, BYE) against a fresh `hotline serve` on 127.0.0.1, at RATE calls a second for
 # SECONDS. Prints SIPp's counts, hotline's CPU, and a last line for machines:
-#   RESULT offered=2500 rate=2500 calls=25000 failures=0 retransmissions=0 hotline_cores=0.9 sipp_drops=0
+#   RESULT offered=2500 rate=2500 calls=25000 failures=0 retransmissions=0 hotline_cores=0.9 sipp_drops=0 hotline_ms_per_call=0.43
 # `rate` is the calls set up and torn down without failure per second offered.
 #
 #   bash benches/setup-rate.sh [RATE] [SECONDS]        # default 2500 10
@@ -88,6 +88,9 @@ ok, failed, retrans = g("SuccessfulCall(C)"), g("FailedCall(C)"), g("Retransmiss
 outgoing = g("OutgoingCall(C)")
 wall = float(t1) - float(t0)
 cores = (float(c1) - float(c0)) / float(hz) / wall
-print(f"offered {rate}/s for {secs} s: {outgoing} calls, {ok} successful, {failed} failed, {retrans} retransmissions; hotline {cores:.2} cores over {wall:.1f} s; SIPp's socket dropped {sipp_drops}")
-print(f"RESULT offered={rate} rate={ok / float(secs):.0f} calls={outgoing} failures={failed + max(0, outgoing - ok - failed)} retransmissions={retrans} hotline_cores={cores:.2} sipp_drops={sipp_drops}")
+# CPU a call, its second of RTP included: the yardstick for the SIP, flow and record
+# work a call costs (at a low rate it is dearer: each message wakes hotline anew).
+ms_per_call = (float(c1) - float(c0)) / float(hz) * 1000 / max(outgoing, 1)
+print(f"offered {rate}/s for {secs} s: {outgoing} calls, {ok} successful, {failed} failed, {retrans} retransmissions; hotline {cores:.2} cores over {wall:.1f} s, {ms_per_call:.2f} ms of CPU a call; SIPp's socket dropped {sipp_drops}")
+print(f"RESULT offered={rate} rate={ok / float(secs):.0f} calls={outgoing} failures={failed + max(0, outgoing - ok - failed)} retransmissions={retrans} hotline_cores={cores:.2} sipp_drops={sipp_drops} hotline_ms_per_call={ms_per_call:.2f}")
 EOF
