@@ -63,8 +63,11 @@ impl Reason {
     /// What an operator can do about it, for the log's summary line.
     pub fn what_to_do(self) -> &'static str {
         match self {
-            Reason::Requests | Reason::Dialogs | Reason::CallsPerSource => {
+            Reason::Requests | Reason::Dialogs => {
                 "over sip_limits; a trunk or proxy carrying many callers belongs in sip_limits.exempt"
+            }
+            Reason::CallsPerSource => {
+                "holds sip_limits.calls_per_source calls already; a trunk, proxy or PBX carrying many callers belongs in sip_limits.exempt, else raise calls_per_source"
             }
             Reason::Scanner => "a known scanner; nothing to do",
             Reason::NotAllowed => "not in sip_allow; add it there if it is yours",
