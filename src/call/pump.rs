@@ -220,6 +220,10 @@ struct Counters {
     /// thread needs, the admission's overload signal.
     visits: AtomicU64,
     busy_ns: AtomicU64,
+    /// The thread's CPU clock at its last visit's end: all its CPU, its wake-ups too.
+    /// The process's CPU less this is hotline's work outside its media (call set-ups,
+    /// the store), which the overload judge does not count as the calls' load.
+    cpu_ns: AtomicU64,
     legs: AtomicUsize,
     /// Past [`PACK_BUSY`]: new calls go elsewhere while another thread is open.
     closed: AtomicBool,
@@ -241,6 +245,9 @@ pub struct PumpStats {
     /// other has room.
     pub busiest_visits: u64,
     pub busiest_busy_ns: u64,
+    /// The media threads' CPU, all of it, at their last visits (ns).
+    #[serde(skip)]
+    pub cpu_ns: u64,
     /// The legs a thread takes before the next one gets new calls: where the overload
     /// judge expects the next calls to go.
     #[serde(skip)]
@@ -449,6 +456,7 @@ impl MediaPump {
             s.rtp_send_errors += c.send_errors.load(Relaxed);
             s.late_visits += c.late_visits.load(Relaxed);
             s.frames_skipped += c.skipped.load(Relaxed);
+            s.cpu_ns += c.cpu_ns.load(Relaxed);
             let (visits, busy) = (c.visits.load(Relaxed), c.busy_ns.load(Relaxed));
             s.visits += visits;
             s.busy_ns += busy;
@@ -1163,7 +1171,9 @@ impl Shard {
         }
         let sent = io.sent - sent0;
         let send_errors = io.send_errors - errors0;
-        let busy = thread_cpu_ns().saturating_sub(started);
+        let cpu = thread_cpu_ns();
+        let busy = cpu.saturating_sub(started);
+        counters.cpu_ns.store(cpu, Relaxed);
         // Once per visit, whatever the number of calls in the slot.
         for (c, n) in [
             (&counters.sent, sent),
