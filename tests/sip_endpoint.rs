@@ -525,3 +525,61 @@ async fn options_over_tcp_split_across_writes() {
     assert!(text.contains("Call-ID: tcp1"), "{text}");
     cancel.cancel();
 }
+
+/// RFC 3261 §17.2.1: a 100 Trying only for an INVITE that would hear nothing else for
+/// 200 ms. An INVITE answered at once hears its 200 alone; one the call layer keeps
+/// waiting hears 100 on its own (once); a retransmission that comes before any answer
+/// is told 100 at once, and no second 100 follows.
+#[tokio::test]
+async fn an_invite_answered_at_once_hears_its_200_alone_and_a_waiting_one_hears_100() {
+    let (ep, mut rx, cancel) = endpoint(500).await;
+    let uac = Uac::new(ep.local_addr()).await;
+    uac.send(&uac.invite("fast@test", "z9hG4bKfast", 1, None, OFFER))
+        .await;
+    let fast = next_call(&mut rx).await;
+    fast.commands
+        .send(SipCommand::Answer {
+            sdp: ANSWER.to_owned(),
+        })
+        .await
+        .expect("cmd");
+    let first = uac.recv(WAIT).await.expect("an answer");
+    assert!(first.starts_with("SIP/2.0 200"), "{first}");
+
+    // Each case its own caller: the first's 200 goes on being retransmitted (no ACK).
+    let uac = Uac::new(ep.local_addr()).await;
+    let sent = tokio::time::Instant::now();
+    uac.send(&uac.invite("slow@test", "z9hG4bKslow", 1, None, OFFER))
+        .await;
+    let _slow = next_call(&mut rx).await;
+    let trying = uac.recv(WAIT).await.expect("a 100");
+    assert!(trying.starts_with("SIP/2.0 100"), "{trying}");
+    assert!(trying.contains("Call-ID: slow@test"), "{trying}");
+    assert!(
+        sent.elapsed() >= Duration::from_millis(90),
+        "the 100 waits for an answer that may come first: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(
+        uac.recv(Duration::from_millis(300)).await,
+        None,
+        "one 100, nothing more while the call layer waits"
+    );
+
+    let uac = Uac::new(ep.local_addr()).await;
+    let again = uac.invite("again@test", "z9hG4bKagain", 1, None, OFFER);
+    uac.send(&again).await;
+    let _again = next_call(&mut rx).await;
+    uac.send(&again).await;
+    let trying = uac.recv(WAIT).await.expect("a 100");
+    assert!(
+        trying.starts_with("SIP/2.0 100") && trying.contains("Call-ID: again@test"),
+        "{trying}"
+    );
+    assert_eq!(
+        uac.recv(Duration::from_millis(300)).await,
+        None,
+        "the retransmission's 100 stands for the one that was due"
+    );
+    cancel.cancel();
+}

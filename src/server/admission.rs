@@ -70,8 +70,13 @@ impl Admission {
         let flow = library.flow_for(&call.user);
         // The two it needs, not a clone of all the flow's settings held for the call.
         let (answer_after, ring_period) = (flow.settings.answer_after, flow.settings.ring_period);
-        let _ = commands.send(SipCommand::Ringing).await;
-        let permit = match self.lines.clone().try_acquire_owned() {
+        // A caller answered at once hears no ringing: a 180 then would be one more
+        // message each way for nothing (its 200 follows within milliseconds).
+        let free = self.lines.clone().try_acquire_owned();
+        if free.is_err() || !answer_after.is_zero() {
+            let _ = commands.send(SipCommand::Ringing).await;
+        }
+        let permit = match free {
             Ok(p) => p,
             Err(_) => {
                 let _listed = svc.live.waiting(&flow.name, &call.caller, received_at);
