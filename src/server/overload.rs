@@ -25,7 +25,9 @@
 //! or when the calls' media is real work and the machine as a whole has no room left
 //! ([`MACHINE_HIGH`] of all its CPUs' time busy, from `/proc/stat`, less hotline's own
 //! work outside its media threads: call set-ups come and go with bursts of calls, the
-//! carried media stays). That last one is
+//! carried media stays; a storm of set-ups that does not pass is the SIP guard's to
+//! bound, per source, not this judge's; the whole machine past [`MACHINE_FULL`] trips
+//! whatever its cause, and calm is the whole machine's). That last one is
 //! the signal for real-time media threads (`media_realtime`): they are never late, they
 //! take their time from everything else on the machine, the SIP work and the callers'
 //! own programs, which starve first (measured: 8,000 offered with the load client on the
@@ -66,6 +68,10 @@ pub const LATE_NEEDS_BUSY: f64 = 0.4;
 /// mark. Room for a burst of call set-ups and for the programs around hotline.
 pub const MACHINE_HIGH: f64 = 0.85;
 pub const MACHINE_LOW: f64 = 0.75;
+/// The whole machine, hotline's set-ups included, trips the refusal past this part of
+/// the way from the machine's mark to full (0.90 at the default 0.85): a burst of
+/// set-ups on top of a machine near its mark leaves nothing for anyone else.
+pub const MACHINE_FULL: f64 = 1.0 / 3.0;
 /// How long a height of calls is remembered: refilling up to it is no ramp.
 pub const PEAK_MEMORY: Duration = Duration::from_secs(10);
 /// Calm this long before admitting again.
@@ -354,7 +360,15 @@ impl Detector {
         // second of a 500-a-second ramp to 5,000 calls (machine 0.73, set-up 0.08, 751
         // calls more) was projected to 0.85 and refused the ramp's last 500 callers for
         // 20–40 s, on a machine that carried the 5,000 at 0.65–0.75, 2026-12-05.
-        let machine = (w.machine.unwrap_or(0.0) - w.setup).max(0.0);
+        // Left out of the mark only: the machine as a whole past [`MACHINE_FULL`] of the
+        // way from the mark to full trips whatever its cause, and a refusal clears only
+        // once the whole machine is calm. With the set-ups left out of both, 8,000
+        // offered on a fast stretch was admitted to 7,194 calls at 0.92 busy and the
+        // load client sharing the cores was starved (its 1 s tick 1.8 s apart, set-up
+        // p99 103 ms), 2026-12-05 05:24.
+        let total = w.machine.unwrap_or(0.0);
+        let machine = (total - w.setup).max(0.0);
+        let machine_full = self.machine_high + (1.0 - self.machine_high) * MACHINE_FULL;
         // While calls pour in, the window is a second behind: judge the load the next
         // second brings if it brings as many calls as the last (at 500 new calls a
         // second the threads went from room to a full machine before a window showed it).
@@ -388,11 +402,13 @@ impl Detector {
         );
         let high = receiving > self.busy_high
             || (working
-                && (w.late > LATE_HIGH || (machine_counts && machine * ahead > self.machine_high)));
+                && (w.late > LATE_HIGH
+                    || (machine_counts
+                        && (machine * ahead > self.machine_high || total > machine_full))));
         // Late visits or a full machine while the threads are nearly idle are someone
         // else's doing: they neither trip nor hold the refusal.
         let calm = receiving < busy_low
-            && (!working || (w.late <= LATE_HIGH && (!machine_counts || machine <= machine_low)));
+            && (!working || (w.late <= LATE_HIGH && (!machine_counts || total <= machine_low)));
         match self.tripped {
             None if high => {
                 self.tripped = Some(now);
@@ -790,6 +806,49 @@ mod tests {
         // Counted as the calls' load, it is projected past the mark (0.75 × 4,750 /
         // 4,000 = 0.89) and refuses the ramp's last callers; less it, 0.80.
         assert!(ramp_with_setup(0.0).await);
+    }
+
+    /// As [`run_on`], `setup` of the machine being hotline's own work outside its
+    /// media threads.
+    async fn run_with_setup(
+        d: &mut Detector,
+        s: &mut Sample,
+        machine: f64,
+        setup: f64,
+        for_: Duration,
+    ) -> bool {
+        let mut refused = false;
+        for _ in 0..(for_.as_millis() / 50) {
+            tokio::time::advance(Duration::from_millis(50)).await;
+            s.visits += 25;
+            s.busy_ns += (25.0 * SLOT_NS * 0.55) as u64;
+            s.machine_all += 100;
+            s.machine_busy += (100.0 * machine).round() as u64;
+            let all_ns = 100.0 * ns_per_tick();
+            s.media_cpu_ns += (all_ns * 0.5) as u64;
+            s.own_cpu_ns += (all_ns * (0.5 + setup)) as u64;
+            refused = d.observe(Instant::now(), s.clone());
+        }
+        refused
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_machine_trips_whatever_fills_it_and_calm_is_the_whole_machine_s() {
+        let mut d = Detector::default();
+        let mut s = Sample {
+            legs: 6_000,
+            ..Sample::default()
+        };
+        d.observe(Instant::now(), s.clone());
+        // Under the mark less the set-ups (0.84 − 0.08), and under full: admitted.
+        assert!(!run_with_setup(&mut d, &mut s, 0.84, 0.08, Duration::from_secs(3)).await);
+        // Set-ups on a machine near its mark fill it (0.93, 0.83 less them): refused.
+        assert!(run_with_setup(&mut d, &mut s, 0.93, 0.10, Duration::from_secs(1)).await);
+        // The set-ups' share gone (0.80 whole, 0.70 less them): not calm yet.
+        assert!(run_with_setup(&mut d, &mut s, 0.80, 0.10, Duration::from_secs(4)).await);
+        // The whole machine calm: admitting again.
+        assert!(!run_with_setup(&mut d, &mut s, 0.70, 0.02, Duration::from_secs(4)).await);
+        assert_eq!(d.trips, 1);
     }
 
     #[tokio::test(start_paused = true)]
