@@ -485,6 +485,7 @@ struct Ports {
 
 fn snap(sh: &Shared, pid: u32, p: &Ports, perf: Option<u32>) -> Snap {
     let not_rtp = [p.sip, p.client[0], p.client[1]];
+    let udp = procfs::udp_table();
     Snap {
         ns: sh.ns(),
         cpu: procfs::cpu(pid).unwrap_or_default(),
@@ -494,10 +495,10 @@ fn snap(sh: &Shared, pid: u32, p: &Ports, perf: Option<u32>) -> Snap {
         client_threads: procfs::threads(std::process::id()),
         rx: sh.rx_packets.load(Ordering::Relaxed),
         tx: sh.tx_packets.load(Ordering::Relaxed),
-        server_drops: procfs::udp_drops(p.rtp.0, p.rtp.1, &not_rtp).0,
-        sip_drops: procfs::udp_drops(p.sip, p.sip, &[]).0,
-        client_drops: procfs::udp_drops(p.client[0], p.client[0], &[]).0
-            + procfs::udp_drops(p.client[1], p.client[1], &[]).0,
+        server_drops: procfs::udp_drops_in(&udp, p.rtp.0, p.rtp.1, &not_rtp).0,
+        sip_drops: procfs::udp_drops_in(&udp, p.sip, p.sip, &[]).0,
+        client_drops: procfs::udp_drops_in(&udp, p.client[0], p.client[0], &[]).0
+            + procfs::udp_drops_in(&udp, p.client[1], p.client[1], &[]).0,
         others: procfs::others(&[pid, std::process::id(), perf.unwrap_or(0)]),
         stolen: procfs::stolen(),
     }

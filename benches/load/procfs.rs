@@ -120,12 +120,19 @@ pub fn fd_count(pid: u32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
+/// `/proc/net/udp` once: with 15,000 sockets open the kernel's walk to print it costs
+/// ~0.21 s of CPU (four reads 0.85 s, measured 2026-12-05), a burst that the overload
+/// judge of the hotline under test sees as a busy machine: a snapshot read it four
+/// times as the window opened and closed, and the judge tripped just then on the
+/// machine 0.90–0.95 busy, hotline's set-ups 0.02–0.03.
+pub fn udp_table() -> String {
+    fs::read_to_string("/proc/net/udp").unwrap_or_default()
+}
+
 /// Datagrams the kernel dropped on 127.0.0.1 UDP sockets bound in `lo..=hi` but not
-/// to `except` (full receive buffers), and how many such sockets there are.
-pub fn udp_drops(lo: u16, hi: u16, except: &[u16]) -> (u64, usize) {
-    let Ok(s) = fs::read_to_string("/proc/net/udp") else {
-        return (0, 0);
-    };
+/// to `except` (full receive buffers), and how many such sockets there are, from
+/// [`udp_table`].
+pub fn udp_drops_in(s: &str, lo: u16, hi: u16, except: &[u16]) -> (u64, usize) {
     let mut drops = 0;
     let mut n = 0;
     for l in s.lines().skip(1) {
