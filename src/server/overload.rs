@@ -767,17 +767,24 @@ mod tests {
         carrying_5000().await;
     }
 
+    /// A detector that has carried `legs` calls for 3 s, the machine `machine` busy of
+    /// which `setup` hotline's set-ups, and admitted throughout.
+    async fn settled(legs: usize, machine: f64, setup: f64) -> (Detector, Sample) {
+        let mut d = Detector::default();
+        let mut s = Sample {
+            legs,
+            ..Sample::default()
+        };
+        d.observe(Instant::now(), s.clone());
+        assert!(!run_with_setup(&mut d, &mut s, machine, setup, Duration::from_secs(3)).await);
+        (d, s)
+    }
+
     /// 5,000 calls carried at 0.70, then their lines ending and redialling: 1,000 fewer,
     /// refilled over 2 s, the machine `machine` busy of which `setup` is hotline's own
     /// work outside its media threads; whether the refill was refused.
     async fn redial_wave(machine: f64, setup: f64) -> bool {
-        let mut d = Detector::default();
-        let mut s = Sample {
-            legs: 5_000,
-            ..Sample::default()
-        };
-        d.observe(Instant::now(), s.clone());
-        assert!(!run_with_setup(&mut d, &mut s, 0.70, 0.02, Duration::from_secs(3)).await);
+        let (mut d, mut s) = settled(5_000, 0.70, 0.02).await;
         s.legs = 4_000;
         let mut refused = false;
         for _ in 0..8 {
@@ -795,13 +802,7 @@ mod tests {
         // Counted as the calls' load, the same second refuses the refill.
         assert!(redial_wave(0.87, 0.0).await);
         // A ramp to a new height is judged on the whole machine, set-ups and all.
-        let mut d = Detector::default();
-        let mut s = Sample {
-            legs: 4_000,
-            ..Sample::default()
-        };
-        d.observe(Instant::now(), s.clone());
-        assert!(!run_with_setup(&mut d, &mut s, 0.60, 0.02, Duration::from_secs(3)).await);
+        let (mut d, mut s) = settled(4_000, 0.60, 0.02).await;
         let mut refused = false;
         for _ in 0..4 {
             s.legs += 190;
@@ -836,14 +837,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_machine_trips_whatever_fills_it_and_calm_is_the_whole_machine_s() {
-        let mut d = Detector::default();
-        let mut s = Sample {
-            legs: 6_000,
-            ..Sample::default()
-        };
-        d.observe(Instant::now(), s.clone());
         // Under the mark less the set-ups (0.84 − 0.08), and under full: admitted.
-        assert!(!run_with_setup(&mut d, &mut s, 0.84, 0.08, Duration::from_secs(3)).await);
+        let (mut d, mut s) = settled(6_000, 0.84, 0.08).await;
         // Set-ups on a machine near its mark fill it (0.93, 0.83 less them): refused.
         assert!(run_with_setup(&mut d, &mut s, 0.93, 0.10, Duration::from_secs(1)).await);
         // The set-ups' share gone (0.80 whole, 0.70 less them): not calm yet.
