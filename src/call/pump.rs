@@ -222,7 +222,7 @@ struct Counters {
     busy_ns: AtomicU64,
     /// The thread's CPU clock at its last visit's end: all its CPU, its wake-ups too.
     /// The process's CPU less this is hotline's work outside its media (call set-ups,
-    /// the store), which the overload judge does not count as the calls' load.
+    /// the store), which the overload judge leaves out of a redial wave's load.
     cpu_ns: AtomicU64,
     legs: AtomicUsize,
     /// Past [`PACK_BUSY`]: new calls go elsewhere while another thread is open.

@@ -102,7 +102,7 @@ const KEPT: usize = 4096;
 
 #[derive(Default)]
 pub struct Refusals {
-    totals: [AtomicU64; 8],
+    totals: [AtomicU64; Reason::ALL.len()],
     interval: Mutex<Interval>,
 }
 
@@ -143,7 +143,7 @@ impl Refusals {
     }
 
     /// Refusals since start, every reason.
-    pub fn totals(&self) -> [(Reason, u64); 8] {
+    pub fn totals(&self) -> [(Reason, u64); Reason::ALL.len()] {
         Reason::ALL.map(|r| {
             let n = self
                 .totals
