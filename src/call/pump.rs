@@ -586,8 +586,11 @@ impl Slotted {
 }
 
 /// When a leg's connected sending socket is read: every visit while the caller sends
-/// (one read, two after a read that found all it asked for: a backlog drains), every
-/// [`QUIET_READ_EVERY`] visits once [`QUIET_AFTER`] reads in a row found nothing.
+/// (one read, two after a read that found all it asked for: a backlog drains); once
+/// [`QUIET_AFTER`] reads in a row found nothing, not until a poll armed on it says a
+/// datagram is there (src/call/rtpio.rs), or, where the thread has no poll to arm,
+/// every [`QUIET_READ_EVERY`] visits (every [`LONG_QUIET_READ_EVERY`] after
+/// [`LONG_QUIET_AFTER`]).
 #[derive(Debug, Default, Clone, Copy)]
 struct ReadPace {
     /// Visits to skip before the next read.
@@ -597,12 +600,28 @@ struct ReadPace {
     /// The last read: datagrams asked for (0: none pending) and found.
     want: u8,
     got: u8,
+    /// A poll is armed on the socket: nothing is read until it completes.
+    armed: bool,
+}
+
+/// What a visit does with a leg's connected sending socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadDue {
+    Nothing,
+    Read(usize),
+    /// The caller is quiet: arm a poll ([`ReadPace::armed`] once it is, else
+    /// [`ReadPace::not_armed`]).
+    Arm,
 }
 
 impl ReadPace {
-    /// The reads to submit this visit (0: none). What the last read found is judged
-    /// here, its datagrams having been counted by [`ReadPace::found`] since.
-    fn due(&mut self) -> usize {
+    /// What to do this visit. What the last read found is judged here, its datagrams
+    /// having been counted by [`ReadPace::found`] since. `can_poll`: the thread can arm
+    /// a poll.
+    fn due(&mut self, can_poll: bool) -> ReadDue {
+        if self.armed {
+            return ReadDue::Nothing;
+        }
         let mut next = 1;
         if self.want > 0 {
             self.idle = if self.got == 0 {
@@ -613,25 +632,44 @@ impl ReadPace {
             if self.got >= self.want {
                 next = READS_PER_SOCKET as u8;
             }
+            self.want = 0;
+            self.got = 0;
+            if self.idle >= QUIET_AFTER && can_poll {
+                return ReadDue::Arm;
+            }
             if self.idle >= LONG_QUIET_AFTER {
                 self.wait = LONG_QUIET_READ_EVERY - 1;
             } else if self.idle >= QUIET_AFTER {
                 self.wait = QUIET_READ_EVERY - 1;
             }
-            self.want = 0;
-            self.got = 0;
         }
         if self.wait > 0 {
             self.wait -= 1;
-            return 0;
+            return ReadDue::Nothing;
         }
         self.want = next;
-        usize::from(next)
+        ReadDue::Read(usize::from(next))
     }
 
     /// A datagram the last read found.
     fn found(&mut self) {
         self.got = self.got.saturating_add(1);
+    }
+
+    /// The poll [`ReadDue::Arm`] asked for is armed.
+    fn armed(&mut self) {
+        self.armed = true;
+    }
+
+    /// It could not be: read again in a few visits, and try again after that read.
+    fn not_armed(&mut self) {
+        self.wait = QUIET_READ_EVERY - 1;
+    }
+
+    /// The poll completed: a datagram is there (or the poll is gone): read from the
+    /// next visit on.
+    fn woke(&mut self) {
+        *self = ReadPace::default();
     }
 }
 
@@ -754,6 +792,8 @@ struct Shard {
     dues: Vec<Instant>,
     /// Legs latched in this visit's reads (reused every visit).
     latched_now: Vec<u64>,
+    /// Legs whose poll completed (reused every visit).
+    woken: Vec<u64>,
     /// The legs' alarms by time, earliest first; an entry whose leg has since set
     /// another (or ended) is dropped when it comes up.
     alarms: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -787,6 +827,7 @@ impl Shard {
             socks: Vec::with_capacity(1024),
             dues: Vec::with_capacity(1024),
             latched_now: Vec::new(),
+            woken: Vec::new(),
             alarms: BinaryHeap::new(),
             judged_visits: 0,
             judged_busy_ns: 0,
@@ -920,6 +961,9 @@ impl Shard {
                     }
                     // Ids are a counter: not seen, but a leg replaced lets its sockets go.
                     Some(old) => {
+                        if old.reads.armed {
+                            self.io.disarm(n.id);
+                        }
                         self.io.forget(&old.port.socket);
                         if let Some(s) = old.port.sender() {
                             self.io.forget(s);
@@ -990,6 +1034,9 @@ impl Shard {
             }
             Cmd::Remove(leg) => {
                 if let Some(l) = self.legs.remove(leg) {
+                    if l.reads.armed {
+                        self.io.disarm(leg);
+                    }
                     self.io.forget(&l.port.socket);
                     if let Some(s) = l.port.sender() {
                         self.io.forget(s);
@@ -1014,6 +1061,7 @@ impl Shard {
             latched_now,
             alarms,
             told,
+            woken,
             ..
         } = self;
         let (sent0, errors0) = (io.sent, io.send_errors);
@@ -1022,6 +1070,7 @@ impl Shard {
         // One clock read a visit: every leg of the slot is due at the slot's time.
         let now = Instant::now();
         dues.clear();
+        let can_poll = io.path() == MediaIo::IoUring;
         let walk = legs.slot_mut(slot);
         for i in 0..walk.len() {
             // The lines a visit reads, and no more: asking for the two other lines it
@@ -1062,14 +1111,16 @@ impl Shard {
             if l.peer.is_some()
                 && let Some(s) = l.port.sender()
             {
-                let reads = l.reads.due();
-                if reads > 0 {
-                    socks.push(ToRead {
+                match l.reads.due(can_poll) {
+                    ReadDue::Nothing => {}
+                    ReadDue::Read(reads) => socks.push(ToRead {
                         key: id | FROM_SENDER,
                         fd: s.as_raw_fd(),
                         reads,
                         peer: l.peer,
-                    });
+                    }),
+                    ReadDue::Arm if io.arm(s.as_raw_fd(), id) => l.reads.armed(),
+                    ReadDue::Arm => l.reads.not_armed(),
                 }
             }
         }
@@ -1169,6 +1220,20 @@ impl Shard {
                 let _ = l.events.send(event);
             }
         }
+        // Quiet callers whose poll says a datagram is there: read from their next visit.
+        io.woken(woken);
+        for id in woken.iter() {
+            if let Some(l) = legs.get_mut(*id) {
+                l.reads.woke();
+            }
+        }
+        if io.polls_lost() {
+            for slot in 0..SLOTS {
+                for (_, l) in legs.slot_mut(slot) {
+                    l.reads.woke();
+                }
+            }
+        }
         let sent = io.sent - sent0;
         let send_errors = io.send_errors - errors0;
         let cpu = thread_cpu_ns();
@@ -1242,7 +1307,11 @@ fn aim_sender(l: &mut Slotted, to: Option<SocketAddr>) {
     let Some(to) = to.filter(|a| !a.ip().is_unspecified() && a.port() != 0) else {
         return;
     };
-    l.reads = ReadPace::default();
+    // Read at once; a poll still armed stays so (it hears the new peer as well).
+    l.reads = ReadPace {
+        armed: l.reads.armed,
+        ..ReadPace::default()
+    };
     match rtpio::connect(s, Some(to)) {
         Ok(()) => l.peer = Some(to),
         // Sends go addressed; the kernel keeps the socket's old peer.
@@ -1310,7 +1379,10 @@ mod tests {
             .iter()
             .map(|&a| {
                 queued += usize::from(a);
-                let reads = pace.due();
+                let reads = match pace.due(false) {
+                    ReadDue::Read(n) => n,
+                    _ => 0,
+                };
                 for _ in 0..reads.min(queued) {
                     pace.found();
                 }
@@ -1353,6 +1425,41 @@ mod tests {
         assert!(
             reads[at[first]..].iter().all(|&r| r >= 1) && left <= 1,
             "{reads:?}"
+        );
+    }
+
+    /// With a poll to arm, a quiet caller is read no more after five empty reads until
+    /// the poll completes, then every visit again; a poll refused, every third visit
+    /// and another try.
+    #[test]
+    fn a_quiet_caller_waits_on_a_poll_and_is_read_again_when_it_completes() {
+        let mut pace = ReadPace::default();
+        let mut dues: Vec<ReadDue> = (0..6).map(|_| pace.due(true)).collect();
+        assert_eq!(dues[..5], [ReadDue::Read(1); 5]);
+        assert_eq!(dues[5], ReadDue::Arm);
+        pace.armed();
+        dues = (0..50).map(|_| pace.due(true)).collect();
+        assert!(dues.iter().all(|d| *d == ReadDue::Nothing), "{dues:?}");
+        pace.woke();
+        assert_eq!(pace.due(true), ReadDue::Read(1));
+        pace.found();
+        assert_eq!(pace.due(true), ReadDue::Read(READS_PER_SOCKET));
+        // Refused (no room for another poll): a read two visits on, then Arm again.
+        let mut pace = ReadPace::default();
+        for _ in 0..5 {
+            pace.due(true);
+        }
+        assert_eq!(pace.due(true), ReadDue::Arm);
+        pace.not_armed();
+        dues = (0..4).map(|_| pace.due(true)).collect();
+        assert_eq!(
+            dues,
+            [
+                ReadDue::Nothing,
+                ReadDue::Nothing,
+                ReadDue::Read(1),
+                ReadDue::Arm
+            ]
         );
     }
 
