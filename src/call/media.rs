@@ -5,7 +5,7 @@ use crate::flow::Event;
 use crate::flow::catalogue::{Clip as FlowClip, Utterance};
 use crate::media::dtmf::DtmfDetector;
 use crate::media::prompt::{Cue, Playout, PromptCache};
-use crate::media::rtp::{Pacer, RtpPacket, is_rtcp};
+use crate::media::rtp::{Pacer, RtpHeader, RtpPacket, is_rtcp};
 use crate::media::voice::{VoiceClassifier, VoiceEvent, VoiceSettings};
 use crate::media::{Codec, FRAME_SAMPLES};
 use crate::sip::sdp;
@@ -153,20 +153,19 @@ impl MediaLeg {
 
     /// Writes every frame due by `now` (one packet at a time through `send`, with when
     /// it was due) and says when a play request has finished sounding.
-    pub fn tick(&mut self, now: Instant, mut send: impl FnMut(&[u8], Instant)) -> Ticked {
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        mut send: impl FnMut(&RtpHeader, &[u8], Instant),
+    ) -> Ticked {
         let mut done = None;
         let mut skipped = 0;
-        let mut buf = [0u8; MAX_PACKET];
         while let Some(tick) = self.pacer.poll(now) {
             skipped += tick.skipped;
             let frame = self.playout.next_frame(self.stream.codec);
-            if self.stream.send
-                && self.stream.remote.is_some()
-                && let Ok(n) = tick
-                    .header(self.stream.payload_type)
-                    .write(frame.payload, &mut buf)
-            {
-                send(&buf[..n], self.pacer.due_of(tick.frame));
+            if self.stream.send && self.stream.remote.is_some() {
+                let header = tick.header(self.stream.payload_type);
+                send(&header, frame.payload, self.pacer.due_of(tick.frame));
             }
             if frame.done
                 && let Some(id) = self.playing.take()

@@ -20,8 +20,8 @@
 //! Where a port has two sockets (src/call/ports.rs), the sending one is `connect()`ed to
 //! where the call's RTP goes: its sends carry no address (the kernel keeps the route),
 //! and the caller's datagrams arrive on it, read in the visit without readiness
-//! registration or a wake-up per datagram (a silent caller every [`QUIET_READ_EVERY`]
-//! visits). The other socket, watched by epoll (one `epoll_wait` a visit), hears anyone
+//! registration or a wake-up per datagram; a caller gone quiet is not read until a
+//! poll armed on the socket says a datagram is there ([`ReadPace`]). The other socket, watched by epoll (one `epoll_wait` a visit), hears anyone
 //! else: a caller behind NAT, whose RTP comes from another address than the SDP says.
 //! Latching (symmetric RTP, RFC 4961; src/call/latch.rs) aims the sending socket at
 //! where the caller's RTP comes from and stops watching the other, whose arrivals are
@@ -98,9 +98,12 @@ const PACK_JUDGED_OVER: u32 = (1_000_000_000 / SLOT.as_nanos()) as u32;
 /// all five slots to this, as many a visit as before.
 pub const SLOT_PACK: usize = PACK_LEGS / SLOTS;
 
-/// Reads in a row that find nothing before a caller counts as silent.
+/// Reads in a row that find nothing before a caller counts as silent: its socket then
+/// waits on a poll (src/call/rtpio.rs), armed once, instead of being read. A read that
+/// finds nothing costs about what arming costs, and a caller who pauses between words
+/// is read on. Where a thread has no poll to arm (no io_uring), the paced reads below.
 const QUIET_AFTER: u8 = 5;
-/// A silent caller's sending socket is read every this many visits (60 ms): a read
+/// Without a poll: a silent caller's sending socket is read every this many visits (60 ms): a read
 /// that finds nothing is a system call's work for nothing (with it, 5,000 silent callers
 /// cost what they did on the unconnected socket, same-time A/B 2026-12-03), and a
 /// caller who starts to speak or press keys waits at most this long to be heard, then
@@ -1093,10 +1096,10 @@ impl Shard {
             let can_send = remote.is_some();
             let to = if remote == l.peer { None } else { remote };
             let fd = l.port.send_fd();
-            let ticked = l.leg.tick(now, |pkt, due| {
+            let ticked = l.leg.tick(now, |header, payload, due| {
                 if can_send {
                     // A full socket buffer drops the frame: late audio is worse than none.
-                    io.send(fd, pkt, to);
+                    io.send_rtp(fd, header, payload, to);
                     if *measure {
                         dues.push(due);
                     }
