@@ -236,6 +236,9 @@ struct Counters {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PumpStats {
     pub legs: usize,
+    /// Legs handed to the threads since the start: the calls set up.
+    #[serde(skip)]
+    pub added: u64,
     pub rtp_sent: u64,
     pub rtp_received: u64,
     pub rtp_send_errors: u64,
@@ -450,6 +453,7 @@ impl MediaPump {
     pub fn stats(&self) -> PumpStats {
         let mut s = PumpStats {
             pack: self.pack,
+            added: self.next_leg.load(Relaxed).saturating_sub(1),
             ..PumpStats::default()
         };
         for c in &self.counters {

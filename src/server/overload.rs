@@ -145,6 +145,8 @@ pub struct Sample {
     pub media_cpu_ns: u64,
     /// Calls on the media threads now.
     pub legs: usize,
+    /// Calls handed to the media threads since the start (0 where unknown).
+    pub added: u64,
     /// Each media thread's counters (none: the totals above are one thread's).
     pub threads: Vec<ThreadLoad>,
     /// Legs a thread fills to before new calls go to the next (0: no such limit).
@@ -173,6 +175,7 @@ impl From<PumpStats> for Sample {
             busy_ns: s.busy_ns,
             late_visits: s.late_visits,
             legs: s.legs,
+            added: s.added,
             pack: s.pack,
             media_cpu_ns: s.cpu_ns,
             ..Sample::default()
@@ -377,23 +380,32 @@ impl Detector {
         } else {
             1.0
         };
-        // Lines refilled at a height the machine carried lately are judged without
-        // hotline's own set-up work (SIP, flows, the store: its CPU outside the media
-        // threads), which ends with the burst of redials that brought it: the load
-        // client's 5,000 lines, ending and redialling together, put the machine at
-        // 0.83–0.86 for a second, of it set-ups 0.08, on a machine that carried the
-        // 5,000 at 0.65–0.75, and the callers refused were gone for 20–40 s, 2026-12-05.
-        // A ramp to a new height is judged on the whole machine: its set-ups go on as
-        // long as it does. With them left out there too, 8,000 offered climbed to
-        // 6,879–7,194 calls on a fast stretch before the mark tripped, and the load
-        // client sharing the cores starved (gap p99.9 60–180 ms, set-up p99 103 ms).
+        // Calls that refill lines which just ended are judged without hotline's own
+        // set-up work (SIP, flows, the store: its CPU outside the media threads), which
+        // ends with the burst of redials that brought it: the load client's 5,000 lines,
+        // ending and redialling together, put the machine at 0.83–0.86 for a second, of
+        // it set-ups 0.08, on a machine that carried the 5,000 at 0.65–0.75, and the
+        // callers refused were gone for 20–40 s, 2026-12-05. Calls that raise the height
+        // are a ramp, judged on the whole machine: its set-ups go on as long as it does.
+        // With them left out there too, 8,000 offered climbed to 6,879–7,194 calls on a
+        // fast stretch before the mark tripped, and the load client sharing the cores
+        // starved (gap p99.9 60–180 ms, set-up p99 103 ms). So the set-ups count in the
+        // share of the window's new calls that raised the height: all of a ramp's, none
+        // of a refill's, and a twenty-fifth of a wave of 500 redials that ends 20 calls
+        // above the last height (judged whole, that wave tripped the mark at 4,807 calls,
+        // machine 0.874 of it set-ups 0.060, and 5,000 were never up, 2026-12-05).
         // Past [`MACHINE_FULL`] the whole machine trips whatever fills it, and a refusal
         // clears only once the whole machine is calm.
-        let machine = if new_high {
-            total
+        let raised = if !new_high {
+            0.0
         } else {
-            (total - w.setup).max(0.0)
+            match s.added.saturating_sub(start.added) {
+                // Where new calls are not counted, as a ramp.
+                0 => 1.0,
+                arrived => (grown as f64 / arrived as f64).min(1.0),
+            }
         };
+        let machine = (total - w.setup * (1.0 - raised)).max(0.0);
         let receiving = receiving_busy(&start, &s, grown);
         tracing::debug!(
             legs = s.legs,
@@ -402,6 +414,7 @@ impl Detector {
             receiving_busy = format_args!("{:.3}", receiving),
             machine = format_args!("{:.3}", w.machine.unwrap_or(0.0)),
             hotline_setup = format_args!("{:.3}", w.setup),
+            setup_counted = format_args!("{:.3}", raised),
             ahead = format_args!("{:.3}", ahead),
             "overload judge's window"
         );
@@ -810,6 +823,26 @@ mod tests {
             refused |= run_with_setup(&mut d, &mut s, 0.80, 0.08, INTERVAL).await;
         }
         assert!(refused, "0.80 × 4,760 / 4,000 = 0.95 ahead");
+    }
+
+    /// A wave of redials that ends a few calls above the last height is a refill, its
+    /// set-ups left out in the share of its calls that raised nothing; a ramp of the
+    /// same new calls is judged whole.
+    #[tokio::test(start_paused = true)]
+    async fn a_redial_wave_a_few_calls_above_the_last_height_is_judged_as_a_refill() {
+        // 500 calls end and 520 come in a second, on 4,787 lines.
+        let wave = |arrive: u64, grow: usize| async move {
+            let (mut d, mut s) = settled(4_787, 0.70, 0.02).await;
+            let mut refused = false;
+            for _ in 0..4 {
+                s.added += arrive / 4;
+                s.legs += grow / 4;
+                refused |= run_with_setup(&mut d, &mut s, 0.874, 0.06, INTERVAL).await;
+            }
+            refused
+        };
+        assert!(!wave(520, 20).await, "0.874 − 0.06 × 500/520 = 0.816");
+        assert!(wave(520, 520).await, "a ramp: 0.874 whole, and ahead");
     }
 
     /// As [`run_on`], `setup` of the machine being hotline's own work outside its
