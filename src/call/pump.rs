@@ -21,8 +21,9 @@
 //! where the call's RTP goes: its sends carry no address (the kernel keeps the route),
 //! and the caller's datagrams arrive on it, read in the visit without readiness
 //! registration or a wake-up per datagram; a caller gone quiet is not read until a
-//! poll armed on the socket says a datagram is there ([`ReadPace`]). The other socket, watched by epoll (one `epoll_wait` a visit), hears anyone
-//! else: a caller behind NAT, whose RTP comes from another address than the SDP says.
+//! poll armed on the socket says a datagram is there ([`ReadPace`]). The other socket,
+//! watched by epoll (asked in a visit once a poll on the set says something is
+//! ready), hears anyone else: a caller behind NAT, whose RTP comes from another address than the SDP says.
 //! Latching (symmetric RTP, RFC 4961; src/call/latch.rs) aims the sending socket at
 //! where the caller's RTP comes from and stops watching the other, whose arrivals are
 //! then a stranger's. A new remote address in a re-INVITE aims anew and watches again.
@@ -103,8 +104,8 @@ pub const SLOT_PACK: usize = PACK_LEGS / SLOTS;
 /// finds nothing costs about what arming costs, and a caller who pauses between words
 /// is read on. Where a thread has no poll to arm (no io_uring), the paced reads below.
 const QUIET_AFTER: u8 = 5;
-/// Without a poll: a silent caller's sending socket is read every this many visits (60 ms): a read
-/// that finds nothing is a system call's work for nothing (with it, 5,000 silent callers
+/// Without a poll: a silent caller's sending socket is read every this many visits
+/// (60 ms): a read that finds nothing is a system call's work for nothing (with it, 5,000 silent callers
 /// cost what they did on the unconnected socket, same-time A/B 2026-12-03), and a
 /// caller who starts to speak or press keys waits at most this long to be heard, then
 /// is read every visit.
@@ -628,7 +629,7 @@ struct ReadPace {
 enum ReadDue {
     Nothing,
     Read(usize),
-    /// The caller is quiet: arm a poll ([`ReadPace::armed`] once it is, else
+    /// The caller is quiet: arm a poll ([`ReadPace::poll_armed`] once it is, else
     /// [`ReadPace::not_armed`]).
     Arm,
 }
@@ -676,7 +677,7 @@ impl ReadPace {
     }
 
     /// The poll [`ReadDue::Arm`] asked for is armed.
-    fn armed(&mut self) {
+    fn poll_armed(&mut self) {
         self.armed = true;
     }
 
@@ -1139,7 +1140,7 @@ impl Shard {
                         reads,
                         peer: l.peer,
                     }),
-                    ReadDue::Arm if io.arm(s.as_raw_fd(), id) => l.reads.armed(),
+                    ReadDue::Arm if io.arm(s.as_raw_fd(), id) => l.reads.poll_armed(),
                     ReadDue::Arm => l.reads.not_armed(),
                 }
             }
@@ -1457,7 +1458,7 @@ mod tests {
         let mut dues: Vec<ReadDue> = (0..6).map(|_| pace.due(true)).collect();
         assert_eq!(dues[..5], [ReadDue::Read(1); 5]);
         assert_eq!(dues[5], ReadDue::Arm);
-        pace.armed();
+        pace.poll_armed();
         dues = (0..50).map(|_| pace.due(true)).collect();
         assert!(dues.iter().all(|d| *d == ReadDue::Nothing), "{dues:?}");
         pace.woke();

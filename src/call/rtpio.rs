@@ -305,11 +305,7 @@ impl Outbox {
 
     /// `to: None`: the socket is connected.
     fn push(&mut self, fd: RawFd, fixed: u32, pkt: &[u8], to: Option<SocketAddr>) {
-        self.push_with(fd, fixed, to, |buf| {
-            let len = pkt.len().min(MAX_OUT);
-            buf[..len].copy_from_slice(&pkt[..len]);
-            Some(len)
-        });
+        self.push_with(fd, fixed, to, copied(pkt));
     }
 
     /// Queues the datagram `write` puts in the slot's buffer (its length; `None`:
@@ -413,6 +409,15 @@ impl Outbox {
     }
 }
 
+/// Writes a packet built elsewhere into a send buffer (cut to [`MAX_OUT`]).
+fn copied(pkt: &[u8]) -> impl FnOnce(&mut [u8; MAX_OUT]) -> Option<usize> + '_ {
+    move |buf| {
+        let len = pkt.len().min(MAX_OUT);
+        buf[..len].copy_from_slice(&pkt[..len]);
+        Some(len)
+    }
+}
+
 /// What one batch came to: sends done and failed, and whether the ring itself failed.
 #[derive(Debug, Default, Clone, Copy)]
 struct Reaped {
@@ -464,6 +469,14 @@ impl Polls {
             }
         }
         true
+    }
+
+    /// Takes the completions the kernel has posted, without a system call. Outside a
+    /// reap only polls complete (a batch is reaped whole within its own call).
+    fn take_posted(&mut self, ring: &mut IoUring) {
+        for cqe in ring.completion() {
+            self.take(cqe.user_data());
+        }
     }
 }
 
@@ -739,9 +752,7 @@ impl RtpIo {
     pub fn readable(&mut self, keys: &mut Vec<u64>) {
         keys.clear();
         if let Some(ring) = self.ring.as_mut() {
-            for cqe in ring.completion() {
-                self.polls.take(cqe.user_data());
-            }
+            self.polls.take_posted(ring);
             let p = &mut self.polls;
             match p.epoll {
                 SetPoll::Armed => return,
@@ -924,11 +935,7 @@ impl RtpIo {
     /// Queues a datagram (`to: None` for a connected socket); with a ring it goes at
     /// the next [`RtpIo::flush`] (or now, if the batch is full), without one at once.
     pub fn send(&mut self, fd: RawFd, pkt: &[u8], to: Option<SocketAddr>) {
-        self.send_with(fd, to, |buf| {
-            let len = pkt.len().min(MAX_OUT);
-            buf[..len].copy_from_slice(&pkt[..len]);
-            Some(len)
-        });
+        self.send_with(fd, to, copied(pkt));
     }
 
     /// Queues an RTP packet, as [`RtpIo::send`], written straight into the buffer it is
@@ -1027,10 +1034,7 @@ impl RtpIo {
     pub fn woken(&mut self, out: &mut Vec<u64>) {
         out.clear();
         if let Some(ring) = self.ring.as_mut() {
-            for cqe in ring.completion() {
-                // Outside a reap only polls complete.
-                self.polls.take(cqe.user_data());
-            }
+            self.polls.take_posted(ring);
         }
         std::mem::swap(out, &mut self.polls.woken);
     }

@@ -23,12 +23,12 @@
 //! [`LATE_HIGH`] of their visits late while doing real work (late visits alone happen on
 //! any busy machine with three calls up; with few calls the busy share stays near zero),
 //! or when the calls' media is real work and the machine as a whole has no room left
-//! ([`MACHINE_HIGH`] of all its CPUs' time busy, from `/proc/stat`; where lines refill
-//! a height of calls carried in the last [`PEAK_MEMORY`], less hotline's own work
-//! outside its media threads, since a wave of redials' set-ups ends with it while the
-//! calls' media stays; a ramp to a new height counts its set-ups, which go on as long
-//! as it does; the whole machine past [`MACHINE_FULL`] trips whatever fills it, and
-//! calm is the whole machine's). That last one is
+//! ([`MACHINE_HIGH`] of all its CPUs' time busy, from `/proc/stat`; hotline's own work
+//! outside its media threads counts in the share of the window's new calls that raised
+//! the height of the last [`PEAK_MEMORY`], since a wave of redials' set-ups ends with it
+//! while the calls' media stays, and a ramp's go on as long as it does; the whole
+//! machine past [`MACHINE_FULL`] trips whatever fills it, and calm is the whole
+//! machine's). That last one is
 //! the signal for real-time media threads (`media_realtime`): they are never late, they
 //! take their time from everything else on the machine, the SIP work and the callers'
 //! own programs, which starve first (measured: 8,000 offered with the load client on the
