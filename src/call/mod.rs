@@ -5,6 +5,7 @@ pub mod live;
 pub mod media;
 pub mod ports;
 pub mod pump;
+pub mod quiet;
 pub mod rtpio;
 pub mod task;
 pub mod watch;

@@ -35,6 +35,7 @@
 use super::latch::Verdict;
 use super::media::{MediaLeg, Stream};
 use super::ports::RtpPort;
+use super::quiet::QuietWatch;
 use super::rtpio::{self, MediaIo, READS_PER_SOCKET, RtpIo, ToRead};
 use super::wheel::Wheel;
 use crate::flow::Event;
@@ -99,12 +100,12 @@ const PACK_JUDGED_OVER: u32 = (1_000_000_000 / SLOT.as_nanos()) as u32;
 /// all five slots to this, as many a visit as before.
 pub const SLOT_PACK: usize = PACK_LEGS / SLOTS;
 
-/// Reads in a row that find nothing before a caller counts as silent: its socket then
-/// waits on a poll (src/call/rtpio.rs), armed once, instead of being read. A read that
-/// finds nothing costs about what arming costs, and a caller who pauses between words
-/// is read on. Where a thread has no poll to arm (no io_uring), the paced reads below.
+/// Reads in a row that find nothing before a caller counts as silent: the last of them
+/// is made with its socket watched (src/call/quiet.rs), and it is not read again until
+/// the watch names it. A caller who pauses between words is read on. Where the thread
+/// has no watch, or the kernel refuses one, the paced reads below.
 const QUIET_AFTER: u8 = 5;
-/// Without a poll: a silent caller's sending socket is read every this many visits
+/// Without a watch: a silent caller's sending socket is read every this many visits
 /// (60 ms): a read that finds nothing is a system call's work for nothing (with it, 5,000 silent callers
 /// cost what they did on the unconnected socket, same-time A/B 2026-12-03), and a
 /// caller who starts to speak or press keys waits at most this long to be heard, then
@@ -606,11 +607,11 @@ impl Slotted {
 }
 
 /// When a leg's connected sending socket is read: every visit while the caller sends
-/// (one read, two after a read that found all it asked for: a backlog drains); once
-/// [`QUIET_AFTER`] reads in a row found nothing, not until a poll armed on it says a
-/// datagram is there (src/call/rtpio.rs), or, where the thread has no poll to arm,
-/// every [`QUIET_READ_EVERY`] visits (every [`LONG_QUIET_READ_EVERY`] after
-/// [`LONG_QUIET_AFTER`]).
+/// (one read, two after a read that found all it asked for: a backlog drains); the
+/// [`QUIET_AFTER`]th read in a row made with the socket watched (src/call/quiet.rs),
+/// and, if it too finds nothing, none until the watch names the socket. Where the leg
+/// cannot be watched: every [`QUIET_READ_EVERY`] visits (every [`LONG_QUIET_READ_EVERY`]
+/// after [`LONG_QUIET_AFTER`]).
 #[derive(Debug, Default, Clone, Copy)]
 struct ReadPace {
     /// Visits to skip before the next read.
@@ -620,8 +621,11 @@ struct ReadPace {
     /// The last read: datagrams asked for (0: none pending) and found.
     want: u8,
     got: u8,
-    /// A poll is armed on the socket: nothing is read until it completes.
-    armed: bool,
+    /// The socket is watched: nothing is read (but the read made as it was watched)
+    /// until the watch names it.
+    watched: bool,
+    /// The kernel refused to watch it: paced reads for the rest of the call.
+    unwatchable: bool,
 }
 
 /// What a visit does with a leg's connected sending socket.
@@ -629,19 +633,20 @@ struct ReadPace {
 enum ReadDue {
     Nothing,
     Read(usize),
-    /// The caller is quiet: arm a poll ([`ReadPace::poll_armed`] once it is, else
-    /// [`ReadPace::not_armed`]).
-    Arm,
+    /// The caller is quiet: watch its socket ([`ReadPace::watched`] once it is, else
+    /// [`ReadPace::not_watched`]), then read it: a datagram that came before the watch
+    /// raises nothing.
+    WatchAndRead(usize),
+    /// The read made as the socket was watched found a datagram: the caller talks.
+    /// Unwatch, and read.
+    UnwatchAndRead(usize),
 }
 
 impl ReadPace {
     /// What to do this visit. What the last read found is judged here, its datagrams
-    /// having been counted by [`ReadPace::found`] since. `can_poll`: the thread can arm
-    /// a poll.
-    fn due(&mut self, can_poll: bool) -> ReadDue {
-        if self.armed {
-            return ReadDue::Nothing;
-        }
+    /// having been counted by [`ReadPace::found`] since. `can_watch`: the thread has a
+    /// watch.
+    fn due(&mut self, can_watch: bool) -> ReadDue {
         let mut next = 1;
         if self.want > 0 {
             self.idle = if self.got == 0 {
@@ -654,14 +659,26 @@ impl ReadPace {
             }
             self.want = 0;
             self.got = 0;
-            if self.idle >= QUIET_AFTER && can_poll {
-                return ReadDue::Arm;
+            if self.watched {
+                if self.idle > 0 {
+                    return ReadDue::Nothing;
+                }
+                self.watched = false;
+                self.want = next;
+                return ReadDue::UnwatchAndRead(usize::from(next));
+            }
+            if can_watch && !self.unwatchable && self.idle + 1 >= QUIET_AFTER {
+                self.want = 1;
+                return ReadDue::WatchAndRead(1);
             }
             if self.idle >= LONG_QUIET_AFTER {
                 self.wait = LONG_QUIET_READ_EVERY - 1;
             } else if self.idle >= QUIET_AFTER {
                 self.wait = QUIET_READ_EVERY - 1;
             }
+        }
+        if self.watched {
+            return ReadDue::Nothing;
         }
         if self.wait > 0 {
             self.wait -= 1;
@@ -676,20 +693,23 @@ impl ReadPace {
         self.got = self.got.saturating_add(1);
     }
 
-    /// The poll [`ReadDue::Arm`] asked for is armed.
-    fn poll_armed(&mut self) {
-        self.armed = true;
+    /// The watch [`ReadDue::WatchAndRead`] asked for is set.
+    fn watched(&mut self) {
+        self.watched = true;
     }
 
-    /// It could not be: read again in a few visits, and try again after that read.
-    fn not_armed(&mut self) {
-        self.wait = QUIET_READ_EVERY - 1;
+    /// The kernel refused it: this leg's socket is read every few visits instead.
+    fn not_watched(&mut self) {
+        self.unwatchable = true;
     }
 
-    /// The poll completed: a datagram is there (or the poll is gone): read from the
-    /// next visit on.
+    /// The watch named the socket: a datagram is there (or the watch gave up on every
+    /// socket): read from the next visit on.
     fn woke(&mut self) {
-        *self = ReadPace::default();
+        *self = ReadPace {
+            unwatchable: self.unwatchable,
+            ..ReadPace::default()
+        };
     }
 }
 
@@ -812,7 +832,10 @@ struct Shard {
     dues: Vec<Instant>,
     /// Legs latched in this visit's reads (reused every visit).
     latched_now: Vec<u64>,
-    /// Legs whose poll completed (reused every visit).
+    /// Quiet callers' sockets, watched for their next datagram; `None` where the
+    /// thread could not make the watch (their sockets are then read every few visits).
+    quiet: Option<QuietWatch>,
+    /// Legs whose watched socket had a datagram (reused every visit).
     woken: Vec<u64>,
     /// The legs' alarms by time, earliest first; an entry whose leg has since set
     /// another (or ended) is dropped when it comes up.
@@ -848,6 +871,11 @@ impl Shard {
             socks: Vec::with_capacity(1024),
             dues: Vec::with_capacity(1024),
             latched_now: Vec::new(),
+            quiet: QuietWatch::new()
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "quiet callers' sockets cannot be watched: they are read every few visits")
+                })
+                .ok(),
             woken: Vec::new(),
             alarms: BinaryHeap::new(),
             judged_visits: 0,
@@ -982,8 +1010,10 @@ impl Shard {
                     }
                     // Ids are a counter: not seen, but a leg replaced lets its sockets go.
                     Some(old) => {
-                        if old.reads.armed {
-                            self.io.disarm(n.id);
+                        if let (true, Some(q), Some(s)) =
+                            (old.reads.watched, self.quiet.as_mut(), old.port.sender())
+                        {
+                            q.unwatch(s.as_raw_fd());
                         }
                         self.io.forget(&old.port.socket);
                         if let Some(s) = old.port.sender() {
@@ -1055,8 +1085,10 @@ impl Shard {
             }
             Cmd::Remove(leg) => {
                 if let Some(l) = self.legs.remove(leg) {
-                    if l.reads.armed {
-                        self.io.disarm(leg);
+                    if let (true, Some(q), Some(s)) =
+                        (l.reads.watched, self.quiet.as_mut(), l.port.sender())
+                    {
+                        q.unwatch(s.as_raw_fd());
                     }
                     self.io.forget(&l.port.socket);
                     if let Some(s) = l.port.sender() {
@@ -1082,6 +1114,7 @@ impl Shard {
             latched_now,
             alarms,
             told,
+            quiet,
             woken,
             ..
         } = self;
@@ -1091,7 +1124,6 @@ impl Shard {
         // One clock read a visit: every leg of the slot is due at the slot's time.
         let now = Instant::now();
         dues.clear();
-        let can_poll = io.path() == MediaIo::IoUring;
         let walk = legs.slot_mut(slot);
         for i in 0..walk.len() {
             // The lines a visit reads, and no more: asking for the two other lines it
@@ -1132,16 +1164,31 @@ impl Shard {
             if l.peer.is_some()
                 && let Some(s) = l.port.sender()
             {
-                match l.reads.due(can_poll) {
-                    ReadDue::Nothing => {}
-                    ReadDue::Read(reads) => socks.push(ToRead {
+                let reads = match l.reads.due(quiet.is_some()) {
+                    ReadDue::Nothing => 0,
+                    ReadDue::Read(reads) => reads,
+                    ReadDue::WatchAndRead(reads) => {
+                        if quiet.as_mut().is_some_and(|q| q.watch(s.as_raw_fd(), id)) {
+                            l.reads.watched();
+                        } else {
+                            l.reads.not_watched();
+                        }
+                        reads
+                    }
+                    ReadDue::UnwatchAndRead(reads) => {
+                        if let Some(q) = quiet.as_mut() {
+                            q.unwatch(s.as_raw_fd());
+                        }
+                        reads
+                    }
+                };
+                if reads > 0 {
+                    socks.push(ToRead {
                         key: id | FROM_SENDER,
                         fd: s.as_raw_fd(),
                         reads,
                         peer: l.peer,
-                    }),
-                    ReadDue::Arm if io.arm(s.as_raw_fd(), id) => l.reads.poll_armed(),
-                    ReadDue::Arm => l.reads.not_armed(),
+                    });
                 }
             }
         }
@@ -1241,16 +1288,11 @@ impl Shard {
                 let _ = l.events.send(event);
             }
         }
-        // Quiet callers whose poll says a datagram is there: read from their next visit.
-        io.woken(woken);
-        for id in woken.iter() {
-            if let Some(l) = legs.get_mut(*id) {
-                l.reads.woke();
-            }
-        }
-        if io.polls_lost() {
-            for slot in 0..SLOTS {
-                for (_, l) in legs.slot_mut(slot) {
+        // Quiet callers whose watch says a datagram is there: read from their next visit.
+        if let Some(q) = quiet.as_mut() {
+            q.woken(woken);
+            for id in woken.iter() {
+                if let Some(l) = legs.get_mut(*id) {
                     l.reads.woke();
                 }
             }
@@ -1328,9 +1370,11 @@ fn aim_sender(l: &mut Slotted, to: Option<SocketAddr>) {
     let Some(to) = to.filter(|a| !a.ip().is_unspecified() && a.port() != 0) else {
         return;
     };
-    // Read at once; a poll still armed stays so (it hears the new peer as well).
+    // Read at once; a socket still watched stays so (the watch hears the new peer as
+    // well).
     l.reads = ReadPace {
-        armed: l.reads.armed,
+        watched: l.reads.watched,
+        unwatchable: l.reads.unwatchable,
         ..ReadPace::default()
     };
     match rtpio::connect(s, Some(to)) {
@@ -1449,37 +1493,51 @@ mod tests {
         );
     }
 
-    /// With a poll to arm, a quiet caller is read no more after five empty reads until
-    /// the poll completes, then every visit again; a poll refused, every third visit
-    /// and another try.
+    /// With a watch, a quiet caller's fifth empty read is made with its socket watched,
+    /// and it is read no more until the watch names it, then every visit again; a
+    /// datagram found by that read unwatches it; a watch refused, every third visit.
     #[test]
-    fn a_quiet_caller_waits_on_a_poll_and_is_read_again_when_it_completes() {
+    fn a_quiet_callers_socket_is_watched_and_read_again_when_the_watch_names_it() {
         let mut pace = ReadPace::default();
-        let mut dues: Vec<ReadDue> = (0..6).map(|_| pace.due(true)).collect();
-        assert_eq!(dues[..5], [ReadDue::Read(1); 5]);
-        assert_eq!(dues[5], ReadDue::Arm);
-        pace.poll_armed();
+        let mut dues: Vec<ReadDue> = (0..5).map(|_| pace.due(true)).collect();
+        assert_eq!(dues[..4], [ReadDue::Read(1); 4]);
+        assert_eq!(dues[4], ReadDue::WatchAndRead(1));
+        pace.watched();
         dues = (0..50).map(|_| pace.due(true)).collect();
         assert!(dues.iter().all(|d| *d == ReadDue::Nothing), "{dues:?}");
         pace.woke();
         assert_eq!(pace.due(true), ReadDue::Read(1));
         pace.found();
         assert_eq!(pace.due(true), ReadDue::Read(READS_PER_SOCKET));
-        // Refused (no room for another poll): a read two visits on, then Arm again.
+        // A datagram came just before the watch: the read made with it finds it.
         let mut pace = ReadPace::default();
-        for _ in 0..5 {
+        for _ in 0..4 {
             pace.due(true);
         }
-        assert_eq!(pace.due(true), ReadDue::Arm);
-        pace.not_armed();
-        dues = (0..4).map(|_| pace.due(true)).collect();
+        assert_eq!(pace.due(true), ReadDue::WatchAndRead(1));
+        pace.watched();
+        pace.found();
+        assert_eq!(pace.due(true), ReadDue::UnwatchAndRead(READS_PER_SOCKET));
+        assert!(!pace.watched);
+        assert_eq!(pace.due(true), ReadDue::Read(1));
+        // Refused: paced reads, and no other try for this leg.
+        let mut pace = ReadPace::default();
+        for _ in 0..4 {
+            pace.due(true);
+        }
+        assert_eq!(pace.due(true), ReadDue::WatchAndRead(1));
+        pace.not_watched();
+        dues = (0..7).map(|_| pace.due(true)).collect();
         assert_eq!(
             dues,
             [
                 ReadDue::Nothing,
                 ReadDue::Nothing,
                 ReadDue::Read(1),
-                ReadDue::Arm
+                ReadDue::Nothing,
+                ReadDue::Nothing,
+                ReadDue::Read(1),
+                ReadDue::Nothing,
             ]
         );
     }
@@ -1834,6 +1892,26 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(pump.stats().rtp_received, 1);
 
+        // Quiet long enough for its socket to be watched rather than read: the next key
+        // is heard all the same (a watched socket is read only once the watch names it).
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let mut key = vec![0x80, 101, 0, 2, 0, 0, 1, 64, 0, 0, 0, 9];
+        key.extend_from_slice(&[7, 0x80, 0, 160]);
+        caller.send_to(&key, hotline).expect("sent");
+        let heard = loop {
+            let ev = tokio::time::timeout(Duration::from_secs(2), leg.events.recv())
+                .await
+                .expect("a key after a silence in time")
+                .expect("an event")
+                .event();
+            if let Some(ev @ Event::Dtmf(_)) = ev {
+                break ev;
+            }
+        };
+        assert!(matches!(heard, Event::Dtmf('7')), "{heard:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(pump.stats().rtp_received, 2);
+
         // A run that would pass probation on a watched reader: not read at all.
         let rtp = |seq: u8| {
             let mut p = vec![0x80, 0, 0, seq, 0, 0, 0, 160, 0, 0, 0, 7];
@@ -1847,7 +1925,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(
             pump.stats().rtp_received,
-            1,
+            2,
             "a stranger's datagrams were read"
         );
         let mut buf = [0u8; 512];
