@@ -20,8 +20,8 @@
 //! Where a port has two sockets (src/call/ports.rs), the sending one is `connect()`ed to
 //! where the call's RTP goes: its sends carry no address (the kernel keeps the route),
 //! and the caller's datagrams arrive on it, read in the visit without readiness
-//! registration or a wake-up per datagram; a caller gone quiet is not read until a
-//! poll armed on the socket says a datagram is there ([`ReadPace`]). The other socket,
+//! registration or a wake-up per datagram; a caller gone quiet is not read until the
+//! thread's watch says a datagram is there ([`ReadPace`], src/call/quiet.rs). The other socket,
 //! watched by epoll (asked in a visit once a poll on the set says something is
 //! ready), hears anyone else: a caller behind NAT, whose RTP comes from another address than the SDP says.
 //! Latching (symmetric RTP, RFC 4961; src/call/latch.rs) aims the sending socket at
@@ -1874,19 +1874,29 @@ mod tests {
             &VoiceSettings::default(),
             port,
         );
-        let mut key = vec![0x80, 101, 0, 1, 0, 0, 0, 160, 0, 0, 0, 9];
-        key.extend_from_slice(&[5, 0x80, 0, 160]);
-        caller.send_to(&key, hotline).expect("sent");
-        let heard = loop {
-            let ev = tokio::time::timeout(Duration::from_secs(2), leg.events.recv())
-                .await
-                .expect("key in time")
-                .expect("an event")
-                .event();
-            if let Some(ev @ Event::Dtmf(_)) = ev {
-                break ev;
+        // A key (RFC 4733: `seq`, `digit`) from the caller, and the key the leg heard.
+        async fn key(
+            caller: &std::net::UdpSocket,
+            to: std::net::SocketAddr,
+            leg: &mut Leg,
+            seq: u8,
+            digit: u8,
+        ) -> Event {
+            let mut key = vec![0x80, 101, 0, seq, 0, 0, seq, 160, 0, 0, 0, 9];
+            key.extend_from_slice(&[digit, 0x80, 0, 160]);
+            caller.send_to(&key, to).expect("sent");
+            loop {
+                let ev = tokio::time::timeout(Duration::from_secs(2), leg.events.recv())
+                    .await
+                    .expect("key in time")
+                    .expect("an event")
+                    .event();
+                if let Some(ev @ Event::Dtmf(_)) = ev {
+                    return ev;
+                }
             }
-        };
+        }
+        let heard = key(&caller, hotline, &mut leg, 1, 5).await;
         assert!(matches!(heard, Event::Dtmf('5')), "{heard:?}");
         // Counted at the end of the visit that heard it.
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1895,19 +1905,7 @@ mod tests {
         // Quiet long enough for its socket to be watched rather than read: the next key
         // is heard all the same (a watched socket is read only once the watch names it).
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let mut key = vec![0x80, 101, 0, 2, 0, 0, 1, 64, 0, 0, 0, 9];
-        key.extend_from_slice(&[7, 0x80, 0, 160]);
-        caller.send_to(&key, hotline).expect("sent");
-        let heard = loop {
-            let ev = tokio::time::timeout(Duration::from_secs(2), leg.events.recv())
-                .await
-                .expect("a key after a silence in time")
-                .expect("an event")
-                .event();
-            if let Some(ev @ Event::Dtmf(_)) = ev {
-                break ev;
-            }
-        };
+        let heard = key(&caller, hotline, &mut leg, 2, 7).await;
         assert!(matches!(heard, Event::Dtmf('7')), "{heard:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(pump.stats().rtp_received, 2);
