@@ -169,7 +169,8 @@ impl QuietWatch {
     }
 
     /// Sockets watched now.
-    pub fn watching(&self) -> usize {
+    #[cfg(test)]
+    fn watching(&self) -> usize {
         self.watched.len()
     }
 }
