@@ -21,39 +21,33 @@ pub const FRAME_NS: u64 = 20_000_000;
 /// Sounding frames at each end of a clip that identify it.
 const EDGE_FRAMES: usize = 10;
 
-/// Sound per μ-law byte, so a frame is classified without decoding it.
+/// Whether a PCMU frame is sound, without decoding it. μ-law's magnitude falls as a
+/// byte's low seven bits rise (0x7F and 0xFF are silence), so the loud bytes are those
+/// whose low bits are below one mark, and a frame is judged 32 bytes to a vector
+/// compare. Why not a look-up per byte: that was half of the load client's receiving
+/// thread's own time, on the thread whose keeping up with hotline the overload verdict
+/// rests on (perf, 2026-12-05).
 pub struct Loudness {
-    table: [bool; 256],
-    /// μ-law's magnitude falls as a byte's low seven bits rise (0x7F and 0xFF are
-    /// silence), so the loud bytes are those whose low bits are below one mark: a frame
-    /// is then judged 32 bytes to a vector compare. Why: the byte-by-byte look-up of
-    /// every silent frame was half of the load client's receiving thread's own time,
-    /// on the thread whose keeping up with hotline the overload verdict rests on
-    /// (perf, 2026-12-05). `None` if the table were not of that shape.
-    below: Option<u8>,
+    mark: u8,
 }
 
 impl Loudness {
     pub fn new() -> Loudness {
-        let mut table = [false; 256];
-        for (b, loud) in table.iter_mut().enumerate() {
-            *loud = ulaw_decode(b as u8).unsigned_abs() > SOUND_LEVEL;
-        }
-        let mark = (0..128u8).find(|&v| !table[usize::from(v)]).unwrap_or(128);
-        let below = (0..=255u8)
-            .all(|b| table[usize::from(b)] == ((b & 0x7F) < mark))
-            .then_some(mark);
-        Loudness { table, below }
+        let loud = |b: u8| ulaw_decode(b).unsigned_abs() > SOUND_LEVEL;
+        let mark = (0..128u8).find(|&v| !loud(v)).unwrap_or(128);
+        assert!(
+            (0..=255u8).all(|b| loud(b) == ((b & 0x7F) < mark)),
+            "μ-law loudness is not a mark on the low seven bits"
+        );
+        Loudness { mark }
     }
 
     pub fn sounding(&self, payload: &[u8]) -> bool {
-        match self.below {
-            // No early exit inside a chunk: the fold becomes one compare of 32 bytes.
-            Some(mark) => payload
-                .chunks(32)
-                .any(|c| c.iter().fold(false, |any, &b| any | ((b & 0x7F) < mark))),
-            None => payload.iter().any(|&b| self.table[usize::from(b)]),
-        }
+        // No early exit inside a chunk: the fold becomes one compare of 32 bytes.
+        payload.chunks(32).any(|c| {
+            c.iter()
+                .fold(false, |any, &b| any | ((b & 0x7F) < self.mark))
+        })
     }
 }
 

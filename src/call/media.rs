@@ -151,8 +151,9 @@ impl MediaLeg {
         self.playout.prefetch_queue();
     }
 
-    /// Writes every frame due by `now` (one packet at a time through `send`, with when
-    /// it was due) and says when a play request has finished sounding.
+    /// Hands every frame due by `now` to `send` (its RTP header, its payload and when it
+    /// was due: the packet is written where it is sent from) and says when a play
+    /// request has finished sounding.
     pub fn tick(
         &mut self,
         now: Instant,

@@ -873,7 +873,7 @@ impl Shard {
             latched_now: Vec::new(),
             quiet: QuietWatch::new()
                 .map_err(|e| {
-                    tracing::warn!(error = %e, "quiet callers' sockets cannot be watched: they are read every few visits")
+                    tracing::warn!(error = %e, "quiet callers' sockets cannot be watched (the kernel or a seccomp filter refused a signalfd): they are read every few visits instead; nothing is lost, the media threads spend a little more CPU; allow signalfd4 to this process to remove the cost")
                 })
                 .ok(),
             woken: Vec::new(),
@@ -881,6 +881,18 @@ impl Shard {
             judged_visits: 0,
             judged_busy_ns: 0,
             told: Vec::with_capacity(64),
+        }
+    }
+
+    /// A leg's sockets leave the thread before they are closed: unwatched, and out of
+    /// the ring's table (which would hold them, and their port, open).
+    fn let_go(&mut self, l: &Slotted) {
+        if let (true, Some(q), Some(s)) = (l.reads.watched, self.quiet.as_mut(), l.port.sender()) {
+            q.unwatch(s.as_raw_fd());
+        }
+        self.io.forget(&l.port.socket);
+        if let Some(s) = l.port.sender() {
+            self.io.forget(s);
         }
     }
 
@@ -1009,17 +1021,7 @@ impl Shard {
                         self.counters.legs.fetch_add(1, Relaxed);
                     }
                     // Ids are a counter: not seen, but a leg replaced lets its sockets go.
-                    Some(old) => {
-                        if let (true, Some(q), Some(s)) =
-                            (old.reads.watched, self.quiet.as_mut(), old.port.sender())
-                        {
-                            q.unwatch(s.as_raw_fd());
-                        }
-                        self.io.forget(&old.port.socket);
-                        if let Some(s) = old.port.sender() {
-                            self.io.forget(s);
-                        }
-                    }
+                    Some(old) => self.let_go(&old),
                 }
             }
             Cmd::Play {
@@ -1085,15 +1087,7 @@ impl Shard {
             }
             Cmd::Remove(leg) => {
                 if let Some(l) = self.legs.remove(leg) {
-                    if let (true, Some(q), Some(s)) =
-                        (l.reads.watched, self.quiet.as_mut(), l.port.sender())
-                    {
-                        q.unwatch(s.as_raw_fd());
-                    }
-                    self.io.forget(&l.port.socket);
-                    if let Some(s) = l.port.sender() {
-                        self.io.forget(s);
-                    }
+                    self.let_go(&l);
                     self.counters.legs.fetch_sub(1, Relaxed);
                 }
             }
